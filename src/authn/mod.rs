@@ -1,0 +1,396 @@
+//! Stage 3: verify a bearer token → [`Principal`].
+//!
+//! Order matters: the unverified `iss` only *selects* a configured issuer; the signature is
+//! checked before any claim, so a forged token learns nothing about which claim would fail.
+//! Every check fails closed: any doubt is a [`TokenError`], which the caller turns into 401.
+
+mod jose;
+mod json;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+pub use jose::Jws;
+
+use crate::config::{IssuerSettings, Settings};
+use crate::jwks::{KeyError, KeyStore};
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// No token was needed and none was used.
+    Anonymous,
+    Authenticated(Arc<VerifiedToken>),
+}
+
+/// A token whose signature and claims passed every check.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    pub issuer: String,
+    /// The JOSE header, as `/secure` shows it.
+    pub header: Map<String, Value>,
+    pub claims: Map<String, Value>,
+}
+
+impl VerifiedToken {
+    pub fn subject(&self) -> Option<&str> {
+        self.claims.get("sub").and_then(Value::as_str)
+    }
+}
+
+/// Why a token is not accepted. Each variant says which check failed, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("the token is longer than allowed")]
+    TooLarge,
+    #[error("the token's algorithm is not supported")]
+    UnsupportedAlgorithm,
+    #[error("the token's algorithm is not allowed for this issuer or key")]
+    AlgorithmNotAllowed,
+    #[error("the token has critical header parameters that are not understood")]
+    CriticalHeader,
+    #[error("the token's issuer is not accepted")]
+    UnknownIssuer,
+    #[error("no key of the issuer matches the token's kid")]
+    UnknownKey,
+    #[error("the token names no kid and the issuer has several keys")]
+    AmbiguousKey,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    #[error("the token has no exp claim")]
+    MissingExp,
+    #[error("the claim `{0}` has the wrong type")]
+    ClaimType(&'static str),
+    #[error("the token is not meant for this audience")]
+    Audience,
+    #[error("the claim `{0}` does not match")]
+    Claim(String),
+    #[error("the token's typ is not at+jwt")]
+    NotAnAccessToken,
+    #[error("the token lacks the required claim `{0}`")]
+    MissingClaim(&'static str),
+}
+
+impl TokenError {
+    /// A stable code for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed(_) => "token_malformed",
+            TokenError::TooLarge => "token_too_large",
+            TokenError::UnsupportedAlgorithm => "alg_unsupported",
+            TokenError::AlgorithmNotAllowed => "alg_not_allowed",
+            TokenError::CriticalHeader => "crit_unsupported",
+            TokenError::UnknownIssuer => "issuer_unknown",
+            TokenError::UnknownKey => "kid_unknown",
+            TokenError::AmbiguousKey => "kid_ambiguous",
+            TokenError::BadSignature => "signature_invalid",
+            TokenError::Expired => "token_expired",
+            TokenError::NotYetValid => "token_not_yet_valid",
+            TokenError::IssuedInFuture => "token_issued_in_future",
+            TokenError::MissingExp => "exp_missing",
+            TokenError::ClaimType(_) => "claim_type",
+            TokenError::Audience => "audience_mismatch",
+            TokenError::Claim(_) => "claim_mismatch",
+            TokenError::NotAnAccessToken => "typ_mismatch",
+            TokenError::MissingClaim(_) => "claim_missing",
+        }
+    }
+}
+
+/// Why authentication did not produce a principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthnError {
+    Invalid(TokenError),
+    /// The issuer has no usable keys yet: not the client's fault, so 503 rather than 401.
+    KeysUnavailable {
+        issuer: String,
+    },
+}
+
+impl From<TokenError> for AuthnError {
+    fn from(e: TokenError) -> Self {
+        AuthnError::Invalid(e)
+    }
+}
+
+/// Verifies a compact JWS access token against the configured issuers.
+pub async fn verify(
+    token: &str,
+    settings: &Settings,
+    keys: &KeyStore,
+) -> Result<VerifiedToken, AuthnError> {
+    if token.len() > settings.limits.max_token_bytes {
+        return Err(TokenError::TooLarge.into());
+    }
+    let jws = Jws::parse(token)?;
+    let claims = json::parse_object(&jws.payload)
+        .ok_or(TokenError::Malformed("the payload is not a JSON object"))?;
+    let iss = match claims.get("iss") {
+        Some(Value::String(iss)) => iss.as_str(),
+        Some(_) => return Err(TokenError::ClaimType("iss").into()),
+        None => return Err(TokenError::UnknownIssuer.into()),
+    };
+    // An unknown issuer fetches nothing.
+    let issuer = settings.issuer(iss).ok_or(TokenError::UnknownIssuer)?;
+    if !issuer.algorithms.contains(&jws.alg) {
+        return Err(TokenError::AlgorithmNotAllowed.into());
+    }
+    let key = keys
+        .select(iss, jws.kid.as_deref(), jws.alg)
+        .await
+        .map_err(|e| match e {
+            KeyError::UnknownIssuer => AuthnError::Invalid(TokenError::UnknownIssuer),
+            KeyError::UnknownKey => AuthnError::Invalid(TokenError::UnknownKey),
+            KeyError::Ambiguous => AuthnError::Invalid(TokenError::AmbiguousKey),
+            KeyError::Unavailable => AuthnError::KeysUnavailable {
+                issuer: issuer.issuer.clone(),
+            },
+        })?;
+    jws.verify_signature(&key)?;
+    check_claims(&claims, jws.typ.as_deref(), issuer, now())?;
+    Ok(VerifiedToken {
+        issuer: issuer.issuer.clone(),
+        header: jws.header,
+        claims,
+    })
+}
+
+/// Seconds since the epoch, with fractions (NumericDate allows them, RFC 7519 §2).
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Time, audience, type and assertion checks on an authentic token's claims.
+pub fn check_claims(
+    claims: &Map<String, Value>,
+    typ: Option<&str>,
+    issuer: &IssuerSettings,
+    now: f64,
+) -> Result<(), TokenError> {
+    let leeway = issuer.leeway.as_secs_f64();
+    let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingExp)?;
+    if now >= exp + leeway {
+        return Err(TokenError::Expired);
+    }
+    if let Some(nbf) = numeric_date(claims, "nbf")? {
+        if now + leeway < nbf {
+            return Err(TokenError::NotYetValid);
+        }
+    }
+    if let Some(iat) = numeric_date(claims, "iat")? {
+        if iat > now + leeway {
+            return Err(TokenError::IssuedInFuture);
+        }
+    }
+
+    let audience_ok = match claims.get("aud") {
+        Some(Value::String(aud)) => issuer.audiences.iter().any(|a| a == aud),
+        Some(Value::Array(items)) => {
+            if items.iter().any(|i| !i.is_string()) {
+                return Err(TokenError::ClaimType("aud"));
+            }
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|aud| issuer.audiences.iter().any(|a| a == aud))
+        }
+        Some(_) => return Err(TokenError::ClaimType("aud")),
+        None => false,
+    };
+    if !audience_ok {
+        return Err(TokenError::Audience);
+    }
+
+    for name in ["sub", "jti", "client_id", "cid", "azp", "scope"] {
+        if claims.get(name).is_some_and(|v| !v.is_string()) {
+            return Err(TokenError::ClaimType(name));
+        }
+    }
+    match claims.get("scp") {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+        Some(_) => return Err(TokenError::ClaimType("scp")),
+    }
+
+    if issuer.require_rfc9068 {
+        let typ_ok = typ.is_some_and(|t| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(TokenError::NotAnAccessToken);
+        }
+        for name in ["sub", "client_id", "iat", "jti"] {
+            if !claims.contains_key(name) {
+                return Err(TokenError::MissingClaim(name));
+            }
+        }
+    }
+
+    for rule in &issuer.claims {
+        if !rule.holds(claims) {
+            return Err(TokenError::Claim(rule.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// A NumericDate claim: absent, or a number. A string, array or anything else is invalid.
+fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<f64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(TokenError::ClaimType(name)),
+        Some(_) => Err(TokenError::ClaimType(name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{ClaimRule, Predicate};
+    use crate::config::KeySource;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn issuer() -> IssuerSettings {
+        IssuerSettings {
+            issuer: "https://idp.test".into(),
+            audiences: vec!["api://default".into(), "api://other".into()],
+            algorithms: vec![jsonwebtoken::Algorithm::RS256],
+            leeway: Duration::from_secs(60),
+            key_source: KeySource::Discovery,
+            allow_http: false,
+            claims: vec![ClaimRule::new("cid", Predicate::Equals(json!("client-1")))],
+            require_rfc9068: false,
+        }
+    }
+
+    fn check(claims: Value) -> Result<(), TokenError> {
+        let Value::Object(map) = claims else {
+            return Err(TokenError::Malformed("test"));
+        };
+        check_claims(&map, None, &issuer(), 1_000_000.0)
+    }
+
+    fn base() -> Value {
+        json!({"iss": "https://idp.test", "aud": "api://default", "exp": 1_000_100, "cid": "client-1", "sub": "u"})
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut v = base();
+        v[key] = value;
+        v
+    }
+
+    #[test]
+    fn exp_is_required_and_checked_with_leeway() {
+        assert_eq!(check(base()), Ok(()));
+        let mut no_exp = base();
+        no_exp.as_object_mut().map(|m| m.remove("exp"));
+        assert_eq!(check(no_exp), Err(TokenError::MissingExp));
+        assert_eq!(check(with("exp", json!(999_950))), Ok(()));
+        assert_eq!(check(with("exp", json!(999_940))), Err(TokenError::Expired));
+        assert_eq!(check(with("exp", json!(-5))), Err(TokenError::Expired));
+        assert_eq!(check(with("exp", json!(1_000_100.5))), Ok(()));
+        assert_eq!(
+            check(with("exp", json!("1000100"))),
+            Err(TokenError::ClaimType("exp"))
+        );
+        assert_eq!(
+            check(with("exp", json!([1_000_100]))),
+            Err(TokenError::ClaimType("exp"))
+        );
+    }
+
+    #[test]
+    fn nbf_and_iat() {
+        assert_eq!(check(with("nbf", json!(1_000_050))), Ok(()));
+        assert_eq!(
+            check(with("nbf", json!(1_000_061))),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            check(with("iat", json!(1_000_061))),
+            Err(TokenError::IssuedInFuture)
+        );
+        assert_eq!(
+            check(with("iat", json!("x"))),
+            Err(TokenError::ClaimType("iat"))
+        );
+    }
+
+    #[test]
+    fn audience_any_of_and_strict_type() {
+        assert_eq!(check(with("aud", json!(["x", "api://other"]))), Ok(()));
+        assert_eq!(check(with("aud", json!(["x"]))), Err(TokenError::Audience));
+        assert_eq!(check(with("aud", json!([]))), Err(TokenError::Audience));
+        assert_eq!(
+            check(with("aud", json!({"a": "api://default"}))),
+            Err(TokenError::ClaimType("aud"))
+        );
+        assert_eq!(
+            check(with("aud", json!(["api://default", 5]))),
+            Err(TokenError::ClaimType("aud"))
+        );
+        assert_eq!(
+            check(with("aud", json!("api://default/"))),
+            Err(TokenError::Audience)
+        );
+    }
+
+    #[test]
+    fn claim_assertions_and_types() {
+        assert_eq!(
+            check(with("cid", json!("client-2"))),
+            Err(TokenError::Claim("cid".into()))
+        );
+        assert_eq!(
+            check(with("sub", json!(7))),
+            Err(TokenError::ClaimType("sub"))
+        );
+        assert_eq!(
+            check(with("scp", json!(["a", 1]))),
+            Err(TokenError::ClaimType("scp"))
+        );
+    }
+
+    #[test]
+    fn rfc9068_profile() {
+        let mut iss = issuer();
+        iss.require_rfc9068 = true;
+        iss.claims.clear();
+        let Value::Object(claims) = json!({"aud": "api://default", "exp": 1_000_100, "sub": "u", "client_id": "c", "iat": 999_999, "jti": "j"})
+        else {
+            return;
+        };
+        assert_eq!(
+            check_claims(&claims, Some("at+jwt"), &iss, 1_000_000.0),
+            Ok(())
+        );
+        assert_eq!(
+            check_claims(&claims, Some("JWT"), &iss, 1_000_000.0),
+            Err(TokenError::NotAnAccessToken)
+        );
+        let mut missing = claims.clone();
+        missing.remove("jti");
+        assert_eq!(
+            check_claims(&missing, Some("at+jwt"), &iss, 1_000_000.0),
+            Err(TokenError::MissingClaim("jti"))
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! Loading `proxy.yaml`: read → substitute `${VAR}` → parse (`raw.rs`) → validate
+//! (`validate.rs`) → runtime [`Settings`].
+//!
+//! Every problem carries the file, the line, the YAML path of the field and a hint saying
+//! what would be valid. Parse errors stop at the first one (serde cannot go on); validation
+//! reports every problem at once.
+
+mod raw;
+mod settings;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use settings::*;
+pub use validate::parse_algorithm;
+
+/// Changes the command line may make to what the file says.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub log_format: Option<String>,
+}
+
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based; `None` when the problem is not tied to one place (the file is unreadable).
+    pub line: Option<usize>,
+    /// Dotted YAML path, e.g. `issuers[0].audiences`; empty for the whole file.
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n    hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} problem{} in the configuration:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.0 {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads, substitutes, parses and validates a configuration file.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Settings, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Problem {
+            file: path.to_owned(),
+            line: None,
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+            hint: Some("pass the path of a YAML file with --config".into()),
+        }])
+    })?;
+    load_str(path, &text, overrides)
+}
+
+/// As [`load`], from text already read (`path` names it in messages).
+pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Settings, ConfigErrors> {
+    let text = substitute_env(path, text, |name| std::env::var(name).ok())?;
+    let deserializer = serde_yaml::Deserializer::from_str(&text);
+    let raw: raw::RawConfig = match serde_path_to_error::deserialize(deserializer) {
+        Ok(raw) => raw,
+        Err(err) => return Err(ConfigErrors(vec![parse_problem(path, err)])),
+    };
+    let locator = Locator::new(&text);
+    validate::validate(raw, overrides)
+        .map_err(|issues| {
+            let mut problems: Vec<Problem> = issues
+                .into_iter()
+                .map(|i| Problem {
+                    file: path.to_owned(),
+                    line: locator.line_of(&i.path),
+                    path: i.path,
+                    message: i.message,
+                    hint: i.hint,
+                })
+                .collect();
+            problems.sort_by_key(|p| p.line);
+            ConfigErrors(problems)
+        })
+        .map(|mut settings| {
+            settings.source = path.to_owned();
+            settings
+        })
+}
+
+fn parse_problem(path: &Path, err: serde_path_to_error::Error<serde_yaml::Error>) -> Problem {
+    let yaml_path = err.path().to_string();
+    let inner = err.into_inner();
+    let line = inner.location().map(|l| l.line());
+    let message = inner.to_string();
+    // serde_yaml appends " at line N column M"; the line is reported separately.
+    let message = match message.find(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message,
+    };
+    // serde_yaml starts some messages with the path, which is reported separately.
+    let message = match message.split_once(": ") {
+        Some((prefix, rest)) if !prefix.contains(' ') => rest.to_owned(),
+        _ => message,
+    };
+    let hint = if message.contains("unknown field") {
+        Some("remove the field or fix its spelling; the valid names are listed above".into())
+    } else if message.contains("invalid type") {
+        Some("check the value's type against the README's configuration reference".into())
+    } else {
+        None
+    };
+    Problem {
+        file: path.to_owned(),
+        line,
+        path: if yaml_path == "." {
+            String::new()
+        } else {
+            yaml_path
+        },
+        message,
+        hint,
+    }
+}
+
+/// Replaces `${NAME}` with the environment variable's value. An unset variable is an error;
+/// `$${` stands for a literal `${`.
+fn substitute_env(
+    path: &Path,
+    text: &str,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigErrors> {
+    let mut out = String::with_capacity(text.len());
+    let mut problems = Vec::new();
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(start) = rest.find('$') {
+            out.push_str(&rest[..start]);
+            let after = &rest[start..];
+            if let Some(stripped) = after.strip_prefix("$${") {
+                out.push_str("${");
+                rest = stripped;
+            } else if let Some(body) = after.strip_prefix("${") {
+                let Some(end) = body.find('}') else {
+                    problems.push(env_problem(
+                        path,
+                        index,
+                        "an unterminated ${ ",
+                        "write ${NAME}",
+                    ));
+                    out.push_str(after);
+                    rest = "";
+                    continue;
+                };
+                let name = &body[..end];
+                let valid_name = !name.is_empty()
+                    && !name.starts_with(|c: char| c.is_ascii_digit())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid_name {
+                    problems.push(env_problem(
+                        path,
+                        index,
+                        &format!("`${{{name}}}` is not a variable name"),
+                        "names are letters, digits and _, e.g. ${OKTA_DOMAIN}",
+                    ));
+                } else if let Some(value) = get(name) {
+                    out.push_str(&value);
+                } else {
+                    problems.push(env_problem(
+                        path,
+                        index,
+                        &format!("environment variable {name} is not set"),
+                        &format!(
+                            "export {name}=... before starting, or write the value in the file"
+                        ),
+                    ));
+                }
+                rest = &body[end + 1..];
+            } else {
+                out.push('$');
+                rest = &after[1..];
+            }
+        }
+        out.push_str(rest);
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigErrors(problems))
+    }
+}
+
+fn env_problem(path: &Path, line_index: usize, message: &str, hint: &str) -> Problem {
+    Problem {
+        file: path.to_owned(),
+        line: Some(line_index + 1),
+        path: String::new(),
+        message: message.to_owned(),
+        hint: Some(hint.to_owned()),
+    }
+}
+
+/// Finds the line of a YAML path such as `issuers[0].claims.cid`, for messages.
+struct Locator {
+    root: Option<marked_yaml::Node>,
+}
+
+impl Locator {
+    fn new(text: &str) -> Locator {
+        Locator {
+            root: marked_yaml::parse_yaml(0, text).ok(),
+        }
+    }
+
+    /// The line of the deepest part of `path` that exists in the file.
+    fn line_of(&self, path: &str) -> Option<usize> {
+        let mut node = self.root.as_ref()?;
+        let mut line = None;
+        for part in split_path(path) {
+            let found = match part {
+                PathPart::Key(key) => node
+                    .as_mapping()
+                    .and_then(|map| map.iter().find(|(k, _)| k.as_str() == key))
+                    .map(|(k, v)| (k.span().start().map(|m| m.line()), v)),
+                PathPart::Index(i) => node
+                    .as_sequence()
+                    .and_then(|seq| seq.get(i))
+                    .map(|v| (v.span().start().map(|m| m.line()), v)),
+            };
+            let Some((at, next)) = found else {
+                return line;
+            };
+            line = at.or(line);
+            node = next;
+        }
+        line
+    }
+}
+
+enum PathPart<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn split_path(path: &str) -> impl Iterator<Item = PathPart<'_>> {
+    path.split('.')
+        .filter(|s| !s.is_empty())
+        .flat_map(|segment| {
+            let mut parts = Vec::new();
+            let (key, mut rest) = match segment.find('[') {
+                Some(i) => (&segment[..i], &segment[i..]),
+                None => (segment, ""),
+            };
+            if !key.is_empty() {
+                parts.push(PathPart::Key(key));
+            }
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let Some(end) = stripped.find(']') else { break };
+                if let Ok(i) = stripped[..end].parse() {
+                    parts.push(PathPart::Index(i));
+                }
+                rest = &stripped[end + 1..];
+            }
+            parts
+        })
+}
+
+/// Parses `250ms`, `30s`, `5m`, `1h`, `1d`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => return Some(Duration::from_millis(n)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(seconds).map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("5 minutes"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("99999999999999999999d"), None);
+    }
+
+    #[test]
+    fn env_substitution() {
+        let get = |n: &str| (n == "HOST").then(|| "example.okta.com".to_string());
+        let p = Path::new("x.yaml");
+        assert_eq!(
+            substitute_env(p, "issuer: https://${HOST}/oauth2\n", get).ok(),
+            Some("issuer: https://example.okta.com/oauth2\n".to_string())
+        );
+        assert_eq!(
+            substitute_env(p, "a: $${HOST} $5\n", get).ok(),
+            Some("a: ${HOST} $5\n".to_string())
+        );
+        let err = substitute_env(p, "a: 1\nb: ${MISSING}\n", get).err();
+        let problems = err.map(|e| e.0).unwrap_or_default();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, Some(2));
+        assert!(problems[0].message.contains("MISSING"));
+    }
+
+    #[test]
+    fn locator_finds_nested_paths() {
+        let text = "listen: 1\nissuers:\n  - issuer: a\n    audiences: []\n  - issuer: b\n    claims: { cid: x }\n";
+        let l = Locator::new(text);
+        assert_eq!(l.line_of("listen"), Some(1));
+        assert_eq!(l.line_of("issuers[0].audiences"), Some(4));
+        assert_eq!(l.line_of("issuers[1]"), Some(5));
+        assert_eq!(l.line_of("issuers[1].claims.cid"), Some(6));
+        assert_eq!(l.line_of("issuers[1].missing"), Some(5));
+    }
+}

@@ -1,0 +1,90 @@
+//! The configuration file as written: serde types only, no validation.
+//!
+//! Every struct denies unknown fields so a typo is an error, never a silently ignored setting.
+//! `validate.rs` turns these into the runtime types of `settings.rs`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub issuers: Vec<RawIssuer>,
+    pub dev_issuer: Option<RawDevIssuer>,
+    #[serde(default)]
+    pub keys: RawKeys,
+    pub cors: Option<RawCors>,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub limits: RawLimits,
+    pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub issuer: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub leeway: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub jwks_file: Option<String>,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    /// Claim name (a dotted path) → a value (`equals`) or a predicate mapping.
+    pub claims: BTreeMap<String, serde_yaml::Value>,
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevIssuer {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub key_file: Option<String>,
+    pub token_lifetime: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeys {
+    pub refresh: Option<String>,
+    pub min_refresh: Option<String>,
+    pub max_refresh: Option<String>,
+    pub refetch_per_minute: Option<u32>,
+    pub fetch_timeout: Option<String>,
+    pub max_stale: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Option<Vec<String>>,
+    pub allow_headers: Option<Vec<String>>,
+    pub expose_headers: Option<Vec<String>>,
+    pub max_age: Option<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub header_read_timeout: Option<String>,
+    pub max_token_bytes: Option<usize>,
+}

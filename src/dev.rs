@@ -1,0 +1,209 @@
+//! The embedded dev issuer: an RSA key made at start (or kept in a key file) and
+//! `POST /_dev/token`, so the shipped `proxy.yaml` works with no identity provider at hand.
+//!
+//! It mints tokens for anyone who asks, so configuration refuses it unless the listener is
+//! on a loopback address, and start-up warns loudly while it is on.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::KeyPair as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use serde_json::{json, Value};
+
+use crate::config::DevIssuerSettings;
+use crate::jwk::{KeySet, VerifyingKey};
+
+/// The largest `expires_in` a dev token may ask for.
+const MAX_EXPIRES_IN: u64 = 24 * 3600;
+
+pub struct DevIssuer {
+    settings: DevIssuerSettings,
+    kid: String,
+    encoding: EncodingKey,
+    public: Arc<VerifyingKey>,
+}
+
+/// A token request that cannot be served (400 `invalid_request`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTokenRequest(pub &'static str);
+
+impl DevIssuer {
+    /// Loads the key file, or makes a key (and writes the file when one is named).
+    pub fn new(settings: &DevIssuerSettings) -> Result<DevIssuer, String> {
+        let pkcs8 = match &settings.key_file {
+            Some(path) if path.exists() => read_pem(path)?,
+            Some(path) => {
+                let der = generate()?;
+                write_pem(path, &der)?;
+                der
+            }
+            None => generate()?,
+        };
+        let pair = KeyPair::from_pkcs8(&pkcs8)
+            .map_err(|e| format!("dev issuer key is not an RSA PKCS#8 key: {e}"))?;
+        let n = pair
+            .public_key()
+            .modulus()
+            .big_endian_without_leading_zero()
+            .to_vec();
+        let e = pair
+            .public_key()
+            .exponent()
+            .big_endian_without_leading_zero()
+            .to_vec();
+        let pem = pem_encode(&pkcs8);
+        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes())
+            .map_err(|e| format!("dev issuer key: {e}"))?;
+        let kid = thumbprint(&n, &e);
+        let public = Arc::new(VerifyingKey {
+            kid: Some(kid.clone()),
+            algorithms: vec![Algorithm::RS256],
+            key: DecodingKey::from_rsa_raw_components(&n, &e),
+        });
+        Ok(DevIssuer {
+            settings: settings.clone(),
+            kid,
+            encoding,
+            public,
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.settings.issuer
+    }
+
+    /// The public key, for the key store.
+    pub fn key_set(&self) -> KeySet {
+        KeySet {
+            keys: vec![self.public.clone()],
+        }
+    }
+
+    /// Answers a `POST /_dev/token` form: `sub`, `scope`, optional `aud` and `expires_in`.
+    pub fn token_response(&self, form: &[u8]) -> Result<Value, BadTokenRequest> {
+        let mut sub = None;
+        let mut scope = None;
+        let mut aud = None;
+        let mut expires_in = None;
+        for (key, value) in url::form_urlencoded::parse(form) {
+            let slot = match key.as_ref() {
+                "sub" => &mut sub,
+                "scope" => &mut scope,
+                "aud" => &mut aud,
+                "expires_in" => &mut expires_in,
+                _ => continue,
+            };
+            if slot.replace(value.into_owned()).is_some() {
+                return Err(BadTokenRequest("a form field is given twice"));
+            }
+        }
+        let sub = sub
+            .filter(|s| !s.is_empty())
+            .ok_or(BadTokenRequest("the form field sub is required"))?;
+        let lifetime = match expires_in {
+            None => self.settings.token_lifetime.as_secs(),
+            Some(text) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=MAX_EXPIRES_IN).contains(n))
+                .ok_or(BadTokenRequest(
+                    "expires_in must be a number of seconds from 1 to 86400",
+                ))?,
+        };
+        let scopes: Vec<&str> = scope
+            .as_deref()
+            .unwrap_or("")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let token = self
+            .mint(&sub, &scopes, aud.as_deref(), Duration::from_secs(lifetime))
+            .map_err(|_| BadTokenRequest("the token could not be signed"))?;
+        Ok(json!({"access_token": token, "token_type": "Bearer", "expires_in": lifetime}))
+    }
+
+    /// Signs an access token shaped like Okta's: `scp` array, `cid`, `jti`.
+    pub fn mint(
+        &self,
+        sub: &str,
+        scopes: &[&str],
+        aud: Option<&str>,
+        lifetime: Duration,
+    ) -> jsonwebtoken::errors::Result<String> {
+        let now = crate::authn::now() as u64;
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("at+jwt".into());
+        let claims = json!({
+            "iss": self.settings.issuer,
+            "sub": sub,
+            "aud": aud.unwrap_or(&self.settings.audience),
+            "iat": now,
+            "exp": now + lifetime.as_secs(),
+            "jti": format!("{:032x}", fastrand::u128(..)),
+            "cid": "tokengate-dev",
+            "client_id": "tokengate-dev",
+            "scp": scopes,
+        });
+        jsonwebtoken::encode(&header, &claims, &self.encoding)
+    }
+}
+
+fn generate() -> Result<Vec<u8>, String> {
+    let pair = KeyPair::generate(KeySize::Rsa2048)
+        .map_err(|_| "cannot generate the dev issuer key".to_string())?;
+    pair.as_der()
+        .map(|d| d.as_ref().to_vec())
+        .map_err(|_| "cannot encode the dev issuer key".to_string())
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    STANDARD
+        .decode(body.trim())
+        .map_err(|_| format!("{} is not a PEM file", path.display()))
+}
+
+fn pem_encode(der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(chunk));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
+}
+
+fn write_pem(path: &Path, der: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(pem_encode(der).as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// RFC 7638 JWK thumbprint, used as the `kid`.
+fn thumbprint(n: &[u8], e: &[u8]) -> String {
+    let canonical = format!(
+        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(e),
+        URL_SAFE_NO_PAD.encode(n)
+    );
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}

@@ -1,0 +1,405 @@
+//! JWK sets (RFC 7517) → the keys tokengate will verify with.
+//!
+//! Hygiene is applied key by key: a key that is not for signatures, has no allowed algorithm,
+//! is too weak or is malformed is skipped with a warning naming its `kid`, and the rest of the
+//! set still loads. Symmetric (`oct`) keys are never used.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+
+use crate::config::parse_algorithm;
+
+/// A public key and the algorithms it may verify: the issuer's allow-list ∩ the key's type
+/// (and curve) ∩ its own `alg`, when it names one.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    pub kid: Option<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("algorithms", &self.algorithms)
+            .finish()
+    }
+}
+
+/// The usable keys of one JWKS document.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    pub keys: Vec<Arc<VerifyingKey>>,
+}
+
+/// Which key a token names.
+#[derive(Debug)]
+pub enum Selection {
+    Found(Arc<VerifyingKey>),
+    NotFound,
+    /// No `kid` and more than one key fits, or a `kid` shared by several keys.
+    Ambiguous,
+}
+
+/// Why a JWKS document was not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwksError {
+    #[error("the JWKS is not a JSON object with a keys array")]
+    NotAJwks,
+    #[error("the JWKS holds no usable signing key")]
+    NoUsableKeys,
+}
+
+/// A key that was skipped, and why, for the caller to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub kid: String,
+    pub reason: String,
+}
+
+impl KeySet {
+    /// Parses a JWKS, keeping the keys usable with `allowed`. Errors when none is.
+    pub fn parse(bytes: &[u8], allowed: &[Algorithm]) -> Result<(KeySet, Vec<Skipped>), JwksError> {
+        let doc: Value = serde_json::from_slice(bytes).map_err(|_| JwksError::NotAJwks)?;
+        let Some(Value::Array(items)) = doc.get("keys") else {
+            return Err(JwksError::NotAJwks);
+        };
+        let mut keys = Vec::new();
+        let mut skipped = Vec::new();
+        for item in items {
+            match parse_key(item, allowed) {
+                Ok(key) => keys.push(Arc::new(key)),
+                Err(reason) => skipped.push(Skipped {
+                    kid: item
+                        .get("kid")
+                        .and_then(Value::as_str)
+                        .unwrap_or("(no kid)")
+                        .chars()
+                        .take(64)
+                        .collect(),
+                    reason,
+                }),
+            }
+        }
+        if keys.is_empty() {
+            return Err(JwksError::NoUsableKeys);
+        }
+        Ok((KeySet { keys }, skipped))
+    }
+
+    /// The one key for this `kid` (or, without a `kid`, the one key at all) that admits `alg`.
+    pub fn select(&self, kid: Option<&str>, alg: Algorithm) -> Selection {
+        let mut fitting = self
+            .keys
+            .iter()
+            .filter(|k| k.algorithms.contains(&alg))
+            .filter(|k| kid.is_none() || k.kid.as_deref() == kid);
+        match (fitting.next(), fitting.next()) {
+            (Some(key), None) => Selection::Found(key.clone()),
+            (None, _) => Selection::NotFound,
+            (Some(_), Some(_)) => Selection::Ambiguous,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// One JWK → a verifying key, or the reason it is skipped.
+pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, String> {
+    let Value::Object(jwk) = jwk else {
+        return Err("not a JSON object".into());
+    };
+    let kid = match jwk.get("kid") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err("kid is not a string".into()),
+    };
+    match jwk.get("use") {
+        None => {}
+        Some(Value::String(u)) if u == "sig" => {}
+        Some(other) => return Err(format!("use is {other}, not \"sig\"")),
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let verifies = ops
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|o| o == "verify"));
+        if !verifies {
+            return Err("key_ops does not include verify".into());
+        }
+    }
+    let named_alg = match jwk.get("alg") {
+        None => None,
+        Some(Value::String(name)) => Some(
+            parse_algorithm(name)
+                .ok_or_else(|| format!("alg {name} is not a supported signature algorithm"))?,
+        ),
+        Some(_) => return Err("alg is not a string".into()),
+    };
+
+    let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or("");
+    let (key, fits): (DecodingKey, &[Algorithm]) = match kty {
+        "RSA" => (
+            rsa_key(jwk)?,
+            &[
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+                Algorithm::PS384,
+                Algorithm::PS512,
+            ],
+        ),
+        "EC" => {
+            let (key, alg) = ec_key(jwk)?;
+            (
+                key,
+                match alg {
+                    Algorithm::ES256 => &[Algorithm::ES256],
+                    _ => &[Algorithm::ES384],
+                },
+            )
+        }
+        "OKP" => (ed_key(jwk)?, &[Algorithm::EdDSA]),
+        "oct" => return Err("symmetric keys are never used".into()),
+        other => return Err(format!("kty {other:?} is not supported")),
+    };
+    if let Some(alg) = named_alg {
+        if !fits.contains(&alg) {
+            return Err(format!("alg {alg:?} does not fit a {kty} key"));
+        }
+    }
+    let algorithms: Vec<Algorithm> = fits
+        .iter()
+        .copied()
+        .filter(|a| allowed.contains(a))
+        .filter(|a| named_alg.is_none_or(|n| n == *a))
+        .collect();
+    if algorithms.is_empty() {
+        return Err("none of the issuer's allowed algorithms fits this key".into());
+    }
+    Ok(VerifyingKey {
+        kid,
+        algorithms,
+        key,
+    })
+}
+
+fn member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
+    let text = jwk
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{name} is missing"))?;
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| format!("{name} is not base64url"))
+}
+
+fn rsa_key(jwk: &Map<String, Value>) -> Result<DecodingKey, String> {
+    let n = member(jwk, "n")?;
+    let e = member(jwk, "e")?;
+    let n = strip_leading_zeros(&n);
+    let e = strip_leading_zeros(&e);
+    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    if bits < 2048 {
+        return Err(format!("RSA modulus of {bits} bits is under 2048"));
+    }
+    if bits > 8192 {
+        return Err(format!("RSA modulus of {bits} bits is over 8192"));
+    }
+    let e_value = e.iter().try_fold(0u64, |acc, b| {
+        (acc <= u64::MAX >> 8).then(|| (acc << 8) | u64::from(*b))
+    });
+    match e_value {
+        Some(e) if e >= 3 && e % 2 == 1 && e <= u64::from(u32::MAX) => {}
+        _ => return Err("RSA exponent is not an odd number from 3 to 2^32".into()),
+    }
+    if n.last().is_none_or(|b| b % 2 == 0) {
+        return Err("RSA modulus is even".into());
+    }
+    if has_roca_fingerprint(n) {
+        return Err("RSA key has the ROCA fingerprint (CVE-2017-15361)".into());
+    }
+    Ok(DecodingKey::from_rsa_raw_components(n, e))
+}
+
+fn ec_key(jwk: &Map<String, Value>) -> Result<(DecodingKey, Algorithm), String> {
+    let (size, alg) = match jwk.get("crv").and_then(Value::as_str) {
+        Some("P-256") => (32, Algorithm::ES256),
+        Some("P-384") => (48, Algorithm::ES384),
+        other => return Err(format!("curve {other:?} is not supported")),
+    };
+    let x = member(jwk, "x")?;
+    let y = member(jwk, "y")?;
+    if x.len() != size || y.len() != size {
+        return Err("EC coordinates have the wrong length for the curve".into());
+    }
+    let mut point = Vec::with_capacity(1 + 2 * size);
+    point.push(0x04);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    let curve = match alg {
+        Algorithm::ES256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        _ => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
+    };
+    // Rejects points that are not on the curve now, rather than at every verification.
+    aws_lc_rs::signature::ParsedPublicKey::new(curve, &point)
+        .map_err(|_| "EC point is not on the curve".to_string())?;
+    Ok((DecodingKey::from_ec_der(&point), alg))
+}
+
+fn ed_key(jwk: &Map<String, Value>) -> Result<DecodingKey, String> {
+    if jwk.get("crv").and_then(Value::as_str) != Some("Ed25519") {
+        return Err("only the Ed25519 curve is supported for OKP keys".into());
+    }
+    let x = member(jwk, "x")?;
+    if x.len() != 32 {
+        return Err("Ed25519 key is not 32 bytes".into());
+    }
+    Ok(DecodingKey::from_ed_der(&x))
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[first..]
+}
+
+/// The ROCA test (Nemec et al., CCS 2017): moduli from the vulnerable Infineon library are,
+/// modulo each of these small primes, in the subgroup generated by 65537. A random modulus
+/// passes every prime with negligible probability.
+fn has_roca_fingerprint(n: &[u8]) -> bool {
+    const PRIMES: [u32; 38] = [
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89,
+        97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+    ];
+    PRIMES.iter().all(|&p| {
+        let residue = n
+            .iter()
+            .fold(0u32, |acc, b| (acc * 256 + u32::from(*b)) % p);
+        let generator = 65537 % p;
+        let mut power = 1u32;
+        for _ in 0..p {
+            if power == residue {
+                return true;
+            }
+            power = power * generator % p;
+        }
+        false
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ALL: [Algorithm; 9] = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ];
+
+    fn rsa_jwk(bits: usize) -> Value {
+        let mut n = vec![0xC5u8; bits / 8];
+        if let Some(last) = n.last_mut() {
+            *last = 0xC7;
+        }
+        json!({"kty": "RSA", "kid": "r", "n": URL_SAFE_NO_PAD.encode(&n), "e": "AQAB"})
+    }
+
+    #[test]
+    fn small_rsa_keys_are_skipped() {
+        assert!(parse_key(&rsa_jwk(1024), &ALL).is_err());
+        assert!(parse_key(&rsa_jwk(2048), &ALL).is_ok());
+    }
+
+    #[test]
+    fn algorithms_are_allow_list_and_key_type_and_jwk_alg() {
+        let key = parse_key(&rsa_jwk(2048), &[Algorithm::RS256, Algorithm::ES256]).ok();
+        assert_eq!(key.map(|k| k.algorithms), Some(vec![Algorithm::RS256]));
+        let mut pinned = rsa_jwk(2048);
+        pinned["alg"] = json!("PS256");
+        assert_eq!(
+            parse_key(&pinned, &ALL).ok().map(|k| k.algorithms),
+            Some(vec![Algorithm::PS256])
+        );
+        assert!(parse_key(&pinned, &[Algorithm::RS256]).is_err());
+        pinned["alg"] = json!("ES256");
+        assert!(parse_key(&pinned, &ALL).is_err());
+    }
+
+    #[test]
+    fn use_key_ops_and_kty_hygiene() {
+        let mut enc = rsa_jwk(2048);
+        enc["use"] = json!("enc");
+        assert!(parse_key(&enc, &ALL).is_err());
+        let mut ops = rsa_jwk(2048);
+        ops["key_ops"] = json!(["encrypt"]);
+        assert!(parse_key(&ops, &ALL).is_err());
+        ops["key_ops"] = json!(["verify"]);
+        assert!(parse_key(&ops, &ALL).is_ok());
+        assert!(parse_key(&json!({"kty": "oct", "k": "c2VjcmV0"}), &ALL).is_err());
+        let mut bad_kid = rsa_jwk(2048);
+        bad_kid["kid"] = json!(5);
+        assert!(parse_key(&bad_kid, &ALL).is_err());
+        let mut e_one = rsa_jwk(2048);
+        e_one["e"] = json!("AQ");
+        assert!(parse_key(&e_one, &ALL).is_err());
+    }
+
+    #[test]
+    fn one_bad_key_does_not_spoil_the_set() {
+        let doc = json!({"keys": [rsa_jwk(1024), rsa_jwk(2048), {"kty": "oct"}]});
+        let parsed = KeySet::parse(doc.to_string().as_bytes(), &ALL);
+        let (set, skipped) = parsed.unwrap_or_default();
+        assert_eq!(set.len(), 1);
+        assert_eq!(skipped.len(), 2);
+        let none = json!({"keys": [rsa_jwk(1024)]});
+        assert_eq!(
+            KeySet::parse(none.to_string().as_bytes(), &ALL).err(),
+            Some(JwksError::NoUsableKeys)
+        );
+        assert_eq!(KeySet::parse(b"[]", &ALL).err(), Some(JwksError::NotAJwks));
+    }
+
+    #[test]
+    fn selection_by_kid_and_without() {
+        let mut a = rsa_jwk(2048);
+        a["kid"] = json!("a");
+        let mut b = rsa_jwk(2048);
+        b["kid"] = json!("b");
+        let doc = json!({"keys": [a, b]}).to_string();
+        let (set, _) = KeySet::parse(doc.as_bytes(), &ALL).unwrap_or_default();
+        assert!(
+            matches!(set.select(Some("a"), Algorithm::RS256), Selection::Found(k) if k.kid.as_deref() == Some("a"))
+        );
+        assert!(matches!(
+            set.select(Some("c"), Algorithm::RS256),
+            Selection::NotFound
+        ));
+        assert!(matches!(
+            set.select(None, Algorithm::RS256),
+            Selection::Ambiguous
+        ));
+        assert!(matches!(
+            set.select(Some("a"), Algorithm::ES256),
+            Selection::NotFound
+        ));
+    }
+}

@@ -1,0 +1,556 @@
+//! KeyStore: where each issuer's keys come from and how long they are trusted.
+//!
+//! Reads are lock-free snapshots (`ArcSwap`). Fetches (start-up, scheduled refresh, an unknown
+//! `kid`) go through one async mutex per issuer, so they are single-flight: requests that
+//! arrive while a fetch runs wait for it (bounded by `keys.fetch_timeout`) and then re-read the
+//! snapshot. On-demand refetches are limited to `keys.refetch_per_minute`. A failed fetch
+//! never replaces good keys; they are served until `keys.max_stale`.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use url::Url;
+
+use crate::config::{IssuerSettings, KeySource, KeyTimings, Settings};
+use crate::jwk::{KeySet, Selection, VerifyingKey};
+
+/// The largest discovery or JWKS document we read.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// How often a `jwks_file` is checked for changes.
+const FILE_POLL: Duration = Duration::from_secs(2);
+
+/// Why no key could be had for a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    /// The issuer is not configured.
+    UnknownIssuer,
+    /// Keys are loaded, but none has the token's `kid` (after one refetch, if allowed).
+    UnknownKey,
+    /// The token has no `kid` and several keys fit.
+    Ambiguous,
+    /// The issuer has no usable keys yet (or they went stale): 503, try again.
+    Unavailable,
+}
+
+/// Why a fetch failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    #[error("request failed: {0}")]
+    Http(String),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("document larger than 1 MiB")]
+    TooLarge,
+    #[error("discovery document is not valid JSON or has no jwks_uri")]
+    BadDiscovery,
+    #[error("discovery names issuer {found:?}, not the configured one")]
+    IssuerMismatch { found: String },
+    #[error("jwks_uri {0} is not https (set allow_http for local testing)")]
+    InsecureJwksUri(String),
+    #[error("{0}")]
+    Jwks(#[from] crate::jwk::JwksError),
+    #[error("cannot read {path}: {error}")]
+    File { path: PathBuf, error: String },
+}
+
+/// Keys for every configured issuer.
+pub struct KeyStore {
+    issuers: HashMap<String, Arc<IssuerKeys>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for KeyStore {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl KeyStore {
+    /// Builds the store; `dev_keys` are the embedded dev issuer's keys, when it is on.
+    /// Call [`KeyStore::start`] inside a tokio runtime to begin fetching.
+    pub fn new(settings: &Settings, dev_keys: Option<KeySet>) -> KeyStore {
+        let http = http_client(settings.keys.fetch_timeout);
+        let mut dev_keys = dev_keys;
+        let issuers = settings
+            .issuers
+            .iter()
+            .map(|issuer| {
+                let keys = IssuerKeys::new(issuer, &settings.keys, http.clone());
+                if issuer.key_source == KeySource::DevIssuer {
+                    if let Some(set) = dev_keys.take() {
+                        keys.store(set, Duration::MAX);
+                    }
+                }
+                (issuer.issuer.clone(), Arc::new(keys))
+            })
+            .collect();
+        KeyStore {
+            issuers,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Starts one background task per issuer that fetches, refreshes and retries.
+    pub fn start(&mut self) {
+        for keys in self.issuers.values() {
+            let keys = keys.clone();
+            let task = match keys.source.clone() {
+                KeySource::DevIssuer => continue,
+                KeySource::JwksFile(path) => {
+                    tokio::spawn(async move { keys.watch_file(path).await })
+                }
+                KeySource::Discovery | KeySource::JwksUri(_) => {
+                    tokio::spawn(async move { keys.refresh_forever().await })
+                }
+            };
+            self.tasks.push(task);
+        }
+    }
+
+    /// The key that verifies a token of `issuer` with this `kid` and `alg`.
+    pub async fn select(
+        &self,
+        issuer: &str,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Arc<VerifyingKey>, KeyError> {
+        let keys = self.issuers.get(issuer).ok_or(KeyError::UnknownIssuer)?;
+        keys.select(kid, alg).await
+    }
+
+    /// Issuers that have no usable keys, for `/readyz`.
+    pub fn issuers_without_keys(&self) -> Vec<&str> {
+        let mut missing: Vec<&str> = self
+            .issuers
+            .values()
+            .filter(|k| k.usable().is_none())
+            .map(|k| k.issuer.as_str())
+            .collect();
+        missing.sort_unstable();
+        missing
+    }
+}
+
+/// A loaded key set and when it was fetched.
+struct Loaded {
+    set: KeySet,
+    fetched_at: Instant,
+    /// How long the source said the keys may be cached (clamped).
+    ttl: Duration,
+}
+
+struct IssuerKeys {
+    issuer: String,
+    allowed: Vec<Algorithm>,
+    source: KeySource,
+    allow_http: bool,
+    timings: KeyTimings,
+    http: reqwest::Client,
+    current: ArcSwapOption<Loaded>,
+    /// Held for the whole of a fetch: this is what makes fetches single-flight.
+    fetch_lock: Mutex<FetchState>,
+    /// Counts finished fetch attempts, so a waiter can tell that one ran while it waited.
+    attempts: AtomicU64,
+}
+
+#[derive(Default)]
+struct FetchState {
+    /// Start times of recent on-demand refetches, for the per-minute limit.
+    recent: VecDeque<Instant>,
+    /// The discovered `jwks_uri`, kept until a fetch from it fails.
+    discovered: Option<Url>,
+}
+
+impl IssuerKeys {
+    fn new(issuer: &IssuerSettings, timings: &KeyTimings, http: reqwest::Client) -> IssuerKeys {
+        IssuerKeys {
+            issuer: issuer.issuer.clone(),
+            allowed: issuer.algorithms.clone(),
+            source: issuer.key_source.clone(),
+            allow_http: issuer.allow_http,
+            timings: timings.clone(),
+            http,
+            current: ArcSwapOption::empty(),
+            fetch_lock: Mutex::new(FetchState::default()),
+            attempts: AtomicU64::new(0),
+        }
+    }
+
+    fn store(&self, set: KeySet, ttl: Duration) {
+        self.current.store(Some(Arc::new(Loaded {
+            set,
+            fetched_at: Instant::now(),
+            ttl,
+        })));
+    }
+
+    /// The current keys, unless they have outlived `max_stale` past their lifetime.
+    fn usable(&self) -> Option<Arc<Loaded>> {
+        let loaded = self.current.load_full()?;
+        let remote = matches!(self.source, KeySource::Discovery | KeySource::JwksUri(_));
+        let age = loaded.fetched_at.elapsed();
+        if remote && age > loaded.ttl.saturating_add(self.timings.max_stale) {
+            return None;
+        }
+        Some(loaded)
+    }
+
+    async fn select(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Arc<VerifyingKey>, KeyError> {
+        let seen = self.attempts.load(Ordering::Acquire);
+        if let Some(loaded) = self.usable() {
+            match loaded.set.select(kid, alg) {
+                Selection::Found(key) => return Ok(key),
+                Selection::Ambiguous => return Err(KeyError::Ambiguous),
+                Selection::NotFound => {}
+            }
+        }
+        if matches!(self.source, KeySource::Discovery | KeySource::JwksUri(_)) {
+            // A new kid usually means the issuer rotated: refetch once, then look again.
+            let _ = tokio::time::timeout(self.timings.fetch_timeout, self.refetch_on_demand(seen))
+                .await;
+        }
+        match self.usable() {
+            None => Err(KeyError::Unavailable),
+            Some(loaded) => match loaded.set.select(kid, alg) {
+                Selection::Found(key) => Ok(key),
+                Selection::Ambiguous => Err(KeyError::Ambiguous),
+                Selection::NotFound => Err(KeyError::UnknownKey),
+            },
+        }
+    }
+
+    async fn refetch_on_demand(&self, seen: u64) {
+        let mut state = self.fetch_lock.lock().await;
+        if self.attempts.load(Ordering::Acquire) != seen {
+            return; // a fetch finished while we waited: use its result
+        }
+        let now = Instant::now();
+        while state
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            state.recent.pop_front();
+        }
+        if state.recent.len() >= self.timings.refetch_per_minute as usize {
+            return;
+        }
+        state.recent.push_back(now);
+        let _ = self.fetch_and_store(&mut state).await;
+    }
+
+    /// Fetches now (the caller holds the lock) and stores good keys. Returns their lifetime.
+    async fn fetch_and_store(&self, state: &mut FetchState) -> Result<Duration, FetchError> {
+        let result = self.fetch(state).await;
+        match &result {
+            Ok((set, ttl)) => {
+                info!(issuer = %self.issuer, keys = set.len(), ttl_s = ttl.as_secs(), "keys loaded");
+            }
+            Err(error) => {
+                let serving = if self.usable().is_some() {
+                    "serving the last good keys"
+                } else {
+                    "no keys yet: token requests get 503"
+                };
+                warn!(issuer = %self.issuer, %error, "key fetch failed; {serving}");
+            }
+        }
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        result.map(|(set, ttl)| {
+            self.store(set, ttl);
+            ttl
+        })
+    }
+
+    async fn fetch(&self, state: &mut FetchState) -> Result<(KeySet, Duration), FetchError> {
+        let uri = match (&self.source, &state.discovered) {
+            (KeySource::JwksUri(uri), _) => uri.clone(),
+            (_, Some(uri)) => uri.clone(),
+            _ => {
+                let uri = self.discover().await?;
+                state.discovered = Some(uri.clone());
+                uri
+            }
+        };
+        let fetched = self.get(&uri).await;
+        if fetched.is_err() {
+            state.discovered = None;
+        }
+        let (body, headers) = fetched?;
+        let (set, skipped) = KeySet::parse(&body, &self.allowed)?;
+        for s in skipped {
+            warn!(issuer = %self.issuer, kid = %s.kid, reason = %s.reason, "JWK skipped");
+        }
+        let ttl = cache_lifetime(&headers, &self.timings);
+        Ok((set, ttl))
+    }
+
+    /// OIDC Discovery §4, then RFC 8414 (appended, then inserted well-known path).
+    async fn discover(&self) -> Result<Url, FetchError> {
+        let base = self.issuer.trim_end_matches('/');
+        let mut candidates = vec![
+            format!("{base}/.well-known/openid-configuration"),
+            format!("{base}/.well-known/oauth-authorization-server"),
+        ];
+        if let Ok(url) = Url::parse(base) {
+            if url.path() != "/" && !url.path().is_empty() {
+                let origin = url.origin().ascii_serialization();
+                candidates.push(format!(
+                    "{origin}/.well-known/oauth-authorization-server{}",
+                    url.path()
+                ));
+            }
+        }
+        let mut last = FetchError::BadDiscovery;
+        for candidate in candidates {
+            let Ok(url) = Url::parse(&candidate) else {
+                continue;
+            };
+            match self.get(&url).await {
+                Ok((body, _)) => return self.read_discovery(&body),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn read_discovery(&self, body: &[u8]) -> Result<Url, FetchError> {
+        let doc: Value = serde_json::from_slice(body).map_err(|_| FetchError::BadDiscovery)?;
+        let found = doc
+            .get("issuer")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // OIDC Discovery §4.3: the issuer in the document must be exactly ours.
+        if found != self.issuer {
+            return Err(FetchError::IssuerMismatch {
+                found: found.chars().take(200).collect(),
+            });
+        }
+        let uri = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .and_then(|s| Url::parse(s).ok())
+            .ok_or(FetchError::BadDiscovery)?;
+        if uri.scheme() != "https" && !(self.allow_http && uri.scheme() == "http") {
+            return Err(FetchError::InsecureJwksUri(uri.to_string()));
+        }
+        Ok(uri)
+    }
+
+    /// GET with the store's timeout, the redirect policy and a 1 MiB cap on the body.
+    async fn get(&self, url: &Url) -> Result<(Vec<u8>, reqwest::header::HeaderMap), FetchError> {
+        let mut response = self
+            .http
+            .get(url.clone())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| FetchError::Http(without_url(e)))?;
+        if !response.status().is_success() {
+            return Err(FetchError::Status(response.status().as_u16()));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+        {
+            return Err(FetchError::TooLarge);
+        }
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| FetchError::Http(without_url(e)))?
+        {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(FetchError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, headers))
+    }
+
+    /// Fetches at start, refreshes before the keys expire, retries failures with backoff.
+    async fn refresh_forever(self: Arc<Self>) {
+        let mut failures: u32 = 0;
+        loop {
+            let result = {
+                let mut state = self.fetch_lock.lock().await;
+                self.fetch_and_store(&mut state).await
+            };
+            let wait = match result {
+                Ok(ttl) => {
+                    failures = 0;
+                    // Refresh before expiry so that no request waits for a scheduled fetch.
+                    ttl.mul_f64(0.9)
+                }
+                Err(_) => {
+                    failures = failures.saturating_add(1);
+                    backoff(failures)
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Reads a `jwks_file` now and whenever it changes (a rename into place included).
+    async fn watch_file(self: Arc<Self>, path: PathBuf) {
+        let mut last_seen = None;
+        loop {
+            let stamp = file_stamp(&path);
+            if stamp != last_seen {
+                last_seen = stamp;
+                let loaded = tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| FetchError::File {
+                        path: path.clone(),
+                        error: e.to_string(),
+                    })
+                    .and_then(|bytes| {
+                        KeySet::parse(&bytes, &self.allowed).map_err(FetchError::from)
+                    });
+                match loaded {
+                    Ok((set, skipped)) => {
+                        for s in skipped {
+                            warn!(issuer = %self.issuer, kid = %s.kid, reason = %s.reason, "JWK skipped");
+                        }
+                        info!(issuer = %self.issuer, keys = set.len(), file = %path.display(), "keys loaded from file");
+                        self.store(set, Duration::MAX);
+                    }
+                    Err(error) => {
+                        warn!(issuer = %self.issuer, %error, "jwks_file not loaded; keeping the keys we had")
+                    }
+                }
+                self.attempts.fetch_add(1, Ordering::AcqRel);
+            }
+            tokio::time::sleep(FILE_POLL).await;
+        }
+    }
+}
+
+/// What identifies a version of a file: modification time, size and inode.
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok()?, meta.len(), inode))
+}
+
+/// Exponential backoff from 1 s to 5 min, with up to 50% random jitter.
+fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.saturating_sub(1).min(8))
+        .min(Duration::from_secs(300));
+    let jitter = base.mul_f64(fastrand::f64() * 0.5);
+    base + jitter
+}
+
+/// `Cache-Control: max-age`, else `Expires`, else `keys.refresh`; clamped to the bounds.
+fn cache_lifetime(headers: &reqwest::header::HeaderMap, t: &KeyTimings) -> Duration {
+    let max_age = headers
+        .get_all(reqwest::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|directive| {
+            let (name, value) = directive.trim().split_once('=')?;
+            name.eq_ignore_ascii_case("max-age")
+                .then(|| value.trim_matches('"').parse::<u64>().ok())?
+        })
+        .map(Duration::from_secs);
+    let expires = || {
+        let at = headers.get(reqwest::header::EXPIRES)?.to_str().ok()?;
+        let at = httpdate::parse_http_date(at).ok()?;
+        Some(
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
+    };
+    max_age
+        .or_else(expires)
+        .unwrap_or(t.refresh)
+        .clamp(t.min_refresh, t.max_refresh)
+}
+
+fn http_client(timeout: Duration) -> reqwest::Client {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.follow();
+        };
+        let same = first.host_str() == attempt.url().host_str()
+            && first.port_or_known_default() == attempt.url().port_or_known_default()
+            && first.scheme() == attempt.url().scheme();
+        if attempt.previous().len() > 5 {
+            attempt.error("too many redirects")
+        } else if same {
+            attempt.follow()
+        } else {
+            attempt.error("redirect to another host")
+        }
+    });
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(policy)
+        .user_agent(concat!("tokengate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// reqwest errors name the URL; the message is enough without it.
+fn without_url(e: reqwest::Error) -> String {
+    let timeout = e.is_timeout();
+    let mut text = e.without_url().to_string();
+    if timeout {
+        text = format!("timed out ({text})");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn cache_lifetime_honours_max_age_and_clamps() {
+        let t = KeyTimings::default();
+        let mut h = HeaderMap::new();
+        assert_eq!(cache_lifetime(&h, &t), Duration::from_secs(3600));
+        h.insert(
+            "cache-control",
+            HeaderValue::from_static("public, max-age=7200"),
+        );
+        assert_eq!(cache_lifetime(&h, &t), Duration::from_secs(7200));
+        h.insert("cache-control", HeaderValue::from_static("max-age=5"));
+        assert_eq!(cache_lifetime(&h, &t), Duration::from_secs(60));
+        h.insert(
+            "cache-control",
+            HeaderValue::from_static("max-age=999999999"),
+        );
+        assert_eq!(cache_lifetime(&h, &t), Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        assert!(backoff(1) >= Duration::from_secs(1) && backoff(1) <= Duration::from_millis(1500));
+        assert!(backoff(4) >= Duration::from_secs(8));
+        assert!(backoff(60) <= Duration::from_secs(450));
+    }
+}

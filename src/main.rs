@@ -1,0 +1,153 @@
+//! The command line: load the configuration, bind, serve; or check a configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokengate::config::{self, LogFormat, Overrides, Settings};
+use tokengate::App;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+/// An authenticating reverse proxy for OAuth 2.0 / OpenID Connect access tokens.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, short, global = true, default_value = "proxy.yaml")]
+    config: PathBuf,
+    /// Listen on this address instead of the file's `listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Log as text or JSON lines instead of the file's `log.format`.
+    #[arg(long, value_name = "text|json")]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and print a summary (exit 0), or every problem (exit 2).
+    Check,
+}
+
+/// Exit code for an invalid configuration.
+const CONFIG_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        listen: cli.listen.clone(),
+        log_format: cli.log_format.clone(),
+    };
+    let settings = match config::load(&cli.config, &overrides) {
+        Ok(settings) => settings,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    match cli.command {
+        Some(Command::Check) => {
+            print!("{}", summary(&settings));
+            ExitCode::SUCCESS
+        }
+        None => serve(settings),
+    }
+}
+
+fn summary(s: &Settings) -> String {
+    let mut out = format!("{}: valid\n  listen: {}\n", s.source.display(), s.listen);
+    for i in &s.issuers {
+        let algorithms: Vec<String> = i.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        out += &format!(
+            "  issuer: {} (audiences: {}; algorithms: {}; keys: {:?}; {} claim assertion(s))\n",
+            i.issuer,
+            i.audiences.join(", "),
+            algorithms.join(", "),
+            i.key_source,
+            i.claims.len()
+        );
+    }
+    if s.dev_issuer.is_some() {
+        out += "  dev issuer: ON (POST /_dev/token mints tokens; local testing only)\n";
+    }
+    out += &format!("  cors: {}\n", if s.cors.is_some() { "on" } else { "off" });
+    out
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    init_logging(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listen = settings.listen;
+        let mut app = match App::new(settings) {
+            Ok(app) => app,
+            Err(e) => {
+                error!(error = %e, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!(%listen, error = %e, "cannot listen");
+                return ExitCode::FAILURE;
+            }
+        };
+        let bound = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        app.start();
+        info!(listen = %bound, "tokengate listening");
+        tokengate::run(listener, Arc::new(app), shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging(settings: &Settings) {
+    // RUST_LOG wins over log.level, as users of tracing expect.
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!("SIGINT received"),
+        () = term => info!("SIGTERM received"),
+    }
+}

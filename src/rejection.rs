@@ -1,0 +1,197 @@
+//! Every failure becomes a response here, and only here: one exhaustive match from
+//! [`Rejection`] to status, `WWW-Authenticate` challenge and a short JSON body.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use crate::authn::TokenError;
+use crate::body::{full, Body};
+use crate::dev::BadTokenRequest;
+use crate::token::ExtractError;
+
+/// The realm named in every challenge.
+pub const REALM: &str = "tokengate";
+
+/// Why a request was not let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// No bearer token at all (RFC 6750 §3.1: challenge without an error code).
+    MissingToken,
+    /// The request is malformed (400 `invalid_request`).
+    InvalidRequest(ExtractError),
+    /// The token failed a check (401 `invalid_token`).
+    InvalidToken(TokenError),
+    /// The token's issuer has no keys yet (503, retry).
+    KeysUnavailable {
+        issuer: String,
+    },
+    NotFound,
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    BadDevTokenRequest(BadTokenRequest),
+    BodyTooLarge,
+}
+
+impl Rejection {
+    /// A stable code for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::MissingToken => "token_missing",
+            Rejection::InvalidRequest(ExtractError::MultipleHeaders) => "authorization_repeated",
+            Rejection::InvalidRequest(ExtractError::MalformedHeader) => "authorization_malformed",
+            Rejection::InvalidRequest(ExtractError::TokenInQuery) => "token_in_query",
+            Rejection::InvalidToken(e) => e.reason(),
+            Rejection::KeysUnavailable { .. } => "keys_unavailable",
+            Rejection::NotFound => "not_found",
+            Rejection::MethodNotAllowed { .. } => "method_not_allowed",
+            Rejection::BadDevTokenRequest(_) => "dev_token_request_invalid",
+            Rejection::BodyTooLarge => "body_too_large",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Rejection::InvalidRequest(_) | Rejection::BadDevTokenRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Rejection::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::NotFound => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let (error, description, challenge) = match &self {
+            Rejection::MissingToken => (
+                "unauthorized",
+                "a bearer token is required".to_owned(),
+                Some(format!("Bearer realm=\"{REALM}\"")),
+            ),
+            Rejection::InvalidRequest(e) => (
+                "invalid_request",
+                e.to_string(),
+                Some(challenge("invalid_request", &e.to_string())),
+            ),
+            Rejection::InvalidToken(e) => (
+                "invalid_token",
+                e.to_string(),
+                Some(challenge("invalid_token", &e.to_string())),
+            ),
+            Rejection::KeysUnavailable { .. } => (
+                "temporarily_unavailable",
+                "the token's issuer keys are not available yet; try again shortly".to_owned(),
+                None,
+            ),
+            Rejection::NotFound => ("not_found", "no such route".to_owned(), None),
+            Rejection::MethodNotAllowed { .. } => (
+                "method_not_allowed",
+                "the route does not accept this method".to_owned(),
+                None,
+            ),
+            Rejection::BadDevTokenRequest(e) => ("invalid_request", e.to_string(), None),
+            Rejection::BodyTooLarge => (
+                "invalid_request",
+                "the request body is too large".to_owned(),
+                None,
+            ),
+        };
+        let body = json!({"error": error, "error_description": description}).to_string();
+        let mut response = Response::new(full(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(WWW_AUTHENTICATE, c);
+        }
+        match self {
+            Rejection::KeysUnavailable { .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Rejection::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// `Bearer realm="tokengate", error="...", error_description="..."` (RFC 6750 §3).
+fn challenge(error: &str, description: &str) -> String {
+    format!(
+        "Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"",
+        quotable(description)
+    )
+}
+
+/// RFC 6750 §3: `error_description` is limited to %x20-21 / %x23-5B / %x5D-7E.
+fn quotable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(r: &Response<Body>, name: http::header::HeaderName) -> Option<String> {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn missing_token_is_a_bare_challenge() {
+        let r = Rejection::MissingToken.into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            header(&r, WWW_AUTHENTICATE).as_deref(),
+            Some("Bearer realm=\"tokengate\"")
+        );
+    }
+
+    #[test]
+    fn invalid_token_names_the_check() {
+        let r = Rejection::InvalidToken(TokenError::Expired).into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            header(&r, WWW_AUTHENTICATE).as_deref(),
+            Some("Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"the token has expired\"")
+        );
+    }
+
+    #[test]
+    fn descriptions_cannot_break_the_challenge() {
+        let r = Rejection::InvalidToken(TokenError::Claim("a\"b\\c\u{7}".into())).into_response();
+        let c = header(&r, WWW_AUTHENTICATE).unwrap_or_default();
+        assert!(
+            c.ends_with("error_description=\"the claim `a'b'c?` does not match\""),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(
+            Rejection::InvalidRequest(ExtractError::TokenInQuery).status(),
+            StatusCode::BAD_REQUEST
+        );
+        let r = Rejection::KeysUnavailable { issuer: "x".into() }.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header(&r, RETRY_AFTER).as_deref(), Some("5"));
+        assert!(header(&r, WWW_AUTHENTICATE).is_none());
+        assert_eq!(Rejection::NotFound.status(), StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,170 @@
+//! Stage 2: find the bearer token (RFC 6750 §2.1).
+//!
+//! `Authorization: Bearer <b64token>`, the scheme case-insensitive, exactly one token of the
+//! b64token alphabet. Tokens in the query (§2.3) or form body (§2.2) are not accepted: a token
+//! in the query is refused outright, because URLs end up in logs.
+
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+
+/// What the request carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Extracted<'a> {
+    /// No Authorization header (or one with another scheme, such as Basic).
+    None,
+    Bearer(&'a str),
+}
+
+/// Why the request is malformed (400 `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    #[error("more than one Authorization header")]
+    MultipleHeaders,
+    #[error("the Authorization header is malformed")]
+    MalformedHeader,
+    #[error("access tokens are not accepted in the query string")]
+    TokenInQuery,
+}
+
+/// Extracts the bearer token from the request head.
+pub fn extract<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&str>,
+) -> Result<Extracted<'a>, ExtractError> {
+    if query.is_some_and(query_has_token) {
+        return Err(ExtractError::TokenInQuery);
+    }
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(Extracted::None);
+    };
+    if values.next().is_some() {
+        return Err(ExtractError::MultipleHeaders);
+    }
+    let value = value.to_str().map_err(|_| ExtractError::MalformedHeader)?;
+    let (scheme, rest) = match value.split_once(' ') {
+        Some((scheme, rest)) => (scheme, rest),
+        None => (value, ""),
+    };
+    if scheme.is_empty() || !scheme.bytes().all(is_tchar) {
+        return Err(ExtractError::MalformedHeader);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme: this request has no bearer token. `Basic xyz Bearer <t>` lands here.
+        return Ok(Extracted::None);
+    }
+    let token = rest.trim_start_matches(' ');
+    if is_b64token(token) {
+        Ok(Extracted::Bearer(token))
+    } else {
+        Err(ExtractError::MalformedHeader)
+    }
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+fn is_b64token(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// RFC 9110 §5.6.2 token characters, for the scheme.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn query_has_token(query: &str) -> bool {
+    url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "access_token")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                h.append(AUTHORIZATION, v);
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        for v in [
+            "Bearer abc.def.ghi",
+            "bearer abc.def.ghi",
+            "BEARER abc.def.ghi",
+            "Bearer   abc.def.ghi",
+        ] {
+            assert_eq!(
+                extract(&headers(&[v]), None),
+                Ok(Extracted::Bearer("abc.def.ghi")),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_and_other_schemes_are_no_token() {
+        assert_eq!(extract(&headers(&[]), None), Ok(Extracted::None));
+        assert_eq!(
+            extract(&headers(&["Basic dXNlcjpwYXNz"]), None),
+            Ok(Extracted::None)
+        );
+        assert_eq!(
+            extract(&headers(&["Basic xyz Bearer abc.def.ghi"]), None),
+            Ok(Extracted::None)
+        );
+    }
+
+    #[test]
+    fn malformed_headers() {
+        for v in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a,b",
+            "Bearer a\"b",
+            "",
+            "Bearer ==",
+            "Bearer a=b",
+            " Bearer abc",
+        ] {
+            assert_eq!(
+                extract(&headers(&[v]), None),
+                Err(ExtractError::MalformedHeader),
+                "{v:?}"
+            );
+        }
+        assert_eq!(
+            extract(&headers(&["Bearer a+/b=="]), None),
+            Ok(Extracted::Bearer("a+/b=="))
+        );
+    }
+
+    #[test]
+    fn two_headers_or_query_token_are_invalid_requests() {
+        assert_eq!(
+            extract(&headers(&["Bearer a", "Bearer b"]), None),
+            Err(ExtractError::MultipleHeaders)
+        );
+        assert_eq!(
+            extract(&headers(&["Bearer a"]), Some("x=1&access_token=a")),
+            Err(ExtractError::TokenInQuery)
+        );
+        assert_eq!(
+            extract(&headers(&[]), Some("access_token=a")),
+            Err(ExtractError::TokenInQuery)
+        );
+        assert_eq!(
+            extract(&headers(&["Bearer a"]), Some("token=a")),
+            Ok(Extracted::Bearer("a"))
+        );
+    }
+}
