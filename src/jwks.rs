@@ -270,11 +270,13 @@ impl IssuerKeys {
                 warn!(issuer = %self.issuer, %error, "key fetch failed; {serving}");
             }
         }
-        self.attempts.fetch_add(1, Ordering::AcqRel);
-        result.map(|(set, ttl)| {
+        let result = result.map(|(set, ttl)| {
             self.store(set, ttl);
             ttl
-        })
+        });
+        // After the store: a waiter that sees the new count also sees the new keys.
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        result
     }
 
     async fn fetch(&self, state: &mut FetchState) -> Result<(KeySet, Duration), FetchError> {

@@ -1,0 +1,164 @@
+//! The built binary: `check`, and serving the shipped `proxy.yaml`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+#[test]
+fn check_accepts_the_shipped_config() {
+    let out = Command::new(BIN)
+        .args(["check", "--config", "proxy.yaml"])
+        .current_dir(ROOT)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("proxy.yaml: valid"), "{stdout}");
+    assert!(stdout.contains("dev issuer: ON"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "listen: 127.0.0.1:3000\nissuers:\n  - issuer: https://idp.example.com\n    audiences: []\n    leeway: forever\n").expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("2 problems"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:4: issuers[0].audiences"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.yaml:5: issuers[0].leeway: `forever` is not a duration"),
+        "{stderr}"
+    );
+    let missing = Command::new(BIN)
+        .args(["check", "--config", "/nonexistent/proxy.yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read the file"));
+}
+
+/// Starts the binary on the shipped proxy.yaml (on an ephemeral port), mints a dev token over
+/// HTTP, calls the quickstart routes, then stops it with SIGTERM.
+#[tokio::test]
+async fn the_binary_serves_the_shipped_config_with_the_dev_issuer() {
+    let mut child = Command::new(BIN)
+        .args([
+            "--config",
+            "proxy.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .current_dir(ROOT)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut addr = None;
+    let mut saw_warning = false;
+    while addr.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the binary never said where it listens");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        saw_warning |= event["level"] == "WARN" && line.contains("DEV ISSUER ON");
+        addr = event["listen"].as_str().map(str::to_owned);
+    }
+    assert!(saw_warning, "no loud warning about the dev issuer");
+    let base = format!("http://{}", addr.unwrap_or_default());
+
+    let client = reqwest::Client::new();
+    let minted: serde_json::Value = client
+        .post(format!("{base}/_dev/token"))
+        .form(&[("sub", "alice@example.com"), ("scope", "openid profile")])
+        .send()
+        .await
+        .expect("mint")
+        .json()
+        .await
+        .expect("json");
+    let token = minted["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let messages = client
+        .get(format!("{base}/api/messages"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(messages.status(), 200);
+    assert_eq!(
+        messages.text().await.unwrap_or_default(),
+        r#"[{"message":"Hello, word!"}]"#
+    );
+    let anonymous = client
+        .get(format!("{base}/api/messages"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(anonymous.status(), 401);
+
+    // Access log lines name the request but never the token.
+    let mut logged = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+        logged.push(line);
+    }
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("\"path\":\"/api/messages\"") && l.contains("\"status\":200")),
+        "{logged:?}"
+    );
+    assert!(
+        !logged.iter().any(|l| l.contains(&token)),
+        "a token was logged"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let mut status = None;
+    for _ in 0..100 {
+        if let Ok(Some(s)) = child.try_wait() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "did not exit cleanly on SIGTERM"
+    );
+}

@@ -1,0 +1,13 @@
+//! Integration tests: everything in-process on 127.0.0.1:0 with real keys, a real issuer,
+//! real HTTP clients. One binary, so the crate links once.
+
+mod support;
+
+mod binary;
+mod config;
+mod cors;
+mod extraction;
+mod keys;
+mod quickstart;
+mod verification;
+mod wycheproof;

@@ -1,0 +1,33 @@
+//! Real parts for the integration tests: an OIDC issuer, the proxy itself, fixture keys.
+#![allow(dead_code)]
+
+pub mod issuer;
+pub mod keys;
+pub mod proxy;
+
+pub use issuer::{Mode, TestIssuer};
+pub use keys::TestKey;
+pub use proxy::{issuer_config, TestProxy};
+
+use serde_json::Value;
+
+/// The response's status, `WWW-Authenticate` and JSON body.
+pub async fn read(response: reqwest::Response) -> (u16, Option<String>, Value) {
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    (status, challenge, body)
+}
+
+/// A proxy and an issuer with one RSA key, ready.
+pub async fn rsa_setup() -> (TestIssuer, TestKey, TestProxy) {
+    let key = TestKey::load("rsa-a", "rsa-a", jsonwebtoken::Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let proxy = TestProxy::for_issuer(&issuer).await;
+    proxy.wait_ready().await;
+    (issuer, key, proxy)
+}

@@ -1,0 +1,95 @@
+//! TestProxy: the real app and server, in-process on an ephemeral port.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokengate::config::{self, Overrides};
+use tokengate::App;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use super::issuer::{TestIssuer, ALL_ALGORITHMS, AUDIENCE};
+
+pub struct TestProxy {
+    pub addr: std::net::SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl TestProxy {
+    /// Starts a proxy on the given configuration text (its `listen` is replaced by an
+    /// ephemeral loopback port).
+    pub async fn start(yaml: &str) -> TestProxy {
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            log_format: None,
+        };
+        let settings = config::load_str(Path::new("test.yaml"), yaml, &overrides)
+            .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{yaml}"));
+        let mut app = App::new(settings).expect("app");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr");
+        app.start();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(tokengate::run(listener, Arc::new(app), async move {
+            let _ = rx.await;
+        }));
+        TestProxy {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// A proxy trusting `issuer` (over http) for every supported algorithm.
+    pub async fn for_issuer(issuer: &TestIssuer) -> TestProxy {
+        TestProxy::start(&issuer_config(issuer, "")).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Waits (up to 10 s) until `/readyz` says every issuer has keys.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("proxy never became ready");
+    }
+
+    /// GET `path` with `Authorization: Bearer <token>`.
+    pub async fn get_with(&self, path: &str, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// One issuer entry for `issuer`, plus `extra` lines indented under it.
+pub fn issuer_config(issuer: &TestIssuer, extra: &str) -> String {
+    format!(
+        "issuers:\n  - issuer: {}\n    audiences: [{AUDIENCE}]\n    algorithms: {ALL_ALGORITHMS}\n    allow_http: true\n{extra}",
+        issuer.url()
+    )
+}
