@@ -2,25 +2,31 @@
 //!
 //! Every request goes through [`app::App::handle`], which runs the stages in order:
 //!
-//! 1. [`route`]: method + path → the route that decides what is needed (400/404/405)
+//! 1. [`route`]: the canonical path (400 if ambiguous), tokengate's own endpoints, then the
+//!    first matching rule (or the default)
 //! 2. [`token`]: the bearer token from `Authorization` (RFC 6750 §2.1; 400 if malformed)
 //! 3. [`authn`]: the JWT verified against its issuer's keys ([`jwks`]) → a principal
 //!    (401 `invalid_token`, 503 while an issuer has no keys)
-//! 4. dispatch: the built-in quickstart routes ([`builtin`]) or the dev issuer ([`dev`])
+//! 4. [`authz`]: the rule's scopes and claims → a permit (403)
+//! 5. [`mutate`]: strip identity, hop-by-hop and untrusted forwarding headers, then inject
+//! 6. dispatch: [`forward`] to the upstream, or the quickstart routes ([`builtin`])
 //!
 //! Any failure is a [`rejection::Rejection`], turned into a response in one place.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod authn;
+pub mod authz;
 pub mod body;
 pub mod builtin;
 pub mod claims;
 pub mod config;
 pub mod cors;
 pub mod dev;
+pub mod forward;
 pub mod jwk;
 pub mod jwks;
+pub mod mutate;
 pub mod rejection;
 pub mod route;
 pub mod server;

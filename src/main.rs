@@ -23,6 +23,9 @@ struct Cli {
     /// Log as text or JSON lines instead of the file's `log.format`.
     #[arg(long, value_name = "text|json")]
     log_format: Option<String>,
+    /// Forward verified requests to this URL instead of the file's `upstream.url`.
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let overrides = Overrides {
         listen: cli.listen.clone(),
         log_format: cli.log_format.clone(),
+        upstream: cli.upstream.clone(),
     };
     let settings = match config::load(&cli.config, &overrides) {
         Ok(settings) => settings,
@@ -74,7 +78,20 @@ fn summary(s: &Settings) -> String {
     if s.dev_issuer.is_some() {
         out += "  dev issuer: ON (POST /_dev/token mints tokens; local testing only)\n";
     }
+    match &s.upstream {
+        Some(u) => out += &format!("  upstream: {}\n", u.url),
+        None => out += "  upstream: none (built-in /secure and /api/messages)\n",
+    }
+    for r in &s.rules.routes {
+        out += &format!("  route {}: auth {:?}\n", r.name, r.rule.auth);
+    }
     out += &format!("  cors: {}\n", if s.cors.is_some() { "on" } else { "off" });
+    for (later, earlier) in s.rules.unreachable() {
+        out += &format!(
+            "  warning: routes[{later}] ({}) can never match: routes[{earlier}] ({}) comes first and covers it\n",
+            s.rules.routes[later].name, s.rules.routes[earlier].name
+        );
+    }
     out
 }
 

@@ -9,6 +9,8 @@ use serde_json::json;
 use crate::authn::TokenError;
 use crate::body::{full, Body};
 use crate::dev::BadTokenRequest;
+use crate::forward::UpstreamError;
+use crate::route::PathError;
 use crate::token::ExtractError;
 
 /// The realm named in every challenge.
@@ -33,6 +35,15 @@ pub enum Rejection {
     },
     BadDevTokenRequest(BadTokenRequest),
     BodyTooLarge,
+    /// The path cannot be read one unambiguous way (400).
+    BadPath(PathError),
+    /// An absolute-form target whose authority disagrees with `Host` (400).
+    AmbiguousHost,
+    /// Authenticated, but a required scope is missing (403, RFC 6750 §3.1). Holds the scopes.
+    InsufficientScope(String),
+    /// Authenticated, but the route's claim or issuer condition fails (403).
+    AccessDenied(String),
+    Upstream(UpstreamError),
 }
 
 impl Rejection {
@@ -49,14 +60,25 @@ impl Rejection {
             Rejection::MethodNotAllowed { .. } => "method_not_allowed",
             Rejection::BadDevTokenRequest(_) => "dev_token_request_invalid",
             Rejection::BodyTooLarge => "body_too_large",
+            Rejection::BadPath(_) => "path_invalid",
+            Rejection::AmbiguousHost => "host_ambiguous",
+            Rejection::InsufficientScope(_) => "insufficient_scope",
+            Rejection::AccessDenied(_) => "access_denied",
+            Rejection::Upstream(e) => e.reason(),
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Rejection::InvalidRequest(_) | Rejection::BadDevTokenRequest(_) => {
-                StatusCode::BAD_REQUEST
+            Rejection::InvalidRequest(_)
+            | Rejection::BadDevTokenRequest(_)
+            | Rejection::BadPath(_)
+            | Rejection::AmbiguousHost => StatusCode::BAD_REQUEST,
+            Rejection::InsufficientScope(_) | Rejection::AccessDenied(_) => StatusCode::FORBIDDEN,
+            Rejection::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            Rejection::Upstream(UpstreamError::Unreachable(_) | UpstreamError::Protocol(_)) => {
+                StatusCode::BAD_GATEWAY
             }
             Rejection::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::NotFound => StatusCode::NOT_FOUND,
@@ -65,7 +87,8 @@ impl Rejection {
         }
     }
 
-    pub fn into_response(self) -> Response<Body> {
+    /// The response; `resource_metadata` (RFC 9728) is added to every Bearer challenge.
+    pub fn into_response(self, resource_metadata: Option<&str>) -> Response<Body> {
         let status = self.status();
         let (error, description, challenge) = match &self {
             Rejection::MissingToken => (
@@ -100,6 +123,33 @@ impl Rejection {
                 "the request body is too large".to_owned(),
                 None,
             ),
+            Rejection::BadPath(e) => ("invalid_request", e.to_string(), None),
+            Rejection::AmbiguousHost => (
+                "invalid_request",
+                "the request target's authority and Host disagree".to_owned(),
+                None,
+            ),
+            Rejection::InsufficientScope(scopes) => (
+                "insufficient_scope",
+                format!("the token lacks a required scope: {scopes}"),
+                Some(format!(
+                    "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
+                    quotable(scopes)
+                )),
+            ),
+            Rejection::AccessDenied(why) => ("access_denied", why.clone(), None),
+            Rejection::Upstream(e) => (
+                match e {
+                    UpstreamError::Timeout => "upstream_timeout",
+                    _ => "bad_gateway",
+                },
+                e.to_string(),
+                None,
+            ),
+        };
+        let challenge = match (challenge, resource_metadata) {
+            (Some(c), Some(url)) => Some(format!("{c}, resource_metadata=\"{}\"", quotable(url))),
+            (c, _) => c,
         };
         let body = json!({"error": error, "error_description": description}).to_string();
         let mut response = Response::new(full(Bytes::from(body)));
@@ -154,7 +204,7 @@ mod tests {
 
     #[test]
     fn missing_token_is_a_bare_challenge() {
-        let r = Rejection::MissingToken.into_response();
+        let r = Rejection::MissingToken.into_response(None);
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             header(&r, WWW_AUTHENTICATE).as_deref(),
@@ -164,7 +214,7 @@ mod tests {
 
     #[test]
     fn invalid_token_names_the_check() {
-        let r = Rejection::InvalidToken(TokenError::Expired).into_response();
+        let r = Rejection::InvalidToken(TokenError::Expired).into_response(None);
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             header(&r, WWW_AUTHENTICATE).as_deref(),
@@ -174,11 +224,49 @@ mod tests {
 
     #[test]
     fn descriptions_cannot_break_the_challenge() {
-        let r = Rejection::InvalidToken(TokenError::Claim("a\"b\\c\u{7}".into())).into_response();
+        let r =
+            Rejection::InvalidToken(TokenError::Claim("a\"b\\c\u{7}".into())).into_response(None);
         let c = header(&r, WWW_AUTHENTICATE).unwrap_or_default();
         assert!(
             c.ends_with("error_description=\"the claim `a'b'c?` does not match\""),
             "{c}"
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_scopes() {
+        let r = Rejection::InsufficientScope("read write".into()).into_response(None);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            header(&r, WWW_AUTHENTICATE).as_deref(),
+            Some("Bearer realm=\"tokengate\", error=\"insufficient_scope\", scope=\"read write\"")
+        );
+    }
+
+    #[test]
+    fn resource_metadata_joins_the_challenge() {
+        let r = Rejection::MissingToken.into_response(Some(
+            "https://api.example.com/.well-known/oauth-protected-resource",
+        ));
+        assert_eq!(
+            header(&r, WWW_AUTHENTICATE).as_deref(),
+            Some("Bearer realm=\"tokengate\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\"")
+        );
+    }
+
+    #[test]
+    fn upstream_failures() {
+        assert_eq!(
+            Rejection::Upstream(UpstreamError::Timeout).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            Rejection::Upstream(UpstreamError::Unreachable("x".into())).status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            Rejection::AccessDenied("x".into()).status(),
+            StatusCode::FORBIDDEN
         );
     }
 
@@ -188,7 +276,7 @@ mod tests {
             Rejection::InvalidRequest(ExtractError::TokenInQuery).status(),
             StatusCode::BAD_REQUEST
         );
-        let r = Rejection::KeysUnavailable { issuer: "x".into() }.into_response();
+        let r = Rejection::KeysUnavailable { issuer: "x".into() }.into_response(None);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(header(&r, RETRY_AFTER).as_deref(), Some("5"));
         assert!(header(&r, WWW_AUTHENTICATE).is_none());

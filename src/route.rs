@@ -1,16 +1,357 @@
-//! Stage 1: method + path → the route that decides what the request needs.
+//! Stage 1: method + canonical path → the route that decides what the request needs.
 //!
-//! Paths are matched exactly, never after a decoding or normalisation that an upstream might
-//! not share: `/secure/`, `//secure` or `/%73ecure` are simply not `/secure` (404).
+//! One canonical path (RFC 3986 §6) is computed per request and used both to match rules and
+//! to forward, so the rule that matched is the rule for the path the upstream sees. Anything
+//! whose meaning could differ between tokengate and an upstream is refused rather than
+//! guessed at: encoded `/` or `\`, raw `\`, control characters, and (by default) `;` path
+//! parameters, which Tomcat and Spring strip before routing.
 
-use http::{HeaderMap, Method};
+use std::sync::Arc;
 
-use crate::builtin::Builtin;
-use crate::cors;
-use crate::rejection::Rejection;
+use http::Method;
 
+use crate::claims::ClaimRule;
+
+/// Why a request target cannot be routed (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path has an encoded slash or backslash")]
+    EncodedSeparator,
+    #[error("the path has a backslash")]
+    Backslash,
+    #[error("the path has a control character")]
+    ControlCharacter,
+    #[error("the path has ; parameters")]
+    Parameters,
+    #[error("the path has a malformed percent-encoding")]
+    BadEncoding,
+    #[error("the request target is not a path")]
+    NotOriginForm,
+}
+
+/// A request path in canonical form, plus the form rules are matched against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPath {
+    /// Forwarded upstream: unreserved characters decoded, other escapes upper-cased, dot
+    /// segments removed, slashes merged.
+    pub path: String,
+    /// Matched against rules: `path`, without `;` parameters when they are allowed, and
+    /// lower-cased when matching is case-insensitive.
+    pub matched: String,
+}
+
+/// How paths are read (`paths:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathOptions {
+    pub allow_parameters: bool,
+    pub case_insensitive: bool,
+}
+
+/// Computes the canonical path of a raw (still percent-encoded) path.
+pub fn canonicalize(raw: &str, options: PathOptions) -> Result<CanonicalPath, PathError> {
+    if !raw.starts_with('/') {
+        return Err(PathError::NotOriginForm);
+    }
+    let normalized = normalize_escapes(raw)?;
+    if normalized.contains(';') && !options.allow_parameters {
+        return Err(PathError::Parameters);
+    }
+    let path = remove_dot_segments(&normalized, |segment| segment);
+    let mut matched = if options.allow_parameters {
+        // As Tomcat reads it: each segment without its parameters, then dot segments.
+        remove_dot_segments(&normalized, |segment| {
+            segment.split(';').next().unwrap_or("")
+        })
+    } else {
+        path.clone()
+    };
+    if options.case_insensitive {
+        matched.make_ascii_lowercase();
+    }
+    Ok(CanonicalPath { path, matched })
+}
+
+/// Decodes escapes of unreserved characters, upper-cases the rest, refuses what could be
+/// read two ways. Never decodes twice: `%252e` stays `%252E`.
+fn normalize_escapes(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or(PathError::BadEncoding)?;
+                let value = std::str::from_utf8(hex)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or(PathError::BadEncoding)?;
+                match value {
+                    b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                    0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
+                    v if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') => {
+                        out.push(char::from(v));
+                    }
+                    v => {
+                        out.push('%');
+                        out.push_str(&format!("{v:02X}"));
+                    }
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0..=0x20 | 0x7f => return Err(PathError::ControlCharacter),
+            b'#' | b'?' => return Err(PathError::BadEncoding),
+            0x80..=0xff => return Err(PathError::BadEncoding),
+            _ => {
+                out.push(char::from(b));
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 3986 §5.2.4 on segments, merging empty segments (`//`). A trailing slash is kept.
+fn remove_dot_segments(path: &str, segment_view: impl Fn(&str) -> &str) -> String {
+    let mut stack: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (index, raw_segment) in segments.iter().enumerate() {
+        let segment = segment_view(raw_segment);
+        match segment {
+            "." | "" => trailing_slash = index == last,
+            ".." => {
+                stack.pop();
+                trailing_slash = index == last;
+            }
+            _ => {
+                stack.push(segment);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for segment in &stack {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if out.is_empty() || trailing_slash {
+        out.push('/');
+    }
+    out
+}
+
+/// A compiled path pattern: `/exact`, `/prefix/**`, `/users/*/profile`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    segments: Vec<PatternSegment>,
+    /// Ends in `/**`: matches the prefix itself and anything below it.
+    prefix: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PatternSegment {
+    Literal(String),
+    /// `*`: exactly one non-empty segment.
+    Any,
+}
+
+impl PathPattern {
+    /// Compiles a pattern written in the configuration.
+    pub fn parse(text: &str, case_insensitive: bool) -> Result<PathPattern, String> {
+        if !text.starts_with('/') {
+            return Err("a path pattern starts with /".into());
+        }
+        let mut body = &text[1..];
+        let prefix = body == "**" || body.ends_with("/**");
+        if prefix {
+            body = body
+                .strip_suffix("**")
+                .unwrap_or(body)
+                .trim_end_matches('/');
+        }
+        let mut segments = Vec::new();
+        if !body.is_empty() {
+            for segment in body.split('/') {
+                match segment {
+                    "*" => segments.push(PatternSegment::Any),
+                    "" | "." | ".." => return Err(format!("`{text}` has an empty or dot segment")),
+                    s if s.contains('*') => {
+                        return Err(format!(
+                            "`{text}`: * stands for a whole segment, and ** only at the end"
+                        ))
+                    }
+                    s if s.contains(['%', ';', '?', '#', '\\']) => {
+                        return Err(format!(
+                            "`{text}`: write patterns in decoded form, without ; ? # % or \\"
+                        ))
+                    }
+                    s => segments.push(PatternSegment::Literal(if case_insensitive {
+                        s.to_ascii_lowercase()
+                    } else {
+                        s.to_owned()
+                    })),
+                }
+            }
+        }
+        let trailing = text.len() > 1 && text.ends_with('/') && !prefix;
+        if trailing {
+            return Err(format!(
+                "`{text}` ends with /; write `{}` or `{}/**`",
+                text.trim_end_matches('/'),
+                text.trim_end_matches('/')
+            ));
+        }
+        Ok(PathPattern { segments, prefix })
+    }
+
+    /// Matches a canonical (matching) path.
+    pub fn matches(&self, path: &str) -> bool {
+        let rest = path.strip_prefix('/').unwrap_or(path);
+        let mut parts = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect::<Vec<_>>()
+        };
+        // A trailing slash adds an empty segment: `/api/` is below `/api/**`, not `/api`.
+        if parts.last() == Some(&"") {
+            if !self.prefix {
+                return false;
+            }
+            parts.pop();
+        }
+        if parts.len() < self.segments.len() || (!self.prefix && parts.len() != self.segments.len())
+        {
+            return false;
+        }
+        self.segments
+            .iter()
+            .zip(&parts)
+            .all(|(pattern, part)| match pattern {
+                PatternSegment::Literal(l) => l == part,
+                PatternSegment::Any => !part.is_empty(),
+            })
+    }
+
+    /// True when every path this pattern matches is also matched by `other`.
+    pub fn is_covered_by(&self, other: &PathPattern) -> bool {
+        if other.segments.len() > self.segments.len()
+            || (!other.prefix && (self.prefix || other.segments.len() != self.segments.len()))
+        {
+            return false;
+        }
+        other
+            .segments
+            .iter()
+            .zip(&self.segments)
+            .all(|(o, s)| match (o, s) {
+                (PatternSegment::Any, _) => true,
+                (PatternSegment::Literal(a), PatternSegment::Literal(b)) => a == b,
+                (PatternSegment::Literal(_), PatternSegment::Any) => false,
+            })
+    }
+}
+
+/// Whether a route needs a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+pub enum AuthMode {
+    /// No token needed; one that is sent is not verified and gives no identity.
+    None,
+    /// Verified if present (and refused if invalid); anonymous if absent.
+    Optional,
+    Required,
+}
+
+/// What a route asks of the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub auth: AuthMode,
+    /// All of these scopes.
+    pub scopes: Vec<String>,
+    /// At least one of these scopes.
+    pub any_scopes: Vec<String>,
+    pub claims: Vec<ClaimRule>,
+    /// Only tokens of these issuers.
+    pub issuers: Option<Vec<String>>,
+}
+
+impl Rule {
+    pub fn required() -> Rule {
+        Rule {
+            auth: AuthMode::Required,
+            scopes: Vec::new(),
+            any_scopes: Vec::new(),
+            claims: Vec::new(),
+            issuers: None,
+        }
+    }
+}
+
+/// One `routes:` entry, compiled.
+#[derive(Debug, Clone)]
+pub struct RouteRule {
+    /// As written, for logs and `tokengate check`.
+    pub name: String,
+    pub pattern: PathPattern,
+    /// `None`: every method.
+    pub methods: Option<Vec<Method>>,
+    pub rule: Arc<Rule>,
+}
+
+/// The ordered rules and the default; the first match decides.
+#[derive(Debug, Clone)]
+pub struct RuleTable {
+    pub routes: Vec<RouteRule>,
+    pub default: Arc<Rule>,
+}
+
+/// The rule that decided, and under which name it is logged.
+#[derive(Debug, Clone)]
+pub struct Matched {
+    pub name: Arc<str>,
+    pub rule: Arc<Rule>,
+}
+
+impl RuleTable {
+    pub fn match_request(
+        &self,
+        method: &Method,
+        path: &CanonicalPath,
+    ) -> (Option<&RouteRule>, &Arc<Rule>) {
+        for route in &self.routes {
+            let method_ok = route.methods.as_ref().is_none_or(|m| m.contains(method));
+            if method_ok && route.pattern.matches(&path.matched) {
+                return (Some(route), &route.rule);
+            }
+        }
+        (None, &self.default)
+    }
+
+    /// Routes that can never match because an earlier route covers them, for `check`.
+    pub fn unreachable(&self) -> Vec<(usize, usize)> {
+        let mut found = Vec::new();
+        for (i, later) in self.routes.iter().enumerate() {
+            for (j, earlier) in self.routes[..i].iter().enumerate() {
+                let methods_covered = match (&earlier.methods, &later.methods) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(e), Some(l)) => l.iter().all(|m| e.contains(m)),
+                };
+                if methods_covered && later.pattern.is_covered_by(&earlier.pattern) {
+                    found.push((i, j));
+                    break;
+                }
+            }
+        }
+        found
+    }
+}
+
+/// tokengate's own endpoints, answered before any rule and never forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnEndpoint {
     /// A CORS preflight, answered without a token.
     Preflight,
     /// `/healthz`: the process is up.
@@ -19,46 +360,49 @@ pub enum Route {
     Ready,
     /// `POST /_dev/token`, only with the dev issuer on.
     DevToken,
-    /// A quickstart route; needs a valid token.
-    Builtin(Builtin),
+    /// RFC 9728 protected resource metadata.
+    ResourceMetadata,
 }
 
-/// What the app offers beyond the fixed routes.
-pub struct RouteTable {
+/// Which own endpoints this configuration has.
+#[derive(Debug, Clone)]
+pub struct OwnEndpoints {
     pub cors: bool,
     pub dev_issuer: bool,
+    pub resource_metadata_path: Option<String>,
 }
 
 const GET_HEAD: &str = "GET, HEAD";
 
-impl RouteTable {
+impl OwnEndpoints {
+    /// The own endpoint at this canonical path, if any (405 for a wrong method).
     pub fn route(
         &self,
         method: &Method,
         path: &str,
-        headers: &HeaderMap,
-    ) -> Result<Route, Rejection> {
-        if self.cors && cors::is_preflight(method, headers) {
-            return Ok(Route::Preflight);
+        headers: &http::HeaderMap,
+    ) -> Option<Result<OwnEndpoint, crate::rejection::Rejection>> {
+        if self.cors && crate::cors::is_preflight(method, headers) {
+            return Some(Ok(OwnEndpoint::Preflight));
         }
-        let (route, allow) = match path {
-            "/healthz" => (Route::Health, GET_HEAD),
-            "/readyz" => (Route::Ready, GET_HEAD),
-            "/_dev/token" if self.dev_issuer => (Route::DevToken, "POST"),
-            _ => match Builtin::for_path(path) {
-                Some(b) => (Route::Builtin(b), GET_HEAD),
-                None => return Err(Rejection::NotFound),
-            },
+        let (endpoint, allow) = match path {
+            "/healthz" => (OwnEndpoint::Health, GET_HEAD),
+            "/readyz" => (OwnEndpoint::Ready, GET_HEAD),
+            "/_dev/token" if self.dev_issuer => (OwnEndpoint::DevToken, "POST"),
+            p if self.resource_metadata_path.as_deref() == Some(p) => {
+                (OwnEndpoint::ResourceMetadata, GET_HEAD)
+            }
+            _ => return None,
         };
         let method_ok = match allow {
             GET_HEAD => method == Method::GET || method == Method::HEAD,
             _ => method == Method::POST,
         };
-        if method_ok {
-            Ok(route)
+        Some(if method_ok {
+            Ok(endpoint)
         } else {
-            Err(Rejection::MethodNotAllowed { allow })
-        }
+            Err(crate::rejection::Rejection::MethodNotAllowed { allow })
+        })
     }
 }
 
@@ -66,64 +410,197 @@ impl RouteTable {
 mod tests {
     use super::*;
 
-    fn table(dev: bool) -> RouteTable {
-        RouteTable {
-            cors: true,
-            dev_issuer: dev,
-        }
+    const STRICT: PathOptions = PathOptions {
+        allow_parameters: false,
+        case_insensitive: false,
+    };
+    const PARAMS: PathOptions = PathOptions {
+        allow_parameters: true,
+        case_insensitive: false,
+    };
+
+    fn canon(raw: &str) -> Result<String, PathError> {
+        canonicalize(raw, STRICT).map(|c| c.path)
     }
 
     #[test]
-    fn exact_paths_only() {
-        let h = HeaderMap::new();
-        let t = table(false);
-        assert_eq!(
-            t.route(&Method::GET, "/secure", &h),
-            Ok(Route::Builtin(Builtin::Secure))
-        );
-        assert_eq!(
-            t.route(&Method::GET, "/api/messages", &h),
-            Ok(Route::Builtin(Builtin::Messages))
-        );
-        for p in [
-            "/secure/",
-            "//secure",
-            "/%73ecure",
-            "/SECURE",
-            "/api/messages/../secure",
-            "/",
-        ] {
+    fn canonical_paths() {
+        let cases: &[(&str, Result<&str, PathError>)] = &[
+            ("/", Ok("/")),
+            ("/a/b", Ok("/a/b")),
+            ("/a/b/", Ok("/a/b/")),
+            ("//admin", Ok("/admin")),
+            ("/a//b///c", Ok("/a/b/c")),
+            ("/public/../admin", Ok("/admin")),
+            ("/public/./admin", Ok("/public/admin")),
+            ("/../../etc/passwd", Ok("/etc/passwd")),
+            ("/a/..", Ok("/")),
+            ("/a/.", Ok("/a/")),
+            ("/public/%2e%2e/admin", Ok("/admin")),
+            ("/public/%2E%2E/admin", Ok("/admin")),
+            ("/public/.%2e/admin", Ok("/admin")),
+            ("/%61dmin", Ok("/admin")),
+            ("/a%7eb", Ok("/a~b")),
+            ("/a%3fb", Ok("/a%3Fb")),
+            ("/a%20b", Ok("/a%20b")),
+            ("/%252e%252e/admin", Ok("/%252e%252e/admin")),
+            ("/caf%c3%a9", Ok("/caf%C3%A9")),
+            ("/public%2fadmin", Err(PathError::EncodedSeparator)),
+            ("/public%2Fadmin", Err(PathError::EncodedSeparator)),
+            ("/public%5cadmin", Err(PathError::EncodedSeparator)),
+            ("/public\\admin", Err(PathError::Backslash)),
+            ("/a%00b", Err(PathError::ControlCharacter)),
+            ("/a%0ab", Err(PathError::ControlCharacter)),
+            ("/a%7fb", Err(PathError::ControlCharacter)),
+            ("/a%zzb", Err(PathError::BadEncoding)),
+            ("/a%2", Err(PathError::BadEncoding)),
+            ("/admin;x=1/y", Err(PathError::Parameters)),
+            ("/public/..;/admin", Err(PathError::Parameters)),
+            ("*", Err(PathError::NotOriginForm)),
+            ("admin", Err(PathError::NotOriginForm)),
+        ];
+        for (raw, expected) in cases {
             assert_eq!(
-                t.route(&Method::GET, p, &h),
-                Err(Rejection::NotFound),
-                "{p}"
+                canon(raw).as_deref().map_err(|e| *e),
+                expected.as_deref().map_err(|e| *e),
+                "{raw}"
             );
         }
     }
 
     #[test]
-    fn methods() {
-        let h = HeaderMap::new();
-        let t = table(true);
+    fn canonical_is_idempotent() {
+        for raw in [
+            "/a/../b//c/./d/",
+            "/%61%2e%2E/x",
+            "/x%252e/y",
+            "/caf%c3%a9/",
+        ] {
+            let once = canon(raw).unwrap_or_default();
+            assert_eq!(canon(&once).as_deref(), Ok(once.as_str()), "{raw}");
+        }
+    }
+
+    #[test]
+    fn double_encoding_is_not_decoded_twice() {
         assert_eq!(
-            t.route(&Method::HEAD, "/secure", &h),
-            Ok(Route::Builtin(Builtin::Secure))
+            canon("/%252e%252e/admin").as_deref(),
+            Ok("/%252e%252e/admin")
+        );
+        assert_eq!(canon("/%252F").as_deref(), Ok("/%252F"));
+        assert_eq!(canon("/%25%32%65").as_deref(), Ok("/%252e"));
+    }
+
+    #[test]
+    fn parameters_are_matched_without_them_when_allowed() {
+        let c = canonicalize("/admin;x=1/y", PARAMS).ok();
+        assert_eq!(c.as_ref().map(|c| c.matched.as_str()), Some("/admin/y"));
+        assert_eq!(c.as_ref().map(|c| c.path.as_str()), Some("/admin;x=1/y"));
+        let c = canonicalize("/public/..;/admin", PARAMS).ok();
+        assert_eq!(c.map(|c| c.matched), Some("/admin".to_string()));
+        let c = canonicalize("/public;/x", PARAMS).ok();
+        assert_eq!(c.map(|c| c.matched), Some("/public/x".to_string()));
+    }
+
+    fn pattern(p: &str) -> PathPattern {
+        PathPattern::parse(p, false).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn pattern_kinds_and_boundaries() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("/health", "/health", true),
+            ("/health", "/health/", false),
+            ("/health", "/healthz", false),
+            ("/health", "/health/x", false),
+            ("/health", "/Health", false),
+            ("/api/**", "/api", true),
+            ("/api/**", "/api/", true),
+            ("/api/**", "/api/x", true),
+            ("/api/**", "/api/x/y/z", true),
+            ("/api/**", "/apix", false),
+            ("/api/**", "/ap", false),
+            ("/api/**", "/", false),
+            ("/users/*/profile", "/users/7/profile", true),
+            ("/users/*/profile", "/users//profile", false),
+            ("/users/*/profile", "/users/profile", false),
+            ("/users/*/profile", "/users/7/8/profile", false),
+            ("/users/*/profile", "/users/7/profile/x", false),
+            ("/users/*/**", "/users/7/anything/here", true),
+            ("/users/*/**", "/users", false),
+            ("/**", "/", true),
+            ("/**", "/anything", true),
+            ("/", "/", true),
+            ("/", "/x", false),
+        ];
+        for (p, path, expected) in cases {
+            assert_eq!(pattern(p).matches(path), *expected, "{p} vs {path}");
+        }
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        for p in [
+            "api", "/api/*x", "/a/**/b", "/a/../b", "/a//b", "/a%2f", "/a;b", "/api/",
+        ] {
+            assert!(PathPattern::parse(p, false).is_err(), "{p}");
+        }
+    }
+
+    #[test]
+    fn case_insensitive_matching() {
+        let options = PathOptions {
+            allow_parameters: false,
+            case_insensitive: true,
+        };
+        let c = canonicalize("/ADMIN/Users", options).ok();
+        assert_eq!(c.as_ref().map(|c| c.matched.as_str()), Some("/admin/users"));
+        assert_eq!(c.as_ref().map(|c| c.path.as_str()), Some("/ADMIN/Users"));
+        assert!(PathPattern::parse("/Admin/**", true)
+            .map(|p| p.matches("/admin/users"))
+            .unwrap_or(false));
+    }
+
+    #[test]
+    fn own_endpoints_and_methods() {
+        let own = OwnEndpoints {
+            cors: true,
+            dev_issuer: false,
+            resource_metadata_path: None,
+        };
+        let h = http::HeaderMap::new();
+        assert_eq!(
+            own.route(&Method::GET, "/healthz", &h),
+            Some(Ok(OwnEndpoint::Health))
         );
         assert_eq!(
-            t.route(&Method::POST, "/secure", &h),
-            Err(Rejection::MethodNotAllowed { allow: GET_HEAD })
+            own.route(&Method::HEAD, "/readyz", &h),
+            Some(Ok(OwnEndpoint::Ready))
         );
         assert_eq!(
-            t.route(&Method::POST, "/_dev/token", &h),
-            Ok(Route::DevToken)
+            own.route(&Method::POST, "/healthz", &h),
+            Some(Err(crate::rejection::Rejection::MethodNotAllowed {
+                allow: GET_HEAD
+            }))
         );
+        assert_eq!(own.route(&Method::POST, "/_dev/token", &h), None);
+        let dev = OwnEndpoints {
+            dev_issuer: true,
+            ..own
+        };
         assert_eq!(
-            t.route(&Method::GET, "/_dev/token", &h),
-            Err(Rejection::MethodNotAllowed { allow: "POST" })
+            dev.route(&Method::POST, "/_dev/token", &h),
+            Some(Ok(OwnEndpoint::DevToken))
         );
-        assert_eq!(
-            table(false).route(&Method::POST, "/_dev/token", &h),
-            Err(Rejection::NotFound)
-        );
+    }
+
+    #[test]
+    fn coverage_finds_unreachable_routes() {
+        assert!(pattern("/api/x").is_covered_by(&pattern("/api/**")));
+        assert!(pattern("/api/**").is_covered_by(&pattern("/**")));
+        assert!(pattern("/users/7").is_covered_by(&pattern("/users/*")));
+        assert!(!pattern("/api/**").is_covered_by(&pattern("/api/x")));
+        assert!(!pattern("/users/*").is_covered_by(&pattern("/users/7")));
+        assert!(!pattern("/api/**").is_covered_by(&pattern("/api")));
     }
 }

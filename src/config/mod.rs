@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use settings::*;
-pub use validate::parse_algorithm;
+pub use validate::{normalize_header_name, parse_algorithm};
 
 /// Changes the command line may make to what the file says.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Option<String>,
     pub log_format: Option<String>,
+    pub upstream: Option<String>,
 }
 
 /// One thing wrong with a configuration file.

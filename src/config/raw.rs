@@ -22,6 +22,87 @@ pub struct RawConfig {
     #[serde(default)]
     pub limits: RawLimits,
     pub shutdown_timeout: Option<String>,
+    pub upstream: Option<RawUpstream>,
+    #[serde(default)]
+    pub forward: RawForward,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    pub default: Option<RawRule>,
+    #[serde(default)]
+    pub paths: RawPaths,
+    pub resource: Option<RawResource>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub http2: bool,
+    pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+    pub preserve_host: Option<bool>,
+    pub ca_file: Option<String>,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForward {
+    /// Header name → a claim path, or a list of claim paths of which the first present wins.
+    pub headers: Option<BTreeMap<String, serde_yaml::Value>>,
+    pub strip_prefix: Option<String>,
+    pub separator: Option<String>,
+    pub payload_header: Option<String>,
+    #[serde(default)]
+    pub strip_authorization: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub path: String,
+    pub methods: Option<Vec<String>>,
+    pub auth: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub any_scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub claims: BTreeMap<String, serde_yaml::Value>,
+    pub issuers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub auth: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub any_scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub claims: BTreeMap<String, serde_yaml::Value>,
+    pub issuers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPaths {
+    #[serde(default)]
+    pub allow_parameters: bool,
+    #[serde(default)]
+    pub case_insensitive: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResource {
+    pub id: String,
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 use jsonwebtoken::Algorithm;
-use serde_json::Value;
 use url::Url;
 
+use ipnet::IpNet;
+
 use crate::claims::ClaimRule;
+use crate::route::{PathOptions, RuleTable};
 
 /// The validated configuration the proxy runs with.
 #[derive(Debug, Clone)]
@@ -24,6 +26,58 @@ pub struct Settings {
     pub log: LogSettings,
     pub limits: Limits,
     pub shutdown_timeout: Duration,
+    /// Where verified requests go; `None`: the built-in quickstart routes answer.
+    pub upstream: Option<UpstreamSettings>,
+    pub forward: ForwardSettings,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub rules: RuleTable,
+    pub paths: PathOptions,
+    pub resource: Option<ResourceSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub url: Url,
+    pub http2: bool,
+    /// Until the response headers arrive.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    /// Send the client's `Host` (sidecar), or the upstream's authority.
+    pub preserve_host: bool,
+    pub ca_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardSettings {
+    pub headers: Vec<ClaimHeader>,
+    /// Lower-case, `_` written as `-`: compared with normalised request header names.
+    pub strip_prefix: String,
+    pub separator: String,
+    pub payload_header: Option<HeaderName>,
+    pub strip_authorization: bool,
+}
+
+/// A header tokengate sets from the verified claims.
+#[derive(Debug, Clone)]
+pub struct ClaimHeader {
+    pub name: HeaderName,
+    /// Claim paths; the first one present is used.
+    pub sources: Vec<Vec<String>>,
+}
+
+/// RFC 9728 protected resource metadata.
+#[derive(Debug, Clone)]
+pub struct ResourceSettings {
+    pub id: String,
+    pub authorization_servers: Vec<String>,
+    pub scopes_supported: Vec<String>,
+    /// Where the metadata is served on this listener.
+    pub metadata_path: String,
+    /// The absolute URL named in `resource_metadata="..."`.
+    pub metadata_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -125,12 +179,4 @@ impl Settings {
     pub fn issuer(&self, iss: &str) -> Option<&IssuerSettings> {
         self.issuers.iter().find(|i| i.issuer == iss)
     }
-}
-
-/// A header name and value pair, built once at load.
-pub type StaticHeader = (HeaderName, HeaderValue);
-
-/// Converts a YAML scalar or structure into JSON for claim comparison.
-pub fn yaml_to_json(v: &serde_yaml::Value) -> Option<Value> {
-    serde_json::to_value(v).ok()
 }

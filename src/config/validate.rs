@@ -8,10 +8,18 @@ use http::{HeaderName, HeaderValue, Method};
 use jsonwebtoken::Algorithm;
 use url::Url;
 
-use super::raw::{RawConfig, RawCors, RawDevIssuer, RawIssuer, RawKeys};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::raw::{
+    RawConfig, RawCors, RawDevIssuer, RawForward, RawIssuer, RawKeys, RawResource, RawRoute,
+    RawRule, RawUpstream,
+};
 use super::settings::*;
 use super::{parse_duration, Overrides};
 use crate::claims::{ClaimRule, Predicate};
+use crate::route::{AuthMode, PathOptions, PathPattern, RouteRule, Rule, RuleTable};
 
 /// A problem before its line is known.
 pub struct Issue {
@@ -179,6 +187,80 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         Duration::from_secs(30),
     );
 
+    let upstream = match (&overrides.upstream, &raw.upstream) {
+        (Some(url), Some(raw_upstream)) => {
+            Some(upstream(&mut issues, "--upstream", url, raw_upstream))
+        }
+        (Some(url), None) => Some(upstream(
+            &mut issues,
+            "--upstream",
+            url,
+            &RawUpstream::default(),
+        )),
+        (None, Some(raw_upstream)) => Some(upstream(
+            &mut issues,
+            "upstream.url",
+            &raw_upstream.url,
+            raw_upstream,
+        )),
+        (None, None) => None,
+    };
+    let forward = forward(&mut issues, &raw.forward);
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            let parsed = text
+                .parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
+            if parsed.is_err() {
+                issues.add(
+                    format!("trusted_proxies[{i}]"),
+                    format!("`{text}` is not an address or CIDR range"),
+                    "write 10.0.0.0/8, 192.168.1.7 or fd00::/8",
+                );
+            }
+            parsed.ok()
+        })
+        .collect();
+    let paths = PathOptions {
+        allow_parameters: raw.paths.allow_parameters,
+        case_insensitive: raw.paths.case_insensitive,
+    };
+    let issuer_names: Vec<String> = issuers.iter().map(|i| i.issuer.clone()).collect();
+    let default = raw
+        .default
+        .as_ref()
+        .map(|r| {
+            rule(
+                &mut issues,
+                "default",
+                &RuleFields::from_default(r),
+                &issuer_names,
+            )
+        })
+        .unwrap_or_else(Rule::required);
+    let routes = raw
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            route(
+                &mut issues,
+                &format!("routes[{i}]"),
+                r,
+                paths,
+                &issuer_names,
+            )
+        })
+        .collect();
+    let rules = RuleTable {
+        routes,
+        default: Arc::new(default),
+    };
+    let resource = raw.resource.as_ref().map(|r| resource(&mut issues, r));
+
     if !issues.0.is_empty() {
         return Err(issues.0);
     }
@@ -192,6 +274,12 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         log: LogSettings { format, level },
         limits,
         shutdown_timeout,
+        upstream,
+        forward,
+        trusted_proxies,
+        rules,
+        paths,
+        resource,
     })
 }
 
@@ -619,5 +707,397 @@ fn cors(issues: &mut Issues, raw: &RawCors) -> CorsSettings {
         max_age,
         allow_credentials: raw.allow_credentials,
         methods,
+    }
+}
+
+fn upstream(issues: &mut Issues, at: &str, url_text: &str, raw: &RawUpstream) -> UpstreamSettings {
+    let url = match Url::parse(url_text) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.query().is_none() =>
+        {
+            url
+        }
+        _ => {
+            issues.add(
+                at,
+                format!("`{url_text}` is not an http(s) URL"),
+                "write the upstream's base URL, e.g. http://127.0.0.1:8080",
+            );
+            Url::parse("http://127.0.0.1/").unwrap_or_else(|_| unreachable_url())
+        }
+    };
+    let timeout = issues.duration(
+        "upstream.timeout",
+        raw.timeout.as_deref(),
+        Duration::from_secs(60),
+    );
+    let connect_timeout = issues.duration(
+        "upstream.connect_timeout",
+        raw.connect_timeout.as_deref(),
+        Duration::from_secs(5),
+    );
+    let pool_idle_timeout = issues.duration(
+        "upstream.pool_idle_timeout",
+        raw.pool_idle_timeout.as_deref(),
+        Duration::from_secs(90),
+    );
+    if timeout.is_zero() || connect_timeout.is_zero() {
+        issues.add(
+            "upstream",
+            "timeouts must be above zero",
+            "the defaults are timeout: 60s, connect_timeout: 5s",
+        );
+    }
+    if (raw.ca_file.is_some() || raw.server_name.is_some()) && url.scheme() != "https" {
+        issues.add(
+            "upstream",
+            "ca_file and server_name only apply to an https upstream",
+            "use an https:// URL or remove them",
+        );
+    }
+    if let Some(ca) = &raw.ca_file {
+        if !std::path::Path::new(ca).is_file() {
+            issues.add(
+                "upstream.ca_file",
+                format!("`{ca}` is not a readable file"),
+                "give the PEM file of the CA that signed the upstream's certificate",
+            );
+        }
+    }
+    UpstreamSettings {
+        url,
+        http2: raw.http2,
+        timeout,
+        connect_timeout,
+        pool_idle_timeout,
+        preserve_host: raw.preserve_host.unwrap_or(true),
+        ca_file: raw.ca_file.as_ref().map(PathBuf::from),
+        server_name: raw.server_name.clone(),
+    }
+}
+
+fn unreachable_url() -> Url {
+    // Only reached if a literal URL fails to parse, which it cannot.
+    Url::parse("http://localhost/").unwrap_or_else(|_| std::process::abort())
+}
+
+/// Headers tokengate must never let a claim set: they frame or route the message.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "cookie",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+];
+
+/// Lower-case with `_` as `-`: how header names are compared when stripping.
+pub fn normalize_header_name(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+fn forward(issues: &mut Issues, raw: &RawForward) -> ForwardSettings {
+    let default_headers: &[(&str, &[&str])] = &[
+        ("X-Auth-Subject", &["sub"]),
+        ("X-Auth-Issuer", &["iss"]),
+        ("X-Auth-Scopes", &["scp", "scope"]),
+        ("X-Auth-Client-Id", &["cid", "client_id", "azp"]),
+    ];
+    let split = |claim: &str| claim.split('.').map(str::to_owned).collect::<Vec<_>>();
+    let headers = match &raw.headers {
+        None => default_headers
+            .iter()
+            .filter_map(|(name, claims)| {
+                Some(ClaimHeader {
+                    name: HeaderName::from_bytes(name.as_bytes()).ok()?,
+                    sources: claims.iter().map(|c| split(c)).collect(),
+                })
+            })
+            .collect(),
+        Some(map) => map
+            .iter()
+            .filter_map(|(name, value)| {
+                let at = format!("forward.headers.{name}");
+                let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+                    issues.add(
+                        &at,
+                        format!("`{name}` is not a header name"),
+                        "e.g. X-Auth-Subject",
+                    );
+                    return None;
+                };
+                if RESERVED_HEADERS.contains(&normalize_header_name(name).as_str()) {
+                    issues.add(
+                        &at,
+                        format!("{name} cannot carry a claim"),
+                        "pick a name of your own, e.g. X-Auth-Subject",
+                    );
+                    return None;
+                }
+                let claims: Vec<String> = match value {
+                    serde_yaml::Value::String(s) => vec![s.clone()],
+                    serde_yaml::Value::Sequence(items) => items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_owned))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if claims.is_empty() || claims.iter().any(String::is_empty) {
+                    issues.add(
+                        &at,
+                        "name a claim, or a list of claims of which the first present is used",
+                        "e.g. sub, or [cid, client_id]",
+                    );
+                    return None;
+                }
+                Some(ClaimHeader {
+                    name: header,
+                    sources: claims.iter().map(|c| split(c)).collect(),
+                })
+            })
+            .collect(),
+    };
+    let strip_prefix = raw.strip_prefix.clone().unwrap_or_else(|| "X-Auth-".into());
+    if strip_prefix.len() < 3 {
+        issues.add(
+            "forward.strip_prefix",
+            "the prefix is too short: it would strip ordinary headers",
+            "use a distinctive prefix such as X-Auth-",
+        );
+    }
+    let payload_header = raw
+        .payload_header
+        .as_ref()
+        .and_then(|name| match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) if !RESERVED_HEADERS.contains(&normalize_header_name(name).as_str()) => Some(h),
+            _ => {
+                issues.add(
+                    "forward.payload_header",
+                    format!("`{name}` cannot be used"),
+                    "e.g. X-Auth-Claims",
+                );
+                None
+            }
+        });
+    let separator = raw.separator.clone().unwrap_or_else(|| " ".into());
+    if separator.is_empty()
+        || HeaderValue::from_str(&separator).is_err()
+        || separator.contains(['\r', '\n'])
+    {
+        issues.add(
+            "forward.separator",
+            "the separator must be visible text or a space",
+            "the default is a space; \",\" is common too",
+        );
+    }
+    ForwardSettings {
+        headers,
+        strip_prefix: normalize_header_name(&strip_prefix),
+        separator,
+        payload_header,
+        strip_authorization: raw.strip_authorization,
+    }
+}
+
+/// The rule fields shared by `routes[]` entries and `default`.
+struct RuleFields<'a> {
+    auth: Option<&'a str>,
+    scopes: Option<&'a Vec<String>>,
+    any_scopes: Option<&'a Vec<String>>,
+    claims: &'a std::collections::BTreeMap<String, serde_yaml::Value>,
+    issuers: Option<&'a Vec<String>>,
+}
+
+impl<'a> RuleFields<'a> {
+    fn from_default(r: &'a RawRule) -> Self {
+        RuleFields {
+            auth: r.auth.as_deref(),
+            scopes: r.scopes.as_ref(),
+            any_scopes: r.any_scopes.as_ref(),
+            claims: &r.claims,
+            issuers: r.issuers.as_ref(),
+        }
+    }
+
+    fn from_route(r: &'a RawRoute) -> Self {
+        RuleFields {
+            auth: r.auth.as_deref(),
+            scopes: r.scopes.as_ref(),
+            any_scopes: r.any_scopes.as_ref(),
+            claims: &r.claims,
+            issuers: r.issuers.as_ref(),
+        }
+    }
+}
+
+fn rule(issues: &mut Issues, at: &str, raw: &RuleFields<'_>, issuer_names: &[String]) -> Rule {
+    let auth = match raw.auth.unwrap_or("required") {
+        "none" => AuthMode::None,
+        "optional" => AuthMode::Optional,
+        "required" => AuthMode::Required,
+        other => {
+            issues.add(
+                format!("{at}.auth"),
+                format!("`{other}` is not an auth mode"),
+                "use none, optional or required",
+            );
+            AuthMode::Required
+        }
+    };
+    let mut list = |field: &str, values: Option<&Vec<String>>| -> Vec<String> {
+        let values = values.cloned().unwrap_or_default();
+        if values
+            .iter()
+            .any(|v| v.is_empty() || v.contains([' ', '"', '\\']))
+        {
+            issues.add(
+                format!("{at}.{field}"),
+                "scopes are single words",
+                "e.g. [read, write]",
+            );
+        }
+        values
+    };
+    let scopes = list("scopes", raw.scopes);
+    let any_scopes = list("any_scopes", raw.any_scopes);
+    if raw.any_scopes.is_some_and(Vec::is_empty) {
+        issues.add(
+            format!("{at}.any_scopes"),
+            "an empty any_scopes can never be met",
+            "list at least one scope, or remove it",
+        );
+    }
+    let claims: Vec<ClaimRule> = raw
+        .claims
+        .iter()
+        .filter_map(|(name, value)| claim_rule(issues, &format!("{at}.claims.{name}"), name, value))
+        .collect();
+    if let Some(list) = raw.issuers {
+        for (i, name) in list.iter().enumerate() {
+            if !issuer_names.contains(name) {
+                issues.add(
+                    format!("{at}.issuers[{i}]"),
+                    format!("`{name}` is not a configured issuer"),
+                    "name an issuer from issuers: (its exact issuer value)",
+                );
+            }
+        }
+    }
+    let demands = !scopes.is_empty()
+        || raw.any_scopes.is_some()
+        || !claims.is_empty()
+        || raw.issuers.is_some();
+    if auth == AuthMode::None && demands {
+        issues.add(
+            format!("{at}.auth"),
+            "a route with auth: none cannot also require scopes, claims or issuers",
+            "use auth: required (or optional) with those conditions",
+        );
+    }
+    Rule {
+        auth,
+        scopes,
+        any_scopes,
+        claims,
+        issuers: raw.issuers.cloned(),
+    }
+}
+
+fn route(
+    issues: &mut Issues,
+    at: &str,
+    raw: &RawRoute,
+    paths: PathOptions,
+    issuer_names: &[String],
+) -> Option<RouteRule> {
+    let pattern = match PathPattern::parse(&raw.path, paths.case_insensitive) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            issues.add(
+                format!("{at}.path"),
+                e,
+                "patterns are /exact, /prefix/** or /users/*/profile",
+            );
+            None
+        }
+    };
+    let methods = raw.methods.as_ref().map(|names| {
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| match Method::from_bytes(m.as_bytes()) {
+                Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => Some(method),
+                _ => {
+                    issues.add(
+                        format!("{at}.methods[{i}]"),
+                        format!("`{m}` is not a method"),
+                        "methods are upper case: GET, HEAD, POST, ...",
+                    );
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let rule = rule(issues, at, &RuleFields::from_route(raw), issuer_names);
+    Some(RouteRule {
+        name: raw.path.clone(),
+        pattern: pattern?,
+        methods,
+        rule: Arc::new(rule),
+    })
+}
+
+fn resource(issues: &mut Issues, raw: &RawResource) -> ResourceSettings {
+    let url = match Url::parse(&raw.id) {
+        Ok(u)
+            if matches!(u.scheme(), "https" | "http")
+                && u.query().is_none()
+                && u.fragment().is_none() =>
+        {
+            Some(u)
+        }
+        _ => {
+            issues.add(
+                "resource.id",
+                format!("`{}` is not a resource identifier", raw.id),
+                "RFC 9728: an https URL without query or fragment, e.g. https://api.example.com",
+            );
+            None
+        }
+    };
+    // RFC 9728 §3.1: the well-known segment goes between the host and the path.
+    let path = url
+        .as_ref()
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    let metadata_path = format!("/.well-known/oauth-protected-resource{path}");
+    let metadata_url = url
+        .as_ref()
+        .map(|u| format!("{}{metadata_path}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
+    if metadata_url.contains(['"', '\\']) {
+        issues.add(
+            "resource.id",
+            "the identifier cannot contain quotes or backslashes",
+            "",
+        );
+    }
+    ResourceSettings {
+        id: raw.id.clone(),
+        authorization_servers: raw.authorization_servers.clone(),
+        scopes_supported: raw.scopes_supported.clone(),
+        metadata_path,
+        metadata_url,
     }
 }

@@ -89,6 +89,7 @@ fn the_dev_issuer_is_refused_off_loopback() {
         &Overrides {
             listen: Some("0.0.0.0:8080".into()),
             log_format: None,
+            upstream: None,
         },
     );
     assert!(cli

@@ -34,6 +34,7 @@ impl TestProxy {
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".into()),
             log_format: None,
+            upstream: None,
         };
         let settings = config::load_str(Path::new("test.yaml"), yaml, &overrides)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{yaml}"));

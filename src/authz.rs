@@ -1,0 +1,151 @@
+//! Stage 4: the route's rule applied to the principal → [`Permit`].
+//!
+//! Only a `Permit` reaches the upstream (`forward` takes one), so nothing gets through
+//! without passing here. A missing scope is 403 `insufficient_scope` with the scopes named
+//! (RFC 6750 §3.1); a route-level claim or issuer mismatch is 403 `access_denied`.
+
+use std::sync::Arc;
+
+use crate::authn::{Principal, VerifiedToken};
+use crate::claims;
+use crate::rejection::Rejection;
+use crate::route::{AuthMode, Rule};
+
+/// Proof that a request passed its route's rule.
+#[derive(Debug, Clone)]
+pub struct Permit {
+    pub principal: Principal,
+}
+
+impl Permit {
+    pub fn token(&self) -> Option<&Arc<VerifiedToken>> {
+        match &self.principal {
+            Principal::Authenticated(token) => Some(token),
+            Principal::Anonymous => None,
+        }
+    }
+}
+
+pub fn authorize(rule: &Rule, principal: Principal) -> Result<Permit, Rejection> {
+    let token = match (&principal, rule.auth) {
+        (Principal::Authenticated(token), _) => token.clone(),
+        (Principal::Anonymous, AuthMode::None) => return Ok(Permit { principal }),
+        (Principal::Anonymous, AuthMode::Optional) if !demands_anything(rule) => {
+            return Ok(Permit { principal })
+        }
+        // Conditions that only a token could meet: ask for one.
+        (Principal::Anonymous, _) => return Err(Rejection::MissingToken),
+    };
+    if let Some(issuers) = &rule.issuers {
+        if !issuers.contains(&token.issuer) {
+            return Err(Rejection::AccessDenied(
+                "the token's issuer is not accepted on this route".into(),
+            ));
+        }
+    }
+    let held = claims::scopes(&token.claims);
+    if !rule.scopes.iter().all(|s| held.contains(&s.as_str())) {
+        return Err(Rejection::InsufficientScope(rule.scopes.join(" ")));
+    }
+    if !rule.any_scopes.is_empty() && !rule.any_scopes.iter().any(|s| held.contains(&s.as_str())) {
+        return Err(Rejection::InsufficientScope(rule.any_scopes.join(" ")));
+    }
+    for claim in &rule.claims {
+        if !claim.holds(&token.claims) {
+            return Err(Rejection::AccessDenied(format!(
+                "the claim `{}` does not match",
+                claim.name
+            )));
+        }
+    }
+    Ok(Permit { principal })
+}
+
+fn demands_anything(rule: &Rule) -> bool {
+    !rule.scopes.is_empty()
+        || !rule.any_scopes.is_empty()
+        || !rule.claims.is_empty()
+        || rule.issuers.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{ClaimRule, Predicate};
+    use serde_json::{json, Map, Value};
+
+    fn principal(claims: Value) -> Principal {
+        let claims: Map<String, Value> = claims.as_object().cloned().unwrap_or_default();
+        Principal::Authenticated(Arc::new(VerifiedToken {
+            issuer: "https://idp".into(),
+            header: Map::new(),
+            claims,
+        }))
+    }
+
+    fn rule(scopes: &[&str], any: &[&str]) -> Rule {
+        Rule {
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            any_scopes: any.iter().map(|s| s.to_string()).collect(),
+            ..Rule::required()
+        }
+    }
+
+    #[test]
+    fn all_scopes_are_required() {
+        let r = rule(&["read", "write"], &[]);
+        assert!(authorize(&r, principal(json!({"scp": ["write", "read"]}))).is_ok());
+        assert_eq!(
+            authorize(&r, principal(json!({"scope": "read"}))).err(),
+            Some(Rejection::InsufficientScope("read write".into()))
+        );
+        assert!(authorize(&r, principal(json!({"scope": "read write"}))).is_ok());
+    }
+
+    #[test]
+    fn any_scope_is_enough() {
+        let r = rule(&[], &["a", "b"]);
+        assert!(authorize(&r, principal(json!({"scp": ["b"]}))).is_ok());
+        assert_eq!(
+            authorize(&r, principal(json!({"scp": ["c"]}))).err(),
+            Some(Rejection::InsufficientScope("a b".into()))
+        );
+    }
+
+    #[test]
+    fn claims_and_issuers_are_access_denied() {
+        let mut r = Rule::required();
+        r.claims = vec![ClaimRule::new(
+            "tier",
+            Predicate::AnyOf(vec![json!("gold")]),
+        )];
+        assert!(
+            matches!(authorize(&r, principal(json!({"tier": "tin"}))), Err(Rejection::AccessDenied(m)) if m.contains("tier"))
+        );
+        let mut r = Rule::required();
+        r.issuers = Some(vec!["https://other".into()]);
+        assert!(matches!(
+            authorize(&r, principal(json!({}))),
+            Err(Rejection::AccessDenied(_))
+        ));
+    }
+
+    #[test]
+    fn anonymous_callers() {
+        let mut r = Rule::required();
+        r.auth = AuthMode::None;
+        assert!(authorize(&r, Principal::Anonymous).is_ok());
+        r.auth = AuthMode::Optional;
+        assert!(authorize(&r, Principal::Anonymous).is_ok());
+        let mut scoped = rule(&["read"], &[]);
+        scoped.auth = AuthMode::Optional;
+        assert_eq!(
+            authorize(&scoped, Principal::Anonymous).err(),
+            Some(Rejection::MissingToken)
+        );
+        assert_eq!(
+            authorize(&Rule::required(), Principal::Anonymous).err(),
+            Some(Rejection::MissingToken)
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! Stage 6 (upstream): the pooled client, streaming both ways, upgrades, timeouts.
+//!
+//! Bodies are never buffered whole: the client's body stream is the upstream request body and
+//! the upstream's body stream is the response body. If the upstream resets mid-body the
+//! stream errors and hyper closes the client connection, so a truncated body is never
+//! presented as complete.
+
+use std::time::{Duration, Instant};
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::upgrade::OnUpgrade;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tracing::debug;
+
+use crate::body::Body;
+use crate::config::UpstreamSettings;
+use crate::mutate;
+
+/// Why the upstream gave no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connection refused, DNS failure, TLS failure, connect timeout: 502.
+    #[error("the upstream could not be reached")]
+    Unreachable(String),
+    /// No response headers within `upstream.timeout`: 504.
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    /// The upstream broke the exchange: 502.
+    #[error("the upstream's response was invalid")]
+    Protocol(String),
+}
+
+impl UpstreamError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UpstreamError::Unreachable(_) => "upstream_unreachable",
+            UpstreamError::Timeout => "upstream_timeout",
+            UpstreamError::Protocol(_) => "upstream_protocol_error",
+        }
+    }
+}
+
+/// The configured upstream and its connection pool.
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The URL's path without a trailing `/`, prefixed to every forwarded path.
+    base_path: String,
+    timeout: Duration,
+    preserve_host: bool,
+}
+
+impl Upstream {
+    pub fn new(settings: &UpstreamSettings) -> Result<Upstream, String> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        let tls = tls_config(settings)?;
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let builder = match &settings.server_name {
+            Some(name) => {
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+                    rustls_pki_types::ServerName::try_from(name.clone())
+                        .map_err(|e| format!("upstream.server_name: {e}"))?,
+                ))
+            }
+            None => builder,
+        };
+        let connector = if settings.http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .http2_only(settings.http2)
+            .build(connector);
+        let url = &settings.url;
+        let authority = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        Ok(Upstream {
+            client,
+            scheme: if url.scheme() == "https" {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            },
+            authority: authority
+                .parse()
+                .map_err(|e| format!("upstream authority: {e}"))?,
+            base_path: url.path().trim_end_matches('/').to_owned(),
+            timeout: settings.timeout,
+            preserve_host: settings.preserve_host,
+        })
+    }
+
+    /// Sends a request (headers already mutated) to `path` + `query` on the upstream.
+    /// `client_upgrade` is the client side of a WebSocket handshake, spliced on a 101.
+    pub async fn forward(
+        &self,
+        mut request: Request<Body>,
+        path: &str,
+        query: Option<&str>,
+        client_upgrade: Option<OnUpgrade>,
+    ) -> Result<(Response<Body>, Duration), UpstreamError> {
+        let target = match query {
+            Some(q) => format!("{}{path}?{q}", self.base_path),
+            None => format!("{}{path}", self.base_path),
+        };
+        let path_and_query =
+            PathAndQuery::try_from(target).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let original_authority = request.uri().authority().cloned();
+        *request.uri_mut() = uri;
+        *request.version_mut() = http::Version::HTTP_11;
+        let headers = request.headers_mut();
+        if self.preserve_host {
+            // An HTTP/2 client sends :authority, not Host; keep what it asked for.
+            if !headers.contains_key(http::header::HOST) {
+                if let Some(v) =
+                    original_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                {
+                    headers.insert(http::header::HOST, v);
+                }
+            }
+        } else {
+            headers.remove(http::header::HOST);
+        }
+
+        let started = Instant::now();
+        let sent = tokio::time::timeout(self.timeout, self.client.request(request)).await;
+        let upstream_latency = started.elapsed();
+        let mut response = match sent {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(Err(e)) if e.is_connect() => {
+                return Err(UpstreamError::Unreachable(error_chain(&e)))
+            }
+            Ok(Err(e)) => return Err(UpstreamError::Protocol(error_chain(&e))),
+            Ok(Ok(response)) => response,
+        };
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            match client_upgrade {
+                Some(client_side) => {
+                    let upstream_side = hyper::upgrade::on(&mut response);
+                    tokio::spawn(splice(client_side, upstream_side));
+                }
+                // A 101 nobody asked for cannot be relayed.
+                None => return Err(UpstreamError::Protocol("unexpected 101 response".into())),
+            }
+        }
+        mutate::strip_response(response.headers_mut(), switching);
+        let response = response.map(|body| {
+            body.map_err(|e| Box::new(e) as crate::body::BoxError)
+                .boxed()
+        });
+        Ok((response, upstream_latency))
+    }
+}
+
+/// Copies bytes both ways between the two upgraded connections until either side closes.
+async fn splice(client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = match tokio::join!(client, upstream) {
+        (Ok(c), Ok(u)) => (c, u),
+        (c, u) => {
+            debug!(
+                client_ok = c.is_ok(),
+                upstream_ok = u.is_ok(),
+                "upgrade failed"
+            );
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+fn tls_config(settings: &UpstreamSettings) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = &settings.ca_file {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("upstream.ca_file {}: {e}", path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("upstream.ca_file {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("upstream.ca_file {}: {e}", path.display()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = if settings.http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(config)
+}
+
+/// The error and its causes, for logs (hyper's top-level message alone says little).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
