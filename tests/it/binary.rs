@@ -1,12 +1,9 @@
 //! The built binary: `check`, and serving the shipped `proxy.yaml`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use crate::support::process::{self, BIN, ROOT};
 
 #[test]
 fn check_accepts_the_shipped_config() {
@@ -59,40 +56,17 @@ fn check_reports_every_problem_and_exits_2() {
 /// HTTP, calls the quickstart routes, then stops it with SIGTERM.
 #[tokio::test]
 async fn the_binary_serves_the_shipped_config_with_the_dev_issuer() {
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            "proxy.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .current_dir(ROOT)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut addr = None;
-    let mut saw_warning = false;
-    while addr.is_none() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the binary never said where it listens");
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        saw_warning |= event["level"] == "WARN" && line.contains("DEV ISSUER ON");
-        addr = event["listen"].as_str().map(str::to_owned);
-    }
-    assert!(saw_warning, "no loud warning about the dev issuer");
-    let base = format!("http://{}", addr.unwrap_or_default());
+    let mut running = process::spawn(&["--config", "proxy.yaml"]);
+    let saw_warning = running
+        .startup
+        .iter()
+        .any(|line| line.contains("\"level\":\"WARN\"") && line.contains("DEV ISSUER ON"));
+    assert!(
+        saw_warning,
+        "no loud warning about the dev issuer: {:?}",
+        running.startup
+    );
+    let base = running.base.clone();
 
     let client = reqwest::Client::new();
     let minted: serde_json::Value = client
@@ -128,7 +102,7 @@ async fn the_binary_serves_the_shipped_config_with_the_dev_issuer() {
 
     // Access log lines name the request but never the token.
     let mut logged = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+    while let Ok(line) = running.logs.recv_timeout(Duration::from_millis(500)) {
         logged.push(line);
     }
     assert!(
@@ -142,22 +116,8 @@ async fn the_binary_serves_the_shipped_config_with_the_dev_issuer() {
         "a token was logged"
     );
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let mut status = None;
-    for _ in 0..100 {
-        if let Ok(Some(s)) = child.try_wait() {
-            status = Some(s);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
     assert_eq!(
-        status.and_then(|s| s.code()),
+        running.terminate(),
         Some(0),
         "did not exit cleanly on SIGTERM"
     );

@@ -3,7 +3,10 @@
 
 pub mod issuer;
 pub mod keys;
+pub mod process;
 pub mod proxy;
+pub mod tls;
+pub mod upstream;
 
 pub use issuer::{Mode, TestIssuer};
 pub use keys::TestKey;
