@@ -549,6 +549,55 @@ mod tests {
         assert_eq!(cache_lifetime(&h, &t), Duration::from_secs(86400));
     }
 
+    fn keys_for(allow_http: bool) -> IssuerKeys {
+        let settings = IssuerSettings {
+            issuer: "https://idp.example.com".into(),
+            audiences: vec!["a".into()],
+            algorithms: vec![Algorithm::RS256],
+            leeway: Duration::from_secs(60),
+            key_source: KeySource::Discovery,
+            allow_http,
+            claims: Vec::new(),
+            require_rfc9068: false,
+        };
+        IssuerKeys::new(&settings, &KeyTimings::default(), reqwest::Client::new())
+    }
+
+    #[test]
+    fn discovery_must_name_our_issuer_and_an_https_jwks_uri() {
+        let keys = keys_for(false);
+        let good =
+            br#"{"issuer":"https://idp.example.com","jwks_uri":"https://idp.example.com/keys"}"#;
+        assert!(keys.read_discovery(good).is_ok());
+        let other =
+            br#"{"issuer":"https://evil.example.com","jwks_uri":"https://idp.example.com/keys"}"#;
+        assert!(matches!(
+            keys.read_discovery(other),
+            Err(FetchError::IssuerMismatch { .. })
+        ));
+        let trailing =
+            br#"{"issuer":"https://idp.example.com/","jwks_uri":"https://idp.example.com/keys"}"#;
+        assert!(matches!(
+            keys.read_discovery(trailing),
+            Err(FetchError::IssuerMismatch { .. })
+        ));
+        let plain =
+            br#"{"issuer":"https://idp.example.com","jwks_uri":"http://idp.example.com/keys"}"#;
+        assert!(matches!(
+            keys.read_discovery(plain),
+            Err(FetchError::InsecureJwksUri(_))
+        ));
+        assert!(keys_for(true).read_discovery(plain).is_ok());
+        assert!(matches!(
+            keys.read_discovery(b"{}"),
+            Err(FetchError::IssuerMismatch { .. })
+        ));
+        assert!(matches!(
+            keys.read_discovery(b"nope"),
+            Err(FetchError::BadDiscovery)
+        ));
+    }
+
     #[test]
     fn backoff_grows_and_is_bounded() {
         assert!(backoff(1) >= Duration::from_secs(1) && backoff(1) <= Duration::from_millis(1500));

@@ -28,6 +28,8 @@ pub enum Mode {
     Slow(Duration),
     /// Serves this body as the JWKS.
     Body(String),
+    /// Answers the JWKS request with a redirect to this URL.
+    Redirect(String),
 }
 
 struct State {
@@ -203,6 +205,12 @@ async fn answer(state: &State, req: Request<hyper::body::Incoming>) -> Response<
                 Mode::Down(status) => return respond(status, "down".into()),
                 Mode::Slow(delay) => tokio::time::sleep(delay).await,
                 Mode::Body(body) => return respond(200, body),
+                Mode::Redirect(location) => {
+                    let mut r = respond(302, String::new());
+                    r.headers_mut()
+                        .insert("location", location.parse().expect("location"));
+                    return r;
+                }
                 Mode::Up => {}
             }
             let keys: Vec<Value> = state
