@@ -14,6 +14,7 @@ use crate::authn::{self, AuthnError, Principal};
 use crate::authz::{self, Permit};
 use crate::body::Body;
 use crate::builtin::{json_response, Builtin};
+use crate::cache::TokenCache;
 use crate::config::Settings;
 use crate::cors;
 use crate::dev::{BadTokenRequest, DevIssuer};
@@ -35,6 +36,7 @@ pub struct App {
     dev: Option<DevIssuer>,
     upstream: Option<Upstream>,
     headers: HeaderPolicy,
+    cache: TokenCache,
 }
 
 /// What the access log says about a request beyond method, path and status.
@@ -87,6 +89,7 @@ impl App {
                 resource_metadata_path: settings.resource.as_ref().map(|r| r.metadata_path.clone()),
             },
             headers: HeaderPolicy::new(&settings.forward, &settings.trusted_proxies),
+            cache: TokenCache::new(&settings.cache, settings.generation),
             settings: Arc::new(settings),
             keys,
             dev,
@@ -107,6 +110,11 @@ impl App {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The verified-token cache (for metrics and tests).
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
     }
 
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -243,8 +251,8 @@ impl App {
             Extracted::None => return Err(Rejection::MissingToken),
             Extracted::Bearer(token) => token,
         };
-        match authn::verify(token, &self.settings, &self.keys).await {
-            Ok(verified) => Ok(Principal::Authenticated(Arc::new(verified))),
+        match authn::verify(token, &self.settings, &self.keys, &self.cache).await {
+            Ok(verified) => Ok(Principal::Authenticated(verified)),
             Err(AuthnError::Invalid(e)) => Err(Rejection::InvalidToken(e)),
             Err(AuthnError::KeysUnavailable { issuer }) => {
                 Err(Rejection::KeysUnavailable { issuer })

@@ -76,11 +76,11 @@ mod tests {
 
     fn principal(claims: Value) -> Principal {
         let claims: Map<String, Value> = claims.as_object().cloned().unwrap_or_default();
-        Principal::Authenticated(Arc::new(VerifiedToken {
-            issuer: "https://idp".into(),
-            header: Map::new(),
+        Principal::Authenticated(Arc::new(VerifiedToken::new(
+            "https://idp".into(),
+            Map::new(),
             claims,
-        }))
+        )))
     }
 
     fn rule(scopes: &[&str], any: &[&str]) -> Rule {

@@ -62,11 +62,12 @@ impl DevIssuer {
         let encoding = EncodingKey::from_rsa_pem(pem.as_bytes())
             .map_err(|e| format!("dev issuer key: {e}"))?;
         let kid = thumbprint(&n, &e);
-        let public = Arc::new(VerifyingKey {
-            kid: Some(kid.clone()),
-            algorithms: vec![Algorithm::RS256],
-            key: DecodingKey::from_rsa_raw_components(&n, &e),
-        });
+        let public = Arc::new(VerifyingKey::new(
+            Some(kid.clone()),
+            vec![Algorithm::RS256],
+            DecodingKey::from_rsa_raw_components(&n, &e),
+            &[b"RSA", &[n.as_slice(), e.as_slice()].concat()],
+        ));
         Ok(DevIssuer {
             settings: settings.clone(),
             kid,

@@ -20,6 +20,36 @@ pub struct VerifyingKey {
     pub kid: Option<String>,
     pub algorithms: Vec<Algorithm>,
     pub key: DecodingKey,
+    /// SHA-256 of the key type and material: the same key fetched again compares equal.
+    pub fingerprint: [u8; 32],
+}
+
+impl VerifyingKey {
+    pub fn new(
+        kid: Option<String>,
+        algorithms: Vec<Algorithm>,
+        key: DecodingKey,
+        material: &[&[u8]],
+    ) -> VerifyingKey {
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in material {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part);
+        }
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(context.finish().as_ref());
+        VerifyingKey {
+            kid,
+            algorithms,
+            key,
+            fingerprint,
+        }
+    }
+
+    /// The same key material under the same `kid`.
+    pub fn same_as(&self, other: &VerifyingKey) -> bool {
+        self.fingerprint == other.fingerprint && self.kid == other.kid
+    }
 }
 
 impl std::fmt::Debug for VerifyingKey {
@@ -148,7 +178,7 @@ pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, Str
     };
 
     let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or("");
-    let (key, fits): (DecodingKey, &[Algorithm]) = match kty {
+    let ((key, material), fits): ((DecodingKey, Vec<u8>), &[Algorithm]) = match kty {
         "RSA" => (
             rsa_key(jwk)?,
             &[
@@ -188,11 +218,12 @@ pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, Str
     if algorithms.is_empty() {
         return Err("none of the issuer's allowed algorithms fits this key".into());
     }
-    Ok(VerifyingKey {
+    Ok(VerifyingKey::new(
         kid,
         algorithms,
         key,
-    })
+        &[kty.as_bytes(), &material],
+    ))
 }
 
 fn member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
@@ -205,7 +236,7 @@ fn member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| format!("{name} is not base64url"))
 }
 
-fn rsa_key(jwk: &Map<String, Value>) -> Result<DecodingKey, String> {
+fn rsa_key(jwk: &Map<String, Value>) -> Result<(DecodingKey, Vec<u8>), String> {
     let n = member(jwk, "n")?;
     let e = member(jwk, "e")?;
     let n = strip_leading_zeros(&n);
@@ -230,10 +261,10 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<DecodingKey, String> {
     if has_roca_fingerprint(n) {
         return Err("RSA key has the ROCA fingerprint (CVE-2017-15361)".into());
     }
-    Ok(DecodingKey::from_rsa_raw_components(n, e))
+    Ok((DecodingKey::from_rsa_raw_components(n, e), [n, e].concat()))
 }
 
-fn ec_key(jwk: &Map<String, Value>) -> Result<(DecodingKey, Algorithm), String> {
+fn ec_key(jwk: &Map<String, Value>) -> Result<((DecodingKey, Vec<u8>), Algorithm), String> {
     let (size, alg) = match jwk.get("crv").and_then(Value::as_str) {
         Some("P-256") => (32, Algorithm::ES256),
         Some("P-384") => (48, Algorithm::ES384),
@@ -255,10 +286,10 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<(DecodingKey, Algorithm), String> 
     // Rejects points that are not on the curve now, rather than at every verification.
     aws_lc_rs::signature::ParsedPublicKey::new(curve, &point)
         .map_err(|_| "EC point is not on the curve".to_string())?;
-    Ok((DecodingKey::from_ec_der(&point), alg))
+    Ok(((DecodingKey::from_ec_der(&point), point), alg))
 }
 
-fn ed_key(jwk: &Map<String, Value>) -> Result<DecodingKey, String> {
+fn ed_key(jwk: &Map<String, Value>) -> Result<(DecodingKey, Vec<u8>), String> {
     if jwk.get("crv").and_then(Value::as_str) != Some("Ed25519") {
         return Err("only the Ed25519 curve is supported for OKP keys".into());
     }
@@ -266,7 +297,7 @@ fn ed_key(jwk: &Map<String, Value>) -> Result<DecodingKey, String> {
     if x.len() != 32 {
         return Err("Ed25519 key is not 32 bytes".into());
     }
-    Ok(DecodingKey::from_ed_der(&x))
+    Ok((DecodingKey::from_ed_der(&x), x))
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {

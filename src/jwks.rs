@@ -129,6 +129,15 @@ impl KeyStore {
         keys.select(kid, alg).await
     }
 
+    /// True when `key` is still in the issuer's usable key set (a cached verification made
+    /// with it may be trusted again). Never fetches.
+    pub fn is_current(&self, issuer: &str, key: &VerifyingKey) -> bool {
+        self.issuers
+            .get(issuer)
+            .and_then(|k| k.usable())
+            .is_some_and(|loaded| loaded.set.keys.iter().any(|k| k.same_as(key)))
+    }
+
     /// Issuers that have no usable keys, for `/readyz`.
     pub fn issuers_without_keys(&self) -> Vec<&str> {
         let mut missing: Vec<&str> = self

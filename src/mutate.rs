@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 use tracing::warn;
 
+use crate::authn::VerifiedToken;
 use crate::authz::Permit;
 use crate::claims;
 use crate::config::{normalize_header_name, ClaimHeader, ForwardSettings};
@@ -171,6 +172,16 @@ impl HeaderPolicy {
             }
         }
         let Some(token) = permit.token() else { return };
+        // Rendered once per verified token; a cached token reuses them.
+        let rendered = token.forward_headers.get_or_init(|| self.render(token));
+        for (name, value) in rendered {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    /// The claims headers (and payload header) for one verified token.
+    fn render(&self, token: &VerifiedToken) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(self.claim_headers.len() + 1);
         for header in &self.claim_headers {
             let value = header
                 .sources
@@ -179,9 +190,7 @@ impl HeaderPolicy {
                 .map(|v| render(v, &self.separator));
             let Some(text) = value else { continue };
             match header_value(&text) {
-                Some(v) => {
-                    headers.insert(header.name.clone(), v);
-                }
+                Some(v) => out.push((header.name.clone(), v)),
                 None => {
                     warn!(header = %header.name, issuer = %token.issuer, "claim value cannot be a header value; header not sent")
                 }
@@ -190,9 +199,10 @@ impl HeaderPolicy {
         if let Some(name) = &self.payload_header {
             let json = Value::Object(token.claims.clone()).to_string();
             if let Ok(v) = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(json)) {
-                headers.insert(name.clone(), v);
+                out.push((name.clone(), v));
             }
         }
+        out
     }
 
     fn is_identity(&self, name: &str) -> bool {
@@ -265,7 +275,7 @@ fn header_value(text: &str) -> Option<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::{Principal, VerifiedToken};
+    use crate::authn::Principal;
     use serde_json::json;
     use std::sync::Arc;
 
@@ -318,11 +328,11 @@ mod tests {
 
     fn permit(claims: Value) -> Permit {
         Permit {
-            principal: Principal::Authenticated(Arc::new(VerifiedToken {
-                issuer: "https://idp".into(),
-                header: Default::default(),
-                claims: claims.as_object().cloned().unwrap_or_default(),
-            })),
+            principal: Principal::Authenticated(Arc::new(VerifiedToken::new(
+                "https://idp".into(),
+                Default::default(),
+                claims.as_object().cloned().unwrap_or_default(),
+            ))),
         }
     }
 

@@ -7,13 +7,15 @@
 mod jose;
 mod json;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 pub use jose::Jws;
 
+use crate::cache::{Entry, TokenCache};
 use crate::config::{IssuerSettings, Settings};
 use crate::jwks::{KeyError, KeyStore};
 
@@ -32,9 +34,25 @@ pub struct VerifiedToken {
     /// The JOSE header, as `/secure` shows it.
     pub header: Map<String, Value>,
     pub claims: Map<String, Value>,
+    /// The claims headers for the upstream, rendered once per token (and so once per cache
+    /// entry) by `mutate`.
+    pub forward_headers: OnceLock<Vec<(HeaderName, HeaderValue)>>,
 }
 
 impl VerifiedToken {
+    pub fn new(
+        issuer: String,
+        header: Map<String, Value>,
+        claims: Map<String, Value>,
+    ) -> VerifiedToken {
+        VerifiedToken {
+            issuer,
+            header,
+            claims,
+            forward_headers: OnceLock::new(),
+        }
+    }
+
     pub fn subject(&self) -> Option<&str> {
         self.claims.get("sub").and_then(Value::as_str)
     }
@@ -123,15 +141,48 @@ impl From<TokenError> for AuthnError {
     }
 }
 
-/// Verifies a compact JWS access token against the configured issuers.
+/// Verifies a compact JWS access token against the configured issuers, through the
+/// verified-token cache.
 pub async fn verify(
     token: &str,
     settings: &Settings,
     keys: &KeyStore,
-) -> Result<VerifiedToken, AuthnError> {
+    cache: &TokenCache,
+) -> Result<Arc<VerifiedToken>, AuthnError> {
     if token.len() > settings.limits.max_token_bytes {
         return Err(TokenError::TooLarge.into());
     }
+    let cache_key = cache.enabled().then(|| cache.key(token));
+    if let Some(key) = &cache_key {
+        if let Some(entry) = cache.get(key) {
+            if now() < entry.deadline && keys.is_current(&entry.token.issuer, &entry.key) {
+                return Ok(entry.token.clone());
+            }
+            // Expired, or its key was rotated out: verify afresh (which will say why).
+            cache.remove(key);
+        }
+    }
+    let (verified, key, deadline) = verify_uncached(token, settings, keys).await?;
+    let verified = Arc::new(verified);
+    if let Some(cache_key) = cache_key {
+        cache.insert(
+            cache_key,
+            Entry {
+                token: verified.clone(),
+                deadline,
+                key,
+            },
+        );
+    }
+    Ok(verified)
+}
+
+/// The full check. Returns the token, the key that verified it and its `exp` + leeway.
+async fn verify_uncached(
+    token: &str,
+    settings: &Settings,
+    keys: &KeyStore,
+) -> Result<(VerifiedToken, Arc<crate::jwk::VerifyingKey>, f64), AuthnError> {
     let jws = Jws::parse(token)?;
     let claims = json::parse_object(&jws.payload)
         .ok_or(TokenError::Malformed("the payload is not a JSON object"))?;
@@ -158,11 +209,14 @@ pub async fn verify(
         })?;
     jws.verify_signature(&key)?;
     check_claims(&claims, jws.typ.as_deref(), issuer, now())?;
-    Ok(VerifiedToken {
-        issuer: issuer.issuer.clone(),
-        header: jws.header,
-        claims,
-    })
+    // check_claims proved exp is a number.
+    let deadline =
+        claims.get("exp").and_then(Value::as_f64).unwrap_or(0.0) + issuer.leeway.as_secs_f64();
+    Ok((
+        VerifiedToken::new(issuer.issuer.clone(), jws.header, claims),
+        key,
+        deadline,
+    ))
 }
 
 /// Seconds since the epoch, with fractions (NumericDate allows them, RFC 7519 §2).

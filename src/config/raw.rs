@@ -33,6 +33,15 @@ pub struct RawConfig {
     #[serde(default)]
     pub paths: RawPaths,
     pub resource: Option<RawResource>,
+    #[serde(default)]
+    pub cache: RawCache,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub enabled: Option<bool>,
+    pub max_entries: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -34,6 +34,16 @@ pub struct Settings {
     pub rules: RuleTable,
     pub paths: PathOptions,
     pub resource: Option<ResourceSettings>,
+    pub cache: CacheSettings,
+    /// Distinguishes one loaded configuration from the next (verified-token cache keys).
+    pub generation: u64,
+}
+
+/// The verified-token cache (`cache:`).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub max_entries: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -260,6 +260,17 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         default: Arc::new(default),
     };
     let resource = raw.resource.as_ref().map(|r| resource(&mut issues, r));
+    let cache = CacheSettings {
+        enabled: raw.cache.enabled.unwrap_or(true),
+        max_entries: raw.cache.max_entries.unwrap_or(100_000),
+    };
+    if cache.enabled && !(1..=10_000_000).contains(&cache.max_entries) {
+        issues.add(
+            "cache.max_entries",
+            format!("{} is out of range", cache.max_entries),
+            "use 1 to 10000000 (about 1.5 KiB each for a typical token), or enabled: false",
+        );
+    }
 
     if !issues.0.is_empty() {
         return Err(issues.0);
@@ -280,7 +291,15 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         rules,
         paths,
         resource,
+        cache,
+        generation: next_generation(),
     })
+}
+
+/// A process-wide counter: every successful load gets a new generation.
+fn next_generation() -> u64 {
+    static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {

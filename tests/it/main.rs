@@ -4,6 +4,7 @@
 mod support;
 
 mod binary;
+mod cache;
 mod config;
 mod cors;
 mod extraction;

@@ -80,21 +80,23 @@ pub fn spawn(args: &[&str]) -> Running {
             let _ = tx.send(line);
         }
     });
-    let mut startup = Vec::new();
+    // Owned by `Running` from here on, so a failed start still kills and reaps the child.
+    let mut running = Running {
+        child,
+        base: String::new(),
+        startup: Vec::new(),
+        logs: rx,
+    };
     loop {
-        let line = rx
+        let line = running
+            .logs
             .recv_timeout(Duration::from_secs(60))
             .expect("the binary never said where it listens");
         let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        startup.push(line);
+        running.startup.push(line);
         if let Some(addr) = event["listen"].as_str() {
-            let base = format!("http://{addr}");
-            return Running {
-                child,
-                base,
-                startup,
-                logs: rx,
-            };
+            running.base = format!("http://{addr}");
+            return running;
         }
     }
 }

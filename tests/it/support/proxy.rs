@@ -12,6 +12,7 @@ use super::issuer::{TestIssuer, ALL_ALGORITHMS, AUDIENCE};
 
 pub struct TestProxy {
     pub addr: std::net::SocketAddr,
+    pub app: Arc<App>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -43,11 +44,13 @@ impl TestProxy {
         let addr = listener.local_addr().expect("addr");
         app.start();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(tokengate::run(listener, Arc::new(app), async move {
+        let app = Arc::new(app);
+        let task = tokio::spawn(tokengate::run(listener, app.clone(), async move {
             let _ = rx.await;
         }));
         TestProxy {
             addr,
+            app,
             shutdown: Some(tx),
             task: Some(task),
         }

@@ -1,0 +1,149 @@
+//! The verified-token cache: hits skip the signature check, and an entry never outlives the
+//! token's exp, the key that verified it, or a failed verification.
+
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+
+use crate::support::keys::now;
+use crate::support::{issuer_config, TestIssuer, TestKey, TestProxy};
+
+#[tokio::test]
+async fn a_second_request_with_the_same_token_is_a_hit() {
+    let key = TestKey::load("rsa-a", "a", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let proxy = TestProxy::for_issuer(&issuer).await;
+    proxy.wait_ready().await;
+    let token = issuer.token(&key);
+    assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
+    assert_eq!(proxy.app.cache().stats(), (0, 1));
+    for _ in 0..5 {
+        assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
+    }
+    assert_eq!(proxy.app.cache().stats(), (5, 1));
+    assert_eq!(proxy.app.cache().len(), 1);
+    // Another token is another entry.
+    assert_eq!(
+        proxy
+            .get_with(
+                "/api/messages",
+                &issuer.token_with(&key, json!({"sub": "u2"}))
+            )
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(proxy.app.cache().len(), 2);
+}
+
+#[tokio::test]
+async fn a_cached_token_still_expires() {
+    let key = TestKey::load("rsa-a", "a", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let yaml = issuer_config(&issuer, "    leeway: 0s\n");
+    let proxy = TestProxy::start(&yaml).await;
+    proxy.wait_ready().await;
+    let token = issuer.token_with(&key, json!({"exp": now() + 2}));
+    assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
+    assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
+    assert!(
+        proxy.app.cache().stats().0 >= 1,
+        "the second request was not a hit"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2600)).await;
+    let r = proxy.get_with("/api/messages", &token).await;
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    assert_eq!(body["error_description"], "the token has expired");
+}
+
+#[tokio::test]
+async fn a_cached_token_dies_with_its_key() {
+    let a = TestKey::load("rsa-a", "a", Algorithm::RS256);
+    let b = TestKey::load("rsa-b", "b", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![a.clone(), b.clone()]).await;
+    issuer.set_cache_control("max-age=1");
+    let proxy = TestProxy::start(&format!(
+        "{}keys: {{ min_refresh: 1s }}\n",
+        issuer_config(&issuer, "")
+    ))
+    .await;
+    proxy.wait_ready().await;
+    let token = issuer.token(&a);
+    assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
+    assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
+    assert!(proxy.app.cache().stats().0 >= 1);
+    issuer.unpublish("a");
+    let mut refused = false;
+    for _ in 0..100 {
+        if proxy.get_with("/api/messages", &token).await.status() == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "a cached token outlived the key that verified it");
+}
+
+#[tokio::test]
+async fn failures_are_not_cached() {
+    let a = TestKey::load("rsa-a", "a", Algorithm::RS256);
+    let b = TestKey::load("rsa-b", "b", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![a.clone()]).await;
+    let proxy = TestProxy::for_issuer(&issuer).await;
+    proxy.wait_ready().await;
+    // Signed by a key the issuer has not published yet: refused...
+    let token = issuer.token(&b);
+    assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 401);
+    assert!(proxy.app.cache().is_empty());
+    // ...and accepted once the key is published: the refusal was not remembered.
+    issuer.publish(b.clone());
+    let mut status = 0;
+    for _ in 0..100 {
+        status = proxy
+            .get_with("/api/messages", &token)
+            .await
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn the_cache_can_be_turned_off() {
+    let key = TestKey::load("rsa-a", "a", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let proxy = TestProxy::start(&format!(
+        "{}cache: {{ enabled: false }}\n",
+        issuer_config(&issuer, "")
+    ))
+    .await;
+    proxy.wait_ready().await;
+    let token = issuer.token(&key);
+    for _ in 0..3 {
+        assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
+    }
+    assert_eq!(proxy.app.cache().stats(), (0, 0));
+    assert!(proxy.app.cache().is_empty());
+}
+
+#[tokio::test]
+async fn the_cache_is_bounded() {
+    let key = TestKey::load("ec-p256", "a", Algorithm::ES256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let proxy = TestProxy::start(&format!(
+        "{}cache: {{ max_entries: 50 }}\n",
+        issuer_config(&issuer, "")
+    ))
+    .await;
+    proxy.wait_ready().await;
+    for i in 0..200 {
+        let token = issuer.token_with(&key, json!({"sub": format!("user-{i}")}));
+        assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
+    }
+    let len = proxy.app.cache().len();
+    assert!(len <= 50 && len > 0, "{len} entries");
+}
