@@ -57,7 +57,7 @@ pub fn canonicalize(raw: &str, options: PathOptions) -> Result<CanonicalPath, Pa
         return Err(PathError::Parameters);
     }
     let path = remove_dot_segments(&normalized, |segment| segment);
-    let mut matched = if options.allow_parameters {
+    let base = if options.allow_parameters {
         // As Tomcat reads it: each segment without its parameters, then dot segments.
         remove_dot_segments(&normalized, |segment| {
             segment.split(';').next().unwrap_or("")
@@ -65,10 +65,43 @@ pub fn canonicalize(raw: &str, options: PathOptions) -> Result<CanonicalPath, Pa
     } else {
         path.clone()
     };
+    let mut matched = match_form(&base);
     if options.case_insensitive {
         matched.make_ascii_lowercase();
     }
     Ok(CanonicalPath { path, matched })
+}
+
+/// The form rules are matched against: what an upstream that decodes the path would route
+/// on. Escapes are decoded (so `/users/%40me` is `/users/@me` and `/caf%C3%A9` is `/café`),
+/// except those that would change the path's structure or be decoded twice (`%25`, `%3B`,
+/// `%3F`, `%23`); a trailing slash is dropped, so `/admin/` falls under the `/admin` rule.
+fn match_form(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok())
+            .filter(|v| !matches!(v, b'%' | b';' | b'?' | b'#' | b'/' | b'\\'));
+        match decoded {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    if out.len() > 1 && out.last() == Some(&b'/') {
+        out.pop();
+    }
+    // Bytes that are not UTF-8 cannot be written in a pattern: keep the escaped form.
+    String::from_utf8(out).unwrap_or_else(|_| path.trim_end_matches('/').to_owned())
 }
 
 /// Decodes escapes of unreserved characters, upper-cases the rest, refuses what could be
@@ -215,11 +248,8 @@ impl PathPattern {
         } else {
             rest.split('/').collect::<Vec<_>>()
         };
-        // A trailing slash adds an empty segment: `/api/` is below `/api/**`, not `/api`.
+        // Matching paths carry no trailing slash (see `match_form`); tolerate one anyway.
         if parts.last() == Some(&"") {
-            if !self.prefix {
-                return false;
-            }
             parts.pop();
         }
         if parts.len() < self.segments.len() || (!self.prefix && parts.len() != self.segments.len())
@@ -492,6 +522,25 @@ mod tests {
     }
 
     #[test]
+    fn match_form_decodes_what_an_upstream_would() {
+        let m = |raw: &str| {
+            canonicalize(raw, STRICT)
+                .map(|c| c.matched)
+                .unwrap_or_default()
+        };
+        assert_eq!(m("/users/%40me"), "/users/@me");
+        assert_eq!(m("/caf%C3%A9/menu"), "/café/menu");
+        assert_eq!(m("/admin/"), "/admin");
+        assert_eq!(m("/"), "/");
+        assert_eq!(m("/a%3Fb"), "/a%3Fb");
+        assert_eq!(m("/a%23b"), "/a%23b");
+        assert_eq!(m("/%252e"), "/%252e");
+        assert_eq!(m("/bad%FF"), "/bad%FF");
+        let c = canonicalize("/users/%40me/", STRICT).ok();
+        assert_eq!(c.map(|c| c.path), Some("/users/%40me/".to_string()));
+    }
+
+    #[test]
     fn parameters_are_matched_without_them_when_allowed() {
         let c = canonicalize("/admin;x=1/y", PARAMS).ok();
         assert_eq!(c.as_ref().map(|c| c.matched.as_str()), Some("/admin/y"));
@@ -510,7 +559,7 @@ mod tests {
     fn pattern_kinds_and_boundaries() {
         let cases: &[(&str, &str, bool)] = &[
             ("/health", "/health", true),
-            ("/health", "/health/", false),
+            ("/health", "/health/", true),
             ("/health", "/healthz", false),
             ("/health", "/health/x", false),
             ("/health", "/Health", false),

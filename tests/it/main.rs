@@ -11,6 +11,7 @@ mod extraction;
 mod forwarding;
 mod keys;
 mod quickstart;
+mod routes;
 mod streaming;
 mod verification;
 mod wycheproof;

@@ -1,0 +1,297 @@
+//! The per-request work, stage by stage: extraction + verification (cache miss, RS256 and
+//! ES256, against the bare signature check), a cache hit, header injection, canonical path and
+//! route matching. Run with `cargo bench --bench hot_path`.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderValue, Method};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+use tokengate::authn::{self, Principal, VerifiedToken};
+use tokengate::authz::Permit;
+use tokengate::cache::TokenCache;
+use tokengate::config::{self, CacheSettings, Overrides, Settings};
+use tokengate::jwks::KeyStore;
+use tokengate::mutate::HeaderPolicy;
+use tokengate::route;
+use tokengate::token;
+
+const ISSUER: &str = "https://idp.bench.example";
+
+fn pem(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/keys/{name}.pem",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    STANDARD.decode(body).expect("pem")
+}
+
+/// Public JWKs of the RSA and P-256 fixture keys.
+fn jwks() -> serde_json::Value {
+    use aws_lc_rs::signature::KeyPair as _;
+    let rsa = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der(&pem("rsa-a"))).expect("rsa");
+    let ec = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &der(&pem("ec-p256")),
+    )
+    .expect("ec");
+    let point = ec.public_key().as_ref();
+    json!({"keys": [
+        {"kty": "RSA", "kid": "rsa", "alg": "RS256",
+         "n": URL_SAFE_NO_PAD.encode(rsa.public_key().modulus().big_endian_without_leading_zero()),
+         "e": URL_SAFE_NO_PAD.encode(rsa.public_key().exponent().big_endian_without_leading_zero())},
+        {"kty": "EC", "kid": "ec", "alg": "ES256", "crv": "P-256",
+         "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])},
+    ]})
+}
+
+/// A typical access token: Okta-like claims, about 700 bytes.
+fn token(alg: Algorithm, kid: &str, key: &EncodingKey) -> String {
+    let now = authn::now() as u64;
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.into());
+    let claims = json!({
+        "ver": 1, "jti": "AT.4kW2xQ3Iu0b8mYtO4bXd0pQ1s3ZQ0HkCq3vJc2b3rQk", "iss": ISSUER,
+        "aud": "api://default", "iat": now, "exp": now + 3600, "cid": "0oa1bench2client3id4",
+        "uid": "00u1bench2user3id4", "scp": ["openid", "profile", "email", "orders:read"],
+        "auth_time": now, "sub": "alice@example.com", "groups": ["Everyone", "Engineering"],
+    });
+    jsonwebtoken::encode(&header, &claims, key).expect("sign")
+}
+
+struct Fixture {
+    settings: Settings,
+    keys: KeyStore,
+    rs256: String,
+    es256: String,
+}
+
+fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("tokengate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("jwks.json");
+    std::fs::write(&file, jwks().to_string()).expect("jwks");
+    let yaml = format!(
+        "issuers:\n  - issuer: {ISSUER}\n    audiences: [api://default]\n    algorithms: [RS256, ES256]\n    jwks_file: {}\n    claims: {{ cid: 0oa1bench2client3id4 }}\n",
+        file.display()
+    );
+    let settings =
+        config::load_str(Path::new("bench.yaml"), &yaml, &Overrides::default()).expect("config");
+    let mut keys = KeyStore::new(&settings, None);
+    rt.block_on(async {
+        keys.start();
+        while !keys.issuers_without_keys().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    });
+    let rs256 = token(
+        Algorithm::RS256,
+        "rsa",
+        &EncodingKey::from_rsa_pem(pem("rsa-a").as_bytes()).expect("rsa"),
+    );
+    let es256 = token(
+        Algorithm::ES256,
+        "ec",
+        &EncodingKey::from_ec_pem(pem("ec-p256").as_bytes()).expect("ec"),
+    );
+    Fixture {
+        settings,
+        keys,
+        rs256,
+        es256,
+    }
+}
+
+fn bearer(token: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    h
+}
+
+fn verification(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let f = fixture(&rt);
+    let off = TokenCache::new(
+        &CacheSettings {
+            enabled: false,
+            max_entries: 1,
+        },
+        f.settings.generation,
+    );
+    let on = TokenCache::new(
+        &CacheSettings {
+            enabled: true,
+            max_entries: 100_000,
+        },
+        f.settings.generation,
+    );
+
+    // The bare signature check: what a miss cannot avoid.
+    let (signing_input, signature) = f.rs256.rsplit_once('.').expect("jws");
+    let jwk = jwks()["keys"][0].clone();
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwk["n"].as_str().expect("n"),
+        jwk["e"].as_str().expect("e"),
+    )
+    .expect("key");
+    c.bench_function("rs256_bare_signature_verify", |b| {
+        b.iter(|| {
+            jsonwebtoken::crypto::verify(
+                black_box(signature),
+                signing_input.as_bytes(),
+                &decoding,
+                Algorithm::RS256,
+            )
+        })
+    });
+
+    for (name, token) in [("rs256", &f.rs256), ("es256", &f.es256)] {
+        let headers = bearer(token);
+        c.bench_function(&format!("extract_and_verify_{name}_cache_miss"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let token::Extracted::Bearer(t) =
+                    token::extract(black_box(&headers), None).expect("extract")
+                else {
+                    panic!("no token")
+                };
+                authn::verify(t, &f.settings, &f.keys, &off)
+                    .await
+                    .expect("valid")
+            })
+        });
+    }
+
+    let headers = bearer(&f.rs256);
+    rt.block_on(async {
+        let token::Extracted::Bearer(t) = token::extract(&headers, None).expect("extract") else {
+            panic!()
+        };
+        authn::verify(t, &f.settings, &f.keys, &on)
+            .await
+            .expect("valid");
+    });
+    c.bench_function("extract_and_verify_cache_hit", |b| {
+        b.to_async(&rt).iter(|| async {
+            let token::Extracted::Bearer(t) =
+                token::extract(black_box(&headers), None).expect("extract")
+            else {
+                panic!("no token")
+            };
+            authn::verify(t, &f.settings, &f.keys, &on)
+                .await
+                .expect("valid")
+        })
+    });
+}
+
+fn headers(c: &mut Criterion) {
+    let settings = config::load_str(
+        Path::new("bench.yaml"),
+        &format!("issuers:\n  - {{ issuer: {ISSUER}, audiences: [api://default] }}\nupstream: {{ url: http://127.0.0.1:8080 }}\n"),
+        &Overrides::default(),
+    )
+    .expect("config");
+    let policy = HeaderPolicy::new(&settings.forward, &settings.trusted_proxies);
+    let claims = json!({
+        "iss": ISSUER, "sub": "alice@example.com", "cid": "0oa1bench2client3id4",
+        "scp": ["openid", "profile", "email", "orders:read"], "exp": 1, "aud": "api://default",
+    });
+    let make_permit = || Permit {
+        principal: Principal::Authenticated(Arc::new(VerifiedToken::new(
+            ISSUER.into(),
+            Default::default(),
+            claims.as_object().cloned().unwrap_or_default(),
+        ))),
+    };
+    let mut request = HeaderMap::new();
+    for (k, v) in [
+        ("host", "api.example.com"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) bench"),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, br"),
+        ("authorization", "Bearer eyJ.eyJ.sig"),
+        ("x-request-id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("connection", "keep-alive"),
+    ] {
+        request.insert(
+            http::HeaderName::from_static(k),
+            HeaderValue::from_static(v),
+        );
+    }
+    let peer: SocketAddr = "203.0.113.9:50000".parse().expect("peer");
+    let cached = make_permit();
+    c.bench_function("header_strip_and_inject_cached_token", |b| {
+        b.iter(|| {
+            let mut h = request.clone();
+            let origin = policy.strip_request(&mut h, &peer, false);
+            policy.inject(&mut h, &origin, &peer, "http", &cached);
+            h
+        })
+    });
+    c.bench_function("header_strip_and_inject_first_render", |b| {
+        b.iter_batched(
+            make_permit,
+            |permit| {
+                let mut h = request.clone();
+                let origin = policy.strip_request(&mut h, &peer, false);
+                policy.inject(&mut h, &origin, &peer, "http", &permit);
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+fn paths(c: &mut Criterion) {
+    let options = route::PathOptions::default();
+    c.bench_function("canonical_path", |b| {
+        b.iter(|| {
+            route::canonicalize(
+                black_box("/api/v1/users/12345/orders/../orders/%7Erecent"),
+                options,
+            )
+        })
+    });
+    let yaml = format!(
+        "issuers:\n  - {{ issuer: {ISSUER}, audiences: [api://default] }}\nupstream: {{ url: http://127.0.0.1:8080 }}\nroutes:\n{}",
+        [
+            "/healthz", "/docs/**", "/static/**", "/public/**", "/api/v1/admin/**", "/api/v1/users/*/profile",
+            "/api/v1/users/*/settings", "/api/v1/reports/**", "/api/v2/**", "/api/v1/orders/**",
+        ]
+        .iter()
+        .map(|p| format!("  - {{ path: \"{p}\", methods: [GET, POST] }}\n"))
+        .collect::<String>()
+    );
+    let settings =
+        config::load_str(Path::new("bench.yaml"), &yaml, &Overrides::default()).expect("config");
+    let path = route::canonicalize("/api/v1/orders/12345", options).expect("path");
+    c.bench_function("route_match_10_rules", |b| {
+        b.iter(|| {
+            settings
+                .rules
+                .match_request(black_box(&Method::GET), black_box(&path))
+                .1
+                .auth
+        })
+    });
+}
+
+criterion_group!(benches, verification, headers, paths);
+criterion_main!(benches);
