@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Load test: tokengate against nginx, on this machine, one run, one table.
+#
+#   bench/load.sh              50 and 256 connections, one token
+#   bench/load.sh --many-users also spreads the load over 10,000 distinct valid tokens
+#   DURATION=20 bench/load.sh  seconds per row (default 10)
+#
+# Core 0 runs the proxy under test; core 1 runs the load generator (wrk) and the upstream
+# (nginx, one worker, a small fixed JSON body). Rows: the upstream alone; nginx proxy_pass
+# with no authentication; tokengate verifying every token with the cache on and off; and
+# tokengate on an `auth: none` route. Each row prints requests/s, p50, p99, the proxy's peak
+# RSS, and its ratio to the nginx-no-auth row. Everything listens on 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+MANY_USERS=0
+[ "${1:-}" = "--many-users" ] && MANY_USERS=1
+UPSTREAM_PORT=18080 NGINX_PROXY_PORT=18081 TOKENGATE_PORT=18082
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk; then
+  echo "installing nginx and wrk from the distribution's packages..." >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+echo "building the release binary..." >&2
+cargo build --release --quiet
+BIN=target/release/tokengate
+
+# --- nginx: the upstream (core 1) and, separately, nginx as a plain proxy (core 0) ---
+mkdir -p "$WORK/nginx-up" "$WORK/nginx-proxy"
+nginx_conf() { # name port body
+  cat > "$WORK/$1/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/$1; proxy_temp_path $WORK/$1; fastcgi_temp_path $WORK/$1;
+  uwsgi_temp_path $WORK/$1; scgi_temp_path $WORK/$1;
+  keepalive_requests 1000000;
+  upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 256; }
+  server {
+    listen 127.0.0.1:$2;
+    location / { $3 }
+  }
+}
+CONF
+}
+nginx_conf nginx-up "$UPSTREAM_PORT" "default_type application/json; return 200 '[{\"message\":\"Hello, word!\"}]';"
+nginx_conf nginx-proxy "$NGINX_PROXY_PORT" "proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\";"
+taskset -c 1 "$NGINX" -p "$WORK/nginx-up" -c "$WORK/nginx-up/nginx.conf" & PIDS+=($!)
+
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on port $1" >&2; exit 1; }
+wait_port "$UPSTREAM_PORT"
+
+# --- tokengate configurations: the dev issuer mints the tokens (loopback only) ---
+KEY="$WORK/dev-key.pem"
+tokengate_conf() { # file cache
+  cat > "$1" <<CONF
+listen: 127.0.0.1:$TOKENGATE_PORT
+dev_issuer: { audience: api://default, key_file: $KEY, token_lifetime: 1h }
+upstream: { url: http://127.0.0.1:$UPSTREAM_PORT }
+routes:
+  - { path: /public/**, auth: none }
+cache: { enabled: $2 }
+log: { level: warn }
+CONF
+}
+tokengate_conf "$WORK/cache-on.yaml" true
+tokengate_conf "$WORK/cache-off.yaml" false
+
+PROXY_PID=""
+start_tokengate() { # config
+  taskset -c 0 "$BIN" --config "$1" >"$WORK/tokengate.log" 2>&1 & PROXY_PID=$!; PIDS+=("$PROXY_PID")
+  wait_port "$TOKENGATE_PORT"
+}
+stop_proxy() { kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; PROXY_PID=""; }
+mint() { # sub
+  curl -s -X POST "http://127.0.0.1:$TOKENGATE_PORT/_dev/token" -d "sub=$1" -d "scope=read" \
+    | sed -E 's/.*"access_token":"([^"]+)".*/\1/'
+}
+
+# Mint the tokens once (the key file makes them valid for every configuration).
+start_tokengate "$WORK/cache-on.yaml"
+TOKEN=$(mint alice@example.com)
+if [ "$MANY_USERS" = 1 ]; then
+  echo "minting 10,000 tokens..." >&2
+  for i in $(seq 1 10000); do mint "user-$i@example.com"; done > "$WORK/tokens.txt"
+fi
+stop_proxy
+
+cat > "$WORK/many.lua" <<LUA
+local tokens = {}
+for line in io.lines("$WORK/tokens.txt") do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", nil, { Authorization = "Bearer " .. tokens[i] })
+end
+LUA
+
+peak_rss() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "-"; }
+
+# run LABEL PORT PATH CONNECTIONS PROXY_PID [many]
+ROWS=()
+run() {
+  local label=$1 port=$2 path=$3 conns=$4 pid=$5 many=${6:-}
+  local script=() header=(-H "Authorization: Bearer $TOKEN")
+  [ -n "$many" ] && script=(-s "$WORK/many.lua") && header=()
+  # Warm up (fills the cache and the pools), then measure.
+  taskset -c 1 wrk -t1 -c"$conns" -d2s "${header[@]}" "${script[@]}" "http://127.0.0.1:$port$path" >/dev/null
+  local out
+  out=$(taskset -c 1 wrk -t2 -c"$conns" -d"${DURATION}s" --latency "${header[@]}" "${script[@]}" "http://127.0.0.1:$port$path")
+  local rps p50 p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '/^ +50%/ {print $2}' <<<"$out")
+  p99=$(awk '/^ +99%/ {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  [ -n "$non2xx" ] && echo "warning: $label c=$conns had $non2xx non-2xx responses" >&2
+  local rss="-"
+  [ -n "$pid" ] && rss=$(peak_rss "$pid")
+  ROWS+=("$label|$conns|$rps|$p50|$p99|$rss")
+  echo "  $label c=$conns: $rps req/s, p50 $p50, p99 $p99, peak RSS ${rss} MiB" >&2
+}
+
+for conns in 50 256; do
+  echo "== $conns connections ==" >&2
+  run "upstream alone (nginx)" "$UPSTREAM_PORT" /api/messages "$conns" ""
+  taskset -c 0 "$NGINX" -p "$WORK/nginx-proxy" -c "$WORK/nginx-proxy/nginx.conf" & NGINX_PROXY=$!; PIDS+=("$NGINX_PROXY")
+  wait_port "$NGINX_PROXY_PORT"
+  run "nginx proxy_pass, no auth" "$NGINX_PROXY_PORT" /api/messages "$conns" "$(pgrep -P "$NGINX_PROXY" | head -1)"
+  kill "$NGINX_PROXY"; wait "$NGINX_PROXY" 2>/dev/null || true
+
+  start_tokengate "$WORK/cache-on.yaml"
+  run "tokengate, cache on" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID"
+  run "tokengate, auth: none route" "$TOKENGATE_PORT" /public/messages "$conns" "$PROXY_PID"
+  stop_proxy
+  if [ "$MANY_USERS" = 1 ]; then
+    start_tokengate "$WORK/cache-on.yaml"
+    run "tokengate, cache on, 10,000 tokens" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID" many
+    stop_proxy
+  fi
+  start_tokengate "$WORK/cache-off.yaml"
+  run "tokengate, cache off (RS256 every request)" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID"
+  stop_proxy
+done
+
+echo
+echo "Machine: $(nproc) cores, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo); ${DURATION}s per row; proxy on core 0, wrk + upstream on core 1"
+echo
+echo "| proxy | connections | requests/s | ratio to nginx | p50 | p99 | proxy peak RSS (MiB) |"
+echo "|---|---|---|---|---|---|---|"
+declare -A NGINX_RPS
+for row in "${ROWS[@]}"; do
+  IFS='|' read -r label conns rps _ _ _ <<<"$row"
+  [ "$label" = "nginx proxy_pass, no auth" ] && NGINX_RPS[$conns]=$rps
+done
+for row in "${ROWS[@]}"; do
+  IFS='|' read -r label conns rps p50 p99 rss <<<"$row"
+  base=${NGINX_RPS[$conns]:-0}
+  ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "-" }')
+  echo "| $label | $conns | $rps | $ratio | $p50 | $p99 | $rss |"
+done
