@@ -88,17 +88,28 @@ start_tokengate() { # config
   wait_port "$TOKENGATE_PORT"
 }
 stop_proxy() { kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; PROXY_PID=""; }
-mint() { # sub
-  curl -s -X POST "http://127.0.0.1:$TOKENGATE_PORT/_dev/token" -d "sub=$1" -d "scope=read" \
-    | sed -E 's/.*"access_token":"([^"]+)".*/\1/'
+# Mints COUNT tokens for user-1..user-COUNT over one keep-alive connection; checks each.
+mint() { # count
+  python3 - "$TOKENGATE_PORT" "$1" <<'PY'
+import http.client, json, re, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+conn = http.client.HTTPConnection("127.0.0.1", port)
+for i in range(1, count + 1):
+    conn.request("POST", "/_dev/token", body=f"sub=user-{i}%40example.com&scope=read",
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    token = json.loads(conn.getresponse().read())["access_token"]
+    if not re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token):
+        sys.exit(f"bad token minted: {token[:40]}")
+    print(token)
+PY
 }
 
 # Mint the tokens once (the key file makes them valid for every configuration).
 start_tokengate "$WORK/cache-on.yaml"
-TOKEN=$(mint alice@example.com)
+TOKEN=$(mint 1)
 if [ "$MANY_USERS" = 1 ]; then
   echo "minting 10,000 tokens..." >&2
-  for i in $(seq 1 10000); do mint "user-$i@example.com"; done > "$WORK/tokens.txt"
+  mint 10000 > "$WORK/tokens.txt"
 fi
 stop_proxy
 

@@ -84,6 +84,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
+            .http1_writev(false)
             .http2_only(settings.http2)
             .build(connector);
         let url = &settings.url;

@@ -243,26 +243,22 @@ impl PathPattern {
     /// Matches a canonical (matching) path.
     pub fn matches(&self, path: &str) -> bool {
         let rest = path.strip_prefix('/').unwrap_or(path);
-        let mut parts = if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest.split('/').collect::<Vec<_>>()
-        };
         // Matching paths carry no trailing slash (see `match_form`); tolerate one anyway.
-        if parts.last() == Some(&"") {
-            parts.pop();
-        }
-        if parts.len() < self.segments.len() || (!self.prefix && parts.len() != self.segments.len())
-        {
-            return false;
-        }
-        self.segments
-            .iter()
-            .zip(&parts)
-            .all(|(pattern, part)| match pattern {
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let mut parts = rest.split('/').filter(|_| !rest.is_empty());
+        for pattern in &self.segments {
+            let Some(part) = parts.next() else {
+                return false;
+            };
+            let ok = match pattern {
                 PatternSegment::Literal(l) => l == part,
                 PatternSegment::Any => !part.is_empty(),
-            })
+            };
+            if !ok {
+                return false;
+            }
+        }
+        self.prefix || parts.next().is_none()
     }
 
     /// True when every path this pattern matches is also matched by `other`.
