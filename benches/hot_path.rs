@@ -88,7 +88,7 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
     );
     let settings =
         config::load_str(Path::new("bench.yaml"), &yaml, &Overrides::default()).expect("config");
-    let mut keys = KeyStore::new(&settings, None);
+    let keys = KeyStore::new(&settings, None);
     rt.block_on(async {
         keys.start();
         while !keys.issuers_without_keys().is_empty() {

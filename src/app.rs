@@ -1,18 +1,20 @@
 //! `App::handle`: the request pipeline, stage by stage. Only this module knows the order.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::warn;
 
+use crate::access::AccessRecord;
 use crate::authn::{self, AuthnError, Principal};
 use crate::authz::{self, Permit};
-use crate::body::Body;
+use crate::body::{Body, BoxError, Metered};
 use crate::builtin::{json_response, Builtin};
 use crate::cache::TokenCache;
 use crate::config::Settings;
@@ -20,10 +22,13 @@ use crate::cors;
 use crate::dev::{BadTokenRequest, DevIssuer};
 use crate::forward::Upstream;
 use crate::jwks::KeyStore;
+use crate::metrics::{method_class, Metrics, RequestLabels};
 use crate::mutate::HeaderPolicy;
 use crate::rejection::Rejection;
 use crate::route::{self, AuthMode, CanonicalPath, OwnEndpoint, OwnEndpoints};
 use crate::token::{self, Extracted};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The largest `/_dev/token` form we read.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -33,16 +38,18 @@ pub struct App {
     settings: Arc<Settings>,
     own: OwnEndpoints,
     keys: KeyStore,
-    dev: Option<DevIssuer>,
+    dev: Option<Arc<DevIssuer>>,
     upstream: Option<Upstream>,
     headers: HeaderPolicy,
     cache: TokenCache,
+    metrics: Arc<Metrics>,
 }
 
 /// What the access log says about a request beyond method, path and status.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Outcome {
     reason: &'static str,
+    path: Option<String>,
     route: Option<String>,
     issuer: Option<String>,
     sub: Option<String>,
@@ -50,6 +57,13 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// This outcome with the path and route of `context`.
+    fn within(mut self, context: &Outcome) -> Outcome {
+        self.path.clone_from(&context.path);
+        self.route.clone_from(&context.route);
+        self
+    }
+
     fn of(permit: &Permit, reason: &'static str) -> Outcome {
         let token = permit.token();
         Outcome {
@@ -73,15 +87,36 @@ fn plain(reason: &'static str) -> Outcome {
 impl App {
     /// Builds the app (dev issuer key, upstream client). Call [`App::start`] in a runtime.
     pub fn new(settings: Settings) -> Result<App, String> {
-        let dev = match &settings.dev_issuer {
-            Some(d) => Some(DevIssuer::new(d)?),
-            None => None,
+        App::build(settings, None, Arc::new(Metrics::new()))
+    }
+
+    /// Builds the app for `settings`, keeping from `previous` (a reload) the dev issuer's
+    /// key and the keys of every unchanged issuer.
+    pub fn build(
+        settings: Settings,
+        previous: Option<&App>,
+        metrics: Arc<Metrics>,
+    ) -> Result<App, String> {
+        let kept_dev = previous
+            .and_then(|p| p.dev.as_ref())
+            .filter(|d| Some(d.settings()) == settings.dev_issuer.as_ref())
+            .cloned();
+        let dev = match (&settings.dev_issuer, kept_dev) {
+            (Some(_), Some(kept)) => Some(kept),
+            (Some(d), None) => Some(Arc::new(DevIssuer::new(d)?)),
+            (None, _) => None,
         };
         let upstream = match &settings.upstream {
             Some(u) => Some(Upstream::new(u)?),
             None => None,
         };
-        let keys = KeyStore::new(&settings, dev.as_ref().map(DevIssuer::key_set));
+        let keys = KeyStore::reusing(
+            &settings,
+            dev.as_deref().map(DevIssuer::key_set),
+            previous.map(|p| &p.keys),
+            &metrics,
+        );
+        let (hits, misses) = metrics.cache_counters();
         Ok(App {
             own: OwnEndpoints {
                 cors: settings.cors.is_some(),
@@ -89,16 +124,17 @@ impl App {
                 resource_metadata_path: settings.resource.as_ref().map(|r| r.metadata_path.clone()),
             },
             headers: HeaderPolicy::new(&settings.forward, &settings.trusted_proxies),
-            cache: TokenCache::new(&settings.cache, settings.generation),
+            cache: TokenCache::with_counters(&settings.cache, settings.generation, hits, misses),
             settings: Arc::new(settings),
             keys,
             dev,
             upstream,
+            metrics,
         })
     }
 
-    /// Starts fetching keys in the background.
-    pub fn start(&mut self) {
+    /// Starts fetching keys in the background (for issuers that are not fetching yet).
+    pub fn start(&self) {
         if let Some(dev) = &self.dev {
             warn!(
                 issuer = %dev.issuer(),
@@ -106,6 +142,10 @@ impl App {
             );
         }
         self.keys.start();
+    }
+
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
     }
 
     pub fn settings(&self) -> &Settings {
@@ -118,28 +158,43 @@ impl App {
     }
 
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        self.handle_with(request, peer, "http").await
+    }
+
+    /// Handles one request; `proto` is how it arrived (`http` or `https`).
+    pub async fn handle_with(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        proto: &'static str,
+    ) -> Response<Body> {
         let started = Instant::now();
+        self.metrics.in_flight.inc();
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
+        let raw_path = request.uri().path().to_owned();
         let cors_headers = self
             .settings
             .cors
             .as_ref()
             .map(|_| request.headers().clone());
         let preflight = cors::is_preflight(&method, request.headers());
+        let request_id = self.request_id(request.headers(), &peer);
 
-        let (mut response, outcome) = match self.pipeline(request, peer).await {
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let mut request = request
+            .map(|body| Metered::new(body.map_err(box_error), bytes_in.clone(), None).boxed());
+        request
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
+
+        let (mut response, outcome) = match self.pipeline(request, peer, proto).await {
             Ok(done) => done,
             Err((rejection, outcome)) => {
                 let outcome = Outcome {
                     reason: rejection.reason(),
                     ..outcome
                 };
-                let metadata = self
-                    .settings
-                    .resource
-                    .as_ref()
-                    .map(|r| r.metadata_url.as_str());
+                let metadata = self.settings.resource.as_ref().map(|r| r.metadata_url.as_str());
                 (rejection.into_response(metadata), outcome)
             }
         };
@@ -148,24 +203,66 @@ impl App {
                 cors::decorate(cors, request_headers, &mut response);
             }
         }
-        info!(
-            target: "tokengate::access",
-            %method,
-            path = %path,
-            status = response.status().as_u16(),
-            reason = outcome.reason,
-            route = outcome.route.as_deref().unwrap_or("-"),
-            issuer = outcome.issuer.as_deref().unwrap_or("-"),
-            sub = outcome.sub.as_deref().unwrap_or("-"),
-            peer = %peer,
-            latency_us = started.elapsed().as_micros() as u64,
-            upstream_us = outcome.upstream_latency.map(|d| d.as_micros() as u64),
-            "request"
-        );
         response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
+
+        let latency = started.elapsed();
+        let status = response.status().as_u16();
+        self.metrics.record_request(
+            &RequestLabels {
+                route: outcome.route.clone().unwrap_or_else(|| "-".into()),
+                method: method_class(&method),
+                status,
+                reason: outcome.reason,
+            },
+            latency,
+            outcome.upstream_latency,
+        );
+        let record = AccessRecord {
+            request_id: request_id.to_str().unwrap_or("-").to_owned(),
+            method,
+            path: outcome.path.unwrap_or(raw_path),
+            status,
+            reason: outcome.reason,
+            route: outcome.route,
+            issuer: outcome.issuer,
+            sub: outcome.sub,
+            peer,
+            started,
+            latency,
+            upstream_latency: outcome.upstream_latency,
+        };
+        // The line is written, and the request stops counting as in flight, when the body
+        // has been sent (or the client went away).
+        let metrics = self.metrics.clone();
+        let on_end = Box::new(move |bytes_out: u64| {
+            metrics.in_flight.dec();
+            record.write(bytes_in.load(Ordering::Relaxed), bytes_out);
+        });
+        response.map(|body| Metered::new(body, Arc::new(AtomicU64::new(0)), Some(on_end)).boxed())
     }
 
-    async fn pipeline(&self, request: Request<Incoming>, peer: SocketAddr) -> Handled {
+    /// `X-Request-Id` from a trusted proxy is kept; otherwise tokengate makes one.
+    fn request_id(&self, headers: &HeaderMap, peer: &SocketAddr) -> HeaderValue {
+        if self.headers.is_trusted(peer) {
+            if let Some(v) = headers.get(&X_REQUEST_ID) {
+                let sane = v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
+                if sane && !v.is_empty() {
+                    return v.clone();
+                }
+            }
+        }
+        HeaderValue::from_str(&format!("{:032x}", fastrand::u128(..)))
+            .unwrap_or(HeaderValue::from_static("-"))
+    }
+
+    async fn pipeline(
+        &self,
+        request: Request<Body>,
+        peer: SocketAddr,
+        proto: &'static str,
+    ) -> Handled {
         // 1 route: one canonical path for matching and forwarding.
         let canonical = route::canonicalize(request.uri().path(), self.settings.paths)
             .map_err(|e| (Rejection::BadPath(e), Outcome::default()))?;
@@ -198,27 +295,28 @@ impl App {
             .settings
             .rules
             .match_request(request.method(), &canonical);
-        let route_name = matched.map(|r| r.name.clone());
-        let with_route = |mut o: Outcome| {
-            o.route.clone_from(&route_name);
-            o
+        // What the log says from here on: the canonical path and the rule that decided.
+        let context = Outcome {
+            path: Some(canonical.path.clone()),
+            route: matched.map(|r| r.name.clone()),
+            ..Outcome::default()
         };
 
         // 2 token, 3 authn (as the rule asks)
         let principal = self
             .authenticate(rule.auth, request.headers(), request.uri().query())
             .await
-            .map_err(|r| (r, with_route(Outcome::default())))?;
-        let partial = Outcome::of(
+            .map_err(|r| (r, context.clone()))?;
+        let who = Outcome::of(
             &Permit {
                 principal: principal.clone(),
             },
             "",
-        );
+        )
+        .within(&context);
         // 4 authz
-        let permit = authz::authorize(rule, principal)
-            .map_err(|r| (r, with_route(Outcome { ..partial })))?;
-        let outcome = with_route(Outcome::of(&permit, "ok"));
+        let permit = authz::authorize(rule, principal).map_err(|r| (r, who))?;
+        let outcome = Outcome::of(&permit, "ok").within(&context);
 
         // 5 mutate + 6 dispatch
         match (builtin, &self.upstream) {
@@ -228,7 +326,7 @@ impl App {
                 None => Err((Rejection::MissingToken, outcome)),
             },
             (None, Some(upstream)) => {
-                self.forward(upstream, request, peer, &canonical, &permit, outcome)
+                self.forward(upstream, request, peer, proto, &canonical, &permit, outcome)
                     .await
             }
             (None, None) => Err((Rejection::NotFound, outcome)),
@@ -261,11 +359,13 @@ impl App {
     }
 
     /// Stages 5 and 6 for an upstream: strip, inject, send, stream back.
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         upstream: &Upstream,
-        mut request: Request<Incoming>,
+        mut request: Request<Body>,
         peer: SocketAddr,
+        proto: &'static str,
         canonical: &CanonicalPath,
         permit: &Permit,
         mut outcome: Outcome,
@@ -278,11 +378,7 @@ impl App {
             .headers
             .strip_request(request.headers_mut(), &peer, wants_upgrade);
         self.headers
-            .inject(request.headers_mut(), &origin, &peer, "http", permit);
-        let request = request.map(|body| {
-            body.map_err(|e| Box::new(e) as crate::body::BoxError)
-                .boxed()
-        });
+            .inject(request.headers_mut(), &origin, &peer, proto, permit);
         match upstream
             .forward(request, &canonical.path, query.as_deref(), client_upgrade)
             .await
@@ -298,7 +394,7 @@ impl App {
         }
     }
 
-    async fn own_endpoint(&self, endpoint: OwnEndpoint, request: Request<Incoming>) -> Handled {
+    async fn own_endpoint(&self, endpoint: OwnEndpoint, request: Request<Body>) -> Handled {
         match endpoint {
             OwnEndpoint::Preflight => match &self.settings.cors {
                 Some(cors) => Ok((cors::preflight(cors, request.headers()), plain("preflight"))),
@@ -332,7 +428,8 @@ impl App {
         }
     }
 
-    fn readiness(&self) -> Response<Body> {
+    /// `/readyz`: 200 once every issuer has keys, else 503 naming those without.
+    pub fn readiness(&self) -> Response<Body> {
         let missing = self.keys.issuers_without_keys();
         if missing.is_empty() {
             json_response(StatusCode::OK, &json!({"status": "ready"}))
@@ -344,23 +441,11 @@ impl App {
         }
     }
 
-    async fn dev_token(&self, request: Request<Incoming>) -> Result<Response<Body>, Rejection> {
+    async fn dev_token(&self, request: Request<Body>) -> Result<Response<Body>, Rejection> {
         let Some(dev) = &self.dev else {
             return Err(Rejection::NotFound);
         };
-        let form = Limited::new(request.into_body(), MAX_FORM_BYTES)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    Rejection::BodyTooLarge
-                } else {
-                    Rejection::BadDevTokenRequest(BadTokenRequest(
-                        "the request body could not be read",
-                    ))
-                }
-            })?
-            .to_bytes();
+        let form = read_limited(request.into_body(), MAX_FORM_BYTES).await?;
         let body = dev
             .token_response(&form)
             .map_err(Rejection::BadDevTokenRequest)?;
@@ -371,6 +456,27 @@ impl App {
         );
         Ok(response)
     }
+}
+
+/// Reads a small body whole, refusing one larger than `limit`.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, Rejection> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            Rejection::BadDevTokenRequest(BadTokenRequest("the request body could not be read"))
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > limit {
+                return Err(Rejection::BodyTooLarge);
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out)
+}
+
+fn box_error(e: hyper::Error) -> BoxError {
+    Box::new(e)
 }
 
 /// `Connection: upgrade` with an `Upgrade` header (RFC 9110 §7.8).

@@ -8,8 +8,9 @@
 //! configuration. Only successes are cached. Bounded by `cache.max_entries` (S3-FIFO
 //! eviction); one entry of a typical 1 KiB access token costs about 1.5 KiB.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
 
 use crate::authn::VerifiedToken;
 use crate::config::CacheSettings;
@@ -34,19 +35,29 @@ pub struct Entry {
 pub struct TokenCache {
     entries: Option<quick_cache::sync::Cache<CacheKey, Arc<Entry>>>,
     generation: u64,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    hits: Counter,
+    misses: Counter,
 }
 
 impl TokenCache {
     pub fn new(settings: &CacheSettings, generation: u64) -> TokenCache {
+        TokenCache::with_counters(settings, generation, Counter::default(), Counter::default())
+    }
+
+    /// Counting into `hits` and `misses` (the process's metrics, which outlive a reload).
+    pub fn with_counters(
+        settings: &CacheSettings,
+        generation: u64,
+        hits: Counter,
+        misses: Counter,
+    ) -> TokenCache {
         TokenCache {
             entries: settings
                 .enabled
                 .then(|| quick_cache::sync::Cache::new(settings.max_entries)),
             generation,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            hits,
+            misses,
         }
     }
 
@@ -72,7 +83,7 @@ impl TokenCache {
         } else {
             &self.misses
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
         entry
     }
 
@@ -96,11 +107,8 @@ impl TokenCache {
         self.len() == 0
     }
 
-    /// (hits, misses) since start.
+    /// (hits, misses) counted so far.
     pub fn stats(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
+        (self.hits.get(), self.misses.get())
     }
 }

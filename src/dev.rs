@@ -80,6 +80,10 @@ impl DevIssuer {
         &self.settings.issuer
     }
 
+    pub fn settings(&self) -> &DevIssuerSettings {
+        &self.settings
+    }
+
     /// The public key, for the key store.
     pub fn key_set(&self) -> KeySet {
         KeySet {

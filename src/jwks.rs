@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::config::{IssuerSettings, KeySource, KeyTimings, Settings};
 use crate::jwk::{KeySet, Selection, VerifyingKey};
+use crate::metrics::{FetchCounters, Metrics};
 
 /// The largest discovery or JWKS document we read.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -65,57 +66,103 @@ pub enum FetchError {
 /// Keys for every configured issuer.
 pub struct KeyStore {
     issuers: HashMap<String, Arc<IssuerKeys>>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
-impl Drop for KeyStore {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+/// One issuer's key state, for `/readyz` and metrics.
+#[derive(Debug, Clone)]
+pub struct IssuerStatus {
+    pub issuer: String,
+    /// Usable keys now (0 when none, or when they went stale).
+    pub keys: usize,
+    pub fetches_ok: u64,
+    pub fetches_failed: u64,
+    /// Since the last good fetch (or file read).
+    pub since_last_good: Option<Duration>,
 }
 
 impl KeyStore {
     /// Builds the store; `dev_keys` are the embedded dev issuer's keys, when it is on.
     /// Call [`KeyStore::start`] inside a tokio runtime to begin fetching.
     pub fn new(settings: &Settings, dev_keys: Option<KeySet>) -> KeyStore {
+        KeyStore::reusing(settings, dev_keys, None, &Metrics::new())
+    }
+
+    /// As [`KeyStore::new`], keeping the keys (and background task) of every issuer of
+    /// `previous` whose key configuration is unchanged: a reload refetches nothing for them.
+    pub fn reusing(
+        settings: &Settings,
+        dev_keys: Option<KeySet>,
+        previous: Option<&KeyStore>,
+        metrics: &Metrics,
+    ) -> KeyStore {
         let http = http_client(settings.keys.fetch_timeout);
         let mut dev_keys = dev_keys;
         let issuers = settings
             .issuers
             .iter()
             .map(|issuer| {
-                let keys = IssuerKeys::new(issuer, &settings.keys, http.clone());
-                if issuer.key_source == KeySource::DevIssuer {
-                    if let Some(set) = dev_keys.take() {
-                        keys.store(set, Duration::MAX);
+                let counters = metrics.fetch_counters(&issuer.issuer);
+                let fresh = IssuerKeys::new(issuer, &settings.keys, http.clone(), counters);
+                let kept = previous
+                    .and_then(|p| p.issuers.get(&issuer.issuer))
+                    .filter(|old| old.same_configuration(&fresh))
+                    .filter(|_| issuer.key_source != KeySource::DevIssuer);
+                let keys = match kept {
+                    Some(old) => old.clone(),
+                    None => {
+                        if issuer.key_source == KeySource::DevIssuer {
+                            if let Some(set) = dev_keys.take() {
+                                fresh.store(set, Duration::MAX);
+                            }
+                        }
+                        Arc::new(fresh)
                     }
-                }
-                (issuer.issuer.clone(), Arc::new(keys))
+                };
+                (issuer.issuer.clone(), keys)
             })
             .collect();
-        KeyStore {
-            issuers,
-            tasks: Vec::new(),
+        KeyStore { issuers }
+    }
+
+    /// Starts the background task (fetch, refresh, retry; or watch the file) of every issuer
+    /// that has none yet.
+    pub fn start(&self) {
+        for keys in self.issuers.values() {
+            let mut slot = keys
+                .task
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slot.is_some() {
+                continue;
+            }
+            // The task holds a weak reference: it ends when the issuer is dropped (a reload
+            // that removed or changed it), and the Drop below aborts it while it sleeps.
+            let weak = Arc::downgrade(keys);
+            *slot = match keys.source.clone() {
+                KeySource::DevIssuer => None,
+                KeySource::JwksFile(path) => Some(tokio::spawn(watch_file(weak, path))),
+                KeySource::Discovery | KeySource::JwksUri(_) => {
+                    Some(tokio::spawn(refresh_forever(weak)))
+                }
+            };
         }
     }
 
-    /// Starts one background task per issuer that fetches, refreshes and retries.
-    pub fn start(&mut self) {
-        for keys in self.issuers.values() {
-            let keys = keys.clone();
-            let task = match keys.source.clone() {
-                KeySource::DevIssuer => continue,
-                KeySource::JwksFile(path) => {
-                    tokio::spawn(async move { keys.watch_file(path).await })
-                }
-                KeySource::Discovery | KeySource::JwksUri(_) => {
-                    tokio::spawn(async move { keys.refresh_forever().await })
-                }
-            };
-            self.tasks.push(task);
-        }
+    /// Every issuer's key state, sorted by issuer.
+    pub fn status(&self) -> Vec<IssuerStatus> {
+        let mut all: Vec<IssuerStatus> = self
+            .issuers
+            .values()
+            .map(|k| IssuerStatus {
+                issuer: k.issuer.clone(),
+                keys: k.usable().map_or(0, |l| l.set.len()),
+                fetches_ok: k.counters.ok.get(),
+                fetches_failed: k.counters.failed.get(),
+                since_last_good: k.current.load().as_ref().map(|l| l.fetched_at.elapsed()),
+            })
+            .collect();
+        all.sort_by(|a, b| a.issuer.cmp(&b.issuer));
+        all
     }
 
     /// The key that verifies a token of `issuer` with this `kid` and `alg`.
@@ -171,6 +218,21 @@ struct IssuerKeys {
     fetch_lock: Mutex<FetchState>,
     /// Counts finished fetch attempts, so a waiter can tell that one ran while it waited.
     attempts: AtomicU64,
+    counters: FetchCounters,
+    /// The background task; aborted when the issuer is dropped.
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for IssuerKeys {
+    fn drop(&mut self) {
+        let task = self
+            .task
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(task) = task.take() {
+            task.abort();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -182,7 +244,12 @@ struct FetchState {
 }
 
 impl IssuerKeys {
-    fn new(issuer: &IssuerSettings, timings: &KeyTimings, http: reqwest::Client) -> IssuerKeys {
+    fn new(
+        issuer: &IssuerSettings,
+        timings: &KeyTimings,
+        http: reqwest::Client,
+        counters: FetchCounters,
+    ) -> IssuerKeys {
         IssuerKeys {
             issuer: issuer.issuer.clone(),
             allowed: issuer.algorithms.clone(),
@@ -193,7 +260,18 @@ impl IssuerKeys {
             current: ArcSwapOption::empty(),
             fetch_lock: Mutex::new(FetchState::default()),
             attempts: AtomicU64::new(0),
+            counters,
+            task: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Same issuer, algorithms, key source, transport rule and timings.
+    fn same_configuration(&self, other: &IssuerKeys) -> bool {
+        self.issuer == other.issuer
+            && self.allowed == other.allowed
+            && self.source == other.source
+            && self.allow_http == other.allow_http
+            && self.timings == other.timings
     }
 
     fn store(&self, set: KeySet, ttl: Duration) {
@@ -266,6 +344,12 @@ impl IssuerKeys {
     /// Fetches now (the caller holds the lock) and stores good keys. Returns their lifetime.
     async fn fetch_and_store(&self, state: &mut FetchState) -> Result<Duration, FetchError> {
         let result = self.fetch(state).await;
+        let counter = if result.is_ok() {
+            &self.counters.ok
+        } else {
+            &self.counters.failed
+        };
+        counter.inc();
         match &result {
             Ok((set, ttl)) => {
                 info!(issuer = %self.issuer, keys = set.len(), ttl_s = ttl.as_secs(), "keys loaded");
@@ -395,62 +479,66 @@ impl IssuerKeys {
         }
         Ok((body, headers))
     }
+}
 
-    /// Fetches at start, refreshes before the keys expire, retries failures with backoff.
-    async fn refresh_forever(self: Arc<Self>) {
-        let mut failures: u32 = 0;
-        loop {
-            let result = {
-                let mut state = self.fetch_lock.lock().await;
-                self.fetch_and_store(&mut state).await
-            };
-            let wait = match result {
-                Ok(ttl) => {
-                    failures = 0;
-                    // Refresh before expiry so that no request waits for a scheduled fetch.
-                    ttl.mul_f64(0.9)
-                }
-                Err(_) => {
-                    failures = failures.saturating_add(1);
-                    backoff(failures)
-                }
-            };
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    /// Reads a `jwks_file` now and whenever it changes (a rename into place included).
-    async fn watch_file(self: Arc<Self>, path: PathBuf) {
-        let mut last_seen = None;
-        loop {
-            let stamp = file_stamp(&path);
-            if stamp != last_seen {
-                last_seen = stamp;
-                let loaded = tokio::fs::read(&path)
-                    .await
-                    .map_err(|e| FetchError::File {
-                        path: path.clone(),
-                        error: e.to_string(),
-                    })
-                    .and_then(|bytes| {
-                        KeySet::parse(&bytes, &self.allowed).map_err(FetchError::from)
-                    });
-                match loaded {
-                    Ok((set, skipped)) => {
-                        for s in skipped {
-                            warn!(issuer = %self.issuer, kid = %s.kid, reason = %s.reason, "JWK skipped");
-                        }
-                        info!(issuer = %self.issuer, keys = set.len(), file = %path.display(), "keys loaded from file");
-                        self.store(set, Duration::MAX);
-                    }
-                    Err(error) => {
-                        warn!(issuer = %self.issuer, %error, "jwks_file not loaded; keeping the keys we had")
-                    }
-                }
-                self.attempts.fetch_add(1, Ordering::AcqRel);
+/// Fetches at start, refreshes before the keys expire, retries failures with backoff.
+async fn refresh_forever(keys: Weak<IssuerKeys>) {
+    let mut failures: u32 = 0;
+    loop {
+        let Some(keys) = keys.upgrade() else { return };
+        let result = {
+            let mut state = keys.fetch_lock.lock().await;
+            keys.fetch_and_store(&mut state).await
+        };
+        let wait = match result {
+            Ok(ttl) => {
+                failures = 0;
+                // Refresh before expiry so that no request waits for a scheduled fetch.
+                ttl.mul_f64(0.9)
             }
-            tokio::time::sleep(FILE_POLL).await;
+            Err(_) => {
+                failures = failures.saturating_add(1);
+                backoff(failures)
+            }
+        };
+        drop(keys);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Reads a `jwks_file` now and whenever it changes (a rename into place included).
+async fn watch_file(keys: Weak<IssuerKeys>, path: PathBuf) {
+    let mut last_seen = None;
+    loop {
+        let Some(keys) = keys.upgrade() else { return };
+        let stamp = file_stamp(&path);
+        if stamp != last_seen {
+            last_seen = stamp;
+            let loaded = tokio::fs::read(&path)
+                .await
+                .map_err(|e| FetchError::File {
+                    path: path.clone(),
+                    error: e.to_string(),
+                })
+                .and_then(|bytes| KeySet::parse(&bytes, &keys.allowed).map_err(FetchError::from));
+            match loaded {
+                Ok((set, skipped)) => {
+                    for s in skipped {
+                        warn!(issuer = %keys.issuer, kid = %s.kid, reason = %s.reason, "JWK skipped");
+                    }
+                    info!(issuer = %keys.issuer, keys = set.len(), file = %path.display(), "keys loaded from file");
+                    keys.store(set, Duration::MAX);
+                    keys.counters.ok.inc();
+                }
+                Err(error) => {
+                    keys.counters.failed.inc();
+                    warn!(issuer = %keys.issuer, %error, "jwks_file not loaded; keeping the keys we had")
+                }
+            }
+            keys.attempts.fetch_add(1, Ordering::AcqRel);
         }
+        drop(keys);
+        tokio::time::sleep(FILE_POLL).await;
     }
 }
 
@@ -569,7 +657,12 @@ mod tests {
             claims: Vec::new(),
             require_rfc9068: false,
         };
-        IssuerKeys::new(&settings, &KeyTimings::default(), reqwest::Client::new())
+        IssuerKeys::new(
+            &settings,
+            &KeyTimings::default(),
+            reqwest::Client::new(),
+            FetchCounters::default(),
+        )
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! Any failure is a [`rejection::Rejection`], turned into a response in one place.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod app;
 pub mod authn;
 pub mod authz;
@@ -25,13 +26,17 @@ pub mod config;
 pub mod cors;
 pub mod dev;
 pub mod forward;
+pub mod gateway;
 pub mod jwk;
 pub mod jwks;
+pub mod metrics;
 pub mod mutate;
 pub mod rejection;
 pub mod route;
 pub mod server;
+pub mod tls;
 pub mod token;
 
 pub use app::App;
-pub use server::run;
+pub use gateway::Gateway;
+pub use server::{run, run_admin};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokengate::config::{self, LogFormat, Overrides, Settings};
-use tokengate::App;
-use tracing::{error, info};
+use tokengate::Gateway;
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// An authenticating reverse proxy for OAuth 2.0 / OpenID Connect access tokens.
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             print!("{}", summary(&settings));
             ExitCode::SUCCESS
         }
-        None => serve(settings),
+        None => serve(settings, cli.config, overrides),
     }
 }
 
@@ -100,7 +100,7 @@ fn summary(s: &Settings) -> String {
     out
 }
 
-fn serve(settings: Settings) -> ExitCode {
+fn serve(settings: Settings, config_path: std::path::PathBuf, overrides: Overrides) -> ExitCode {
     init_logging(&settings);
     // One worker per core this process may run on (taskset and cgroup limits respected).
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
@@ -117,8 +117,9 @@ fn serve(settings: Settings) -> ExitCode {
     };
     runtime.block_on(async move {
         let listen = settings.listen;
-        let mut app = match App::new(settings) {
-            Ok(app) => app,
+        let admin_listen = settings.admin_listen;
+        let gateway = match Gateway::new(settings) {
+            Ok(g) => Arc::new(g),
             Err(e) => {
                 error!(error = %e, "cannot start");
                 return ExitCode::FAILURE;
@@ -131,14 +132,47 @@ fn serve(settings: Settings) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let admin = match admin_listen {
+            None => None,
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    error!(listen = %addr, error = %e, "cannot listen (admin)");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        gateway.start();
         let bound = listener
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        app.start();
-        info!(listen = %bound, "tokengate listening");
+        let tls = if gateway.tls().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        info!(listen = %bound, scheme = tls, "tokengate listening");
+
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        if let Some(admin) = admin {
+            let admin_bound = admin
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            info!(admin = %admin_bound, "admin listener (metrics, healthz, readyz)");
+            tokio::spawn(tokengate::run_admin(
+                admin,
+                gateway.clone(),
+                wait_for(stopped.clone()),
+            ));
+        }
+        tokio::spawn(reload_on_sighup(gateway.clone(), config_path, overrides));
         // On a worker thread, so accepting and serving share one core's scheduler.
-        let server = tokio::spawn(tokengate::run(listener, Arc::new(app), shutdown_signal()));
+        let server = tokio::spawn(tokengate::run(listener, gateway, async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        }));
         match server.await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -147,6 +181,46 @@ fn serve(settings: Settings) -> ExitCode {
             }
         }
     })
+}
+
+async fn wait_for(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// SIGHUP: read the file again; swap in a valid configuration, or keep the old one and say
+/// why not, with the same messages as `tokengate check`.
+async fn reload_on_sighup(gateway: Arc<Gateway>, path: std::path::PathBuf, overrides: Overrides) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            info!(file = %path.display(), "SIGHUP: reloading the configuration");
+            let settings = match config::load(&path, &overrides) {
+                Ok(s) => s,
+                Err(errors) => {
+                    for problem in &errors.0 {
+                        error!(problem = %problem, "configuration rejected; the old one keeps serving");
+                    }
+                    continue;
+                }
+            };
+            match gateway.reload(settings) {
+                Ok(needs) => {
+                    for what in needs.0 {
+                        warn!(setting = what, "changed, but only a restart applies it");
+                    }
+                    info!("configuration reloaded");
+                }
+                Err(e) => error!(error = %e, "reload failed; the old configuration keeps serving"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (gateway, path, overrides);
 }
 
 fn init_logging(settings: &Settings) {

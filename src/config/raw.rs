@@ -35,6 +35,22 @@ pub struct RawConfig {
     pub resource: Option<RawResource>,
     #[serde(default)]
     pub cache: RawCache,
+    pub tls: Option<RawTls>,
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+    pub client_ca: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,5 +192,8 @@ pub struct RawLog {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_header_bytes: Option<usize>,
     pub max_token_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
 }

@@ -37,6 +37,18 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// Distinguishes one loaded configuration from the next (verified-token cache keys).
     pub generation: u64,
+    pub tls: Option<TlsSettings>,
+    /// The admin listener (metrics, health); off unless configured.
+    pub admin_listen: Option<SocketAddr>,
+}
+
+/// TLS on the listener (`tls:`); files are read at start and on every reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Require client certificates signed by this CA (mTLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The verified-token cache (`cache:`).
@@ -115,7 +127,7 @@ pub enum KeySource {
     DevIssuer,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevIssuerSettings {
     pub issuer: String,
     pub audience: String,
@@ -124,7 +136,7 @@ pub struct DevIssuerSettings {
 }
 
 /// How keys are fetched and kept (`keys:`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTimings {
     /// Cache lifetime when the JWKS response says nothing.
     pub refresh: Duration,
@@ -182,7 +194,12 @@ pub struct LogSettings {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
     pub max_token_bytes: usize,
+    /// Beyond this many open connections, new ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Settings {

@@ -173,14 +173,88 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
             "use a size from 1024 to 1048576 bytes; the default is 16384",
         );
     }
+    let max_header_bytes = raw.limits.max_header_bytes.unwrap_or(64 * 1024);
+    if !(8 * 1024..=1024 * 1024).contains(&max_header_bytes) {
+        issues.add(
+            "limits.max_header_bytes",
+            format!("{max_header_bytes} is out of range"),
+            "use 8192 to 1048576 bytes; the default is 65536",
+        );
+    }
+    let max_connections = raw.limits.max_connections.unwrap_or(25_000);
+    if max_connections == 0 {
+        issues.add(
+            "limits.max_connections",
+            "must be above zero",
+            "the default is 25000",
+        );
+    }
     let limits = Limits {
         header_read_timeout: issues.duration(
             "limits.header_read_timeout",
             raw.limits.header_read_timeout.as_deref(),
             Duration::from_secs(10),
         ),
+        idle_timeout: issues.duration(
+            "limits.idle_timeout",
+            raw.limits.idle_timeout.as_deref(),
+            Duration::from_secs(120),
+        ),
+        max_header_bytes,
         max_token_bytes,
+        max_connections,
     };
+    if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
+        issues.add(
+            "limits",
+            "timeouts must be above zero",
+            "the defaults are header_read_timeout: 10s, idle_timeout: 120s",
+        );
+    }
+    let tls = raw.tls.as_ref().map(|t| {
+        for (field, path) in [
+            ("cert", Some(&t.cert)),
+            ("key", Some(&t.key)),
+            ("client_ca", t.client_ca.as_ref()),
+        ] {
+            if let Some(path) = path {
+                if !std::path::Path::new(path).is_file() {
+                    issues.add(
+                        format!("tls.{field}"),
+                        format!("`{path}` is not a readable file"),
+                        "give the path of a PEM file",
+                    );
+                }
+            }
+        }
+        TlsSettings {
+            cert: PathBuf::from(&t.cert),
+            key: PathBuf::from(&t.key),
+            client_ca: t.client_ca.as_ref().map(PathBuf::from),
+        }
+    });
+    let admin_listen = raw
+        .admin
+        .as_ref()
+        .and_then(|a| match a.listen.parse::<SocketAddr>() {
+            Ok(addr) if addr == listen && addr.port() != 0 => {
+                issues.add(
+                    "admin.listen",
+                    "the admin listener must not share the public address",
+                    "e.g. 127.0.0.1:9901",
+                );
+                None
+            }
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                issues.add(
+                    "admin.listen",
+                    format!("`{}` is not an address to listen on", a.listen),
+                    "e.g. 127.0.0.1:9901",
+                );
+                None
+            }
+        });
     let shutdown_timeout = issues.duration(
         "shutdown_timeout",
         raw.shutdown_timeout.as_deref(),
@@ -293,6 +367,8 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         resource,
         cache,
         generation: next_generation(),
+        tls,
+        admin_listen,
     })
 }
 

@@ -15,12 +15,12 @@ async fn a_second_request_with_the_same_token_is_a_hit() {
     proxy.wait_ready().await;
     let token = issuer.token(&key);
     assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
-    assert_eq!(proxy.app.cache().stats(), (0, 1));
+    assert_eq!(proxy.app().cache().stats(), (0, 1));
     for _ in 0..5 {
         assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
     }
-    assert_eq!(proxy.app.cache().stats(), (5, 1));
-    assert_eq!(proxy.app.cache().len(), 1);
+    assert_eq!(proxy.app().cache().stats(), (5, 1));
+    assert_eq!(proxy.app().cache().len(), 1);
     // Another token is another entry.
     assert_eq!(
         proxy
@@ -32,7 +32,7 @@ async fn a_second_request_with_the_same_token_is_a_hit() {
             .status(),
         200
     );
-    assert_eq!(proxy.app.cache().len(), 2);
+    assert_eq!(proxy.app().cache().len(), 2);
 }
 
 #[tokio::test]
@@ -46,7 +46,7 @@ async fn a_cached_token_still_expires() {
     assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
     assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
     assert!(
-        proxy.app.cache().stats().0 >= 1,
+        proxy.app().cache().stats().0 >= 1,
         "the second request was not a hit"
     );
     tokio::time::sleep(std::time::Duration::from_millis(2600)).await;
@@ -71,7 +71,7 @@ async fn a_cached_token_dies_with_its_key() {
     let token = issuer.token(&a);
     assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
     assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
-    assert!(proxy.app.cache().stats().0 >= 1);
+    assert!(proxy.app().cache().stats().0 >= 1);
     issuer.unpublish("a");
     let mut refused = false;
     for _ in 0..100 {
@@ -94,7 +94,7 @@ async fn failures_are_not_cached() {
     // Signed by a key the issuer has not published yet: refused...
     let token = issuer.token(&b);
     assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 401);
-    assert!(proxy.app.cache().is_empty());
+    assert!(proxy.app().cache().is_empty());
     // ...and accepted once the key is published: the refusal was not remembered.
     issuer.publish(b.clone());
     let mut status = 0;
@@ -126,8 +126,8 @@ async fn the_cache_can_be_turned_off() {
     for _ in 0..3 {
         assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
     }
-    assert_eq!(proxy.app.cache().stats(), (0, 0));
-    assert!(proxy.app.cache().is_empty());
+    assert_eq!(proxy.app().cache().stats(), (0, 0));
+    assert!(proxy.app().cache().is_empty());
 }
 
 #[tokio::test]
@@ -144,6 +144,6 @@ async fn the_cache_is_bounded() {
         let token = issuer.token_with(&key, json!({"sub": format!("user-{i}")}));
         assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
     }
-    let len = proxy.app.cache().len();
+    let len = proxy.app().cache().len();
     assert!(len <= 50 && len > 0, "{len} entries");
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokengate::config::{self, Overrides};
-use tokengate::App;
+use tokengate::{App, Gateway};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -12,7 +12,7 @@ use super::issuer::{TestIssuer, ALL_ALGORITHMS, AUDIENCE};
 
 pub struct TestProxy {
     pub addr: std::net::SocketAddr,
-    pub app: Arc<App>,
+    pub gateway: Arc<Gateway>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -39,21 +39,25 @@ impl TestProxy {
         };
         let settings = config::load_str(Path::new("test.yaml"), yaml, &overrides)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{yaml}"));
-        let mut app = App::new(settings).expect("app");
+        let gateway = Arc::new(Gateway::new(settings).expect("gateway"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
-        app.start();
+        gateway.start();
         let (tx, rx) = oneshot::channel::<()>();
-        let app = Arc::new(app);
-        let task = tokio::spawn(tokengate::run(listener, app.clone(), async move {
+        let task = tokio::spawn(tokengate::run(listener, gateway.clone(), async move {
             let _ = rx.await;
         }));
         TestProxy {
             addr,
-            app,
+            gateway,
             shutdown: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// The configuration serving now.
+    pub fn app(&self) -> Arc<App> {
+        self.gateway.app()
     }
 
     /// A proxy trusting `issuer` (over http) for every supported algorithm.

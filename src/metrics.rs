@@ -1,0 +1,214 @@
+//! Prometheus metrics (text exposition format), served on the admin listener.
+//!
+//! One `Metrics` lives for the whole process, across configuration reloads, so counters
+//! never reset. Key and cache figures are read from their owners at scrape time.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::cache::TokenCache;
+use crate::jwks::IssuerStatus;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: &'static str,
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabels {
+    issuer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FetchLabels {
+    issuer: String,
+    outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Histogram,
+    upstream_duration: Histogram,
+    pub in_flight: Gauge,
+    pub connections: Gauge,
+    jwks_fetches: Family<FetchLabels, Counter>,
+    keys_loaded: Family<IssuerLabels, Gauge>,
+    seconds_since_fetch: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    cache_entries: Gauge,
+}
+
+/// `GET`/`HEAD` read, `OPTIONS` options, the rest write (or other), to keep label sets small.
+pub fn method_class(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET | http::Method::HEAD => "read",
+        http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE => {
+            "write"
+        }
+        http::Method::OPTIONS => "options",
+        _ => "other",
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tokengate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by route, method class, status and decision reason",
+            requests.clone(),
+        );
+        // 50 us .. ~105 s
+        let duration = Histogram::new(exponential_buckets(0.00005, 2.0, 22));
+        registry.register(
+            "request_duration_seconds",
+            "Whole-request latency, to the response head",
+            duration.clone(),
+        );
+        let upstream_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 22));
+        registry.register(
+            "upstream_duration_seconds",
+            "Upstream latency, to its response head",
+            upstream_duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight_requests",
+            "Requests being handled",
+            in_flight.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections open",
+            connections.clone(),
+        );
+        let jwks_fetches = Family::<FetchLabels, Counter>::default();
+        registry.register(
+            "jwks_fetches",
+            "Key fetches (or key file reads) by issuer and outcome",
+            jwks_fetches.clone(),
+        );
+        let keys_loaded = Family::<IssuerLabels, Gauge>::default();
+        registry.register("keys_loaded", "Usable keys per issuer", keys_loaded.clone());
+        let seconds_since_fetch = Family::<IssuerLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "seconds_since_last_good_fetch",
+            "Age of each issuer's keys",
+            seconds_since_fetch.clone(),
+        );
+        let cache_hits = Counter::default();
+        registry.register(
+            "token_cache_hits",
+            "Verified-token cache hits",
+            cache_hits.clone(),
+        );
+        let cache_misses = Counter::default();
+        registry.register(
+            "token_cache_misses",
+            "Verified-token cache misses",
+            cache_misses.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "token_cache_entries",
+            "Verified tokens cached",
+            cache_entries.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_duration,
+            in_flight,
+            connections,
+            jwks_fetches,
+            keys_loaded,
+            seconds_since_fetch,
+            cache_hits,
+            cache_misses,
+            cache_entries,
+        }
+    }
+
+    pub fn record_request(
+        &self,
+        labels: &RequestLabels,
+        total: Duration,
+        upstream: Option<Duration>,
+    ) {
+        self.requests.get_or_create(labels).inc();
+        self.duration.observe(total.as_secs_f64());
+        if let Some(u) = upstream {
+            self.upstream_duration.observe(u.as_secs_f64());
+        }
+    }
+
+    /// The exposition text, with key and cache figures brought up to date first.
+    pub fn render(&self, keys: &[IssuerStatus], cache: &TokenCache) -> String {
+        for status in keys {
+            let issuer = IssuerLabels {
+                issuer: status.issuer.clone(),
+            };
+            self.keys_loaded
+                .get_or_create(&issuer)
+                .set(status.keys as i64);
+            self.seconds_since_fetch
+                .get_or_create(&issuer)
+                .set(status.since_last_good.map_or(f64::NAN, |d| d.as_secs_f64()));
+        }
+        self.cache_entries.set(cache.len() as i64);
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Counters that outlive a reload, handed to the parts that count.
+#[derive(Clone, Default)]
+pub struct FetchCounters {
+    pub ok: Counter,
+    pub failed: Counter,
+}
+
+impl Metrics {
+    /// The fetch counters of one issuer (shared with the key store).
+    pub fn fetch_counters(&self, issuer: &str) -> FetchCounters {
+        let counter = |outcome| {
+            self.jwks_fetches.get_or_create_owned(&FetchLabels {
+                issuer: issuer.to_owned(),
+                outcome,
+            })
+        };
+        FetchCounters {
+            ok: counter("ok"),
+            failed: counter("error"),
+        }
+    }
+
+    /// The verified-token cache's hit and miss counters (shared with the cache).
+    pub fn cache_counters(&self) -> (Counter, Counter) {
+        (self.cache_hits.clone(), self.cache_misses.clone())
+    }
+}
