@@ -185,6 +185,19 @@ impl KeyStore {
             .is_some_and(|loaded| loaded.set.keys.iter().any(|k| k.same_as(key)))
     }
 
+    /// A copy of the issuer's usable keys, limited to `allowed` (for `tokengate inspect`).
+    pub fn key_set(&self, issuer: &str, allowed: &[Algorithm]) -> Option<KeySet> {
+        let loaded = self.issuers.get(issuer)?.usable()?;
+        let keys = loaded
+            .set
+            .keys
+            .iter()
+            .filter(|k| k.algorithms.iter().any(|a| allowed.contains(a)))
+            .cloned()
+            .collect();
+        Some(KeySet { keys })
+    }
+
     /// Issuers that have no usable keys, for `/readyz`.
     pub fn issuers_without_keys(&self) -> Vec<&str> {
         let mut missing: Vec<&str> = self

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokengate::config::{self, LogFormat, Overrides, Settings};
+use tokengate::inspect::Keys;
 use tokengate::Gateway;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -34,6 +35,18 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print a summary (exit 0), or every problem (exit 2).
     Check,
+    /// Decode a token and run every check on it, each with its verdict: exit 0 when it would
+    /// be accepted, 1 when not. Keys come from --config (default) or --jwks.
+    Inspect {
+        /// Check against this JWKS file instead of the configuration's issuers.
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<PathBuf>,
+        /// Check only the JWS signature (for tokens that are not access tokens).
+        #[arg(long)]
+        signature_only: bool,
+        /// The token; read from standard input when absent.
+        token: Option<String>,
+    },
 }
 
 /// mimalloc: per-thread free lists suit hyper's many short-lived buffers better than
@@ -51,6 +64,20 @@ fn main() -> ExitCode {
         log_format: cli.log_format.clone(),
         upstream: cli.upstream.clone(),
     };
+    if let Some(Command::Inspect {
+        jwks,
+        signature_only,
+        token,
+    }) = &cli.command
+    {
+        return inspect(
+            &cli.config,
+            &overrides,
+            jwks.as_deref(),
+            *signature_only,
+            token.clone(),
+        );
+    }
     let settings = match config::load(&cli.config, &overrides) {
         Ok(settings) => settings,
         Err(errors) => {
@@ -63,7 +90,68 @@ fn main() -> ExitCode {
             print!("{}", summary(&settings));
             ExitCode::SUCCESS
         }
-        None => serve(settings, cli.config, overrides),
+        Some(Command::Inspect { .. }) | None => serve(settings, cli.config, overrides),
+    }
+}
+
+/// `tokengate inspect`: exit 0 accepted, 1 rejected, 2 unusable configuration or input.
+fn inspect(
+    config_path: &std::path::Path,
+    overrides: &Overrides,
+    jwks: Option<&std::path::Path>,
+    signature_only: bool,
+    token: Option<String>,
+) -> ExitCode {
+    let token = match token {
+        Some(t) => t,
+        None => {
+            let mut text = String::new();
+            if std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).is_err() {
+                eprintln!("cannot read the token from standard input");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+            text
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match jwks {
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => runtime.block_on(tokengate::inspect::inspect(
+                &token,
+                Keys::Jwks(&bytes),
+                signature_only,
+            )),
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", path.display());
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        },
+        None => match config::load(config_path, overrides) {
+            Ok(settings) => runtime.block_on(tokengate::inspect::inspect(
+                &token,
+                Keys::Config(&settings),
+                signature_only,
+            )),
+            Err(errors) => {
+                eprint!("{errors}");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        },
+    };
+    print!("{}", report.text);
+    if report.accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -219,6 +219,11 @@ async fn verify_uncached(
     ))
 }
 
+/// The payload as a claims object (strict JSON: no duplicate members), if it is one.
+pub fn parse_claims(payload: &[u8]) -> Option<Map<String, Value>> {
+    json::parse_object(payload)
+}
+
 /// Seconds since the epoch, with fractions (NumericDate allows them, RFC 7519 §2).
 pub fn now() -> f64 {
     SystemTime::now()
@@ -227,31 +232,85 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Time, audience, type and assertion checks on an authentic token's claims.
+/// One named check of an authentic token's claims, as `tokengate inspect` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedCheck {
+    pub name: String,
+    pub result: Result<(), TokenError>,
+}
+
+/// Time, audience, type and assertion checks on an authentic token's claims; the first
+/// failure decides.
 pub fn check_claims(
     claims: &Map<String, Value>,
     typ: Option<&str>,
     issuer: &IssuerSettings,
     now: f64,
 ) -> Result<(), TokenError> {
+    claim_checks(claims, typ, issuer, now)
+        .into_iter()
+        .try_for_each(|check| check.result)
+}
+
+/// Every claim check, in the order [`check_claims`] applies them.
+pub fn claim_checks(
+    claims: &Map<String, Value>,
+    typ: Option<&str>,
+    issuer: &IssuerSettings,
+    now: f64,
+) -> Vec<NamedCheck> {
+    let named = |name: &str, result| NamedCheck {
+        name: name.to_owned(),
+        result,
+    };
     let leeway = issuer.leeway.as_secs_f64();
+    let mut checks = vec![
+        named("expiry", expiry(claims, now, leeway)),
+        named("not before", not_before(claims, now, leeway)),
+        named("issued at", issued_at(claims, now, leeway)),
+        named("audience", audience(claims, &issuer.audiences)),
+        named("claim types", claim_types(claims)),
+    ];
+    if issuer.require_rfc9068 {
+        checks.push(named("rfc9068 profile", rfc9068(claims, typ)));
+    }
+    for rule in &issuer.claims {
+        let result = if rule.holds(claims) {
+            Ok(())
+        } else {
+            Err(TokenError::Claim(rule.name.clone()))
+        };
+        checks.push(named(&format!("assertion {}", rule.name), result));
+    }
+    checks
+}
+
+fn expiry(claims: &Map<String, Value>, now: f64, leeway: f64) -> Result<(), TokenError> {
     let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingExp)?;
     if now >= exp + leeway {
         return Err(TokenError::Expired);
     }
-    if let Some(nbf) = numeric_date(claims, "nbf")? {
-        if now + leeway < nbf {
-            return Err(TokenError::NotYetValid);
-        }
-    }
-    if let Some(iat) = numeric_date(claims, "iat")? {
-        if iat > now + leeway {
-            return Err(TokenError::IssuedInFuture);
-        }
-    }
+    Ok(())
+}
 
-    let audience_ok = match claims.get("aud") {
-        Some(Value::String(aud)) => issuer.audiences.iter().any(|a| a == aud),
+fn not_before(claims: &Map<String, Value>, now: f64, leeway: f64) -> Result<(), TokenError> {
+    match numeric_date(claims, "nbf")? {
+        Some(nbf) if now + leeway < nbf => Err(TokenError::NotYetValid),
+        _ => Ok(()),
+    }
+}
+
+fn issued_at(claims: &Map<String, Value>, now: f64, leeway: f64) -> Result<(), TokenError> {
+    match numeric_date(claims, "iat")? {
+        Some(iat) if iat > now + leeway => Err(TokenError::IssuedInFuture),
+        _ => Ok(()),
+    }
+}
+
+/// `aud` (a string or an array of strings) contains one of the configured audiences.
+fn audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<(), TokenError> {
+    let ok = match claims.get("aud") {
+        Some(Value::String(aud)) => accepted.iter().any(|a| a == aud),
         Some(Value::Array(items)) => {
             if items.iter().any(|i| !i.is_string()) {
                 return Err(TokenError::ClaimType("aud"));
@@ -259,43 +318,43 @@ pub fn check_claims(
             items
                 .iter()
                 .filter_map(Value::as_str)
-                .any(|aud| issuer.audiences.iter().any(|a| a == aud))
+                .any(|aud| accepted.iter().any(|a| a == aud))
         }
         Some(_) => return Err(TokenError::ClaimType("aud")),
         None => false,
     };
-    if !audience_ok {
-        return Err(TokenError::Audience);
+    if ok {
+        Ok(())
+    } else {
+        Err(TokenError::Audience)
     }
+}
 
+/// The claims tokengate reads (or forwards) have the types their specifications give.
+fn claim_types(claims: &Map<String, Value>) -> Result<(), TokenError> {
     for name in ["sub", "jti", "client_id", "cid", "azp", "scope"] {
         if claims.get(name).is_some_and(|v| !v.is_string()) {
             return Err(TokenError::ClaimType(name));
         }
     }
     match claims.get("scp") {
-        None | Some(Value::String(_)) => {}
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
-        Some(_) => return Err(TokenError::ClaimType("scp")),
+        None | Some(Value::String(_)) => Ok(()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
+        Some(_) => Err(TokenError::ClaimType("scp")),
     }
+}
 
-    if issuer.require_rfc9068 {
-        let typ_ok = typ.is_some_and(|t| {
-            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
-        });
-        if !typ_ok {
-            return Err(TokenError::NotAnAccessToken);
-        }
-        for name in ["sub", "client_id", "iat", "jti"] {
-            if !claims.contains_key(name) {
-                return Err(TokenError::MissingClaim(name));
-            }
-        }
+/// RFC 9068 §2.1-2.2: `typ` is `at+jwt` and the required claims are present.
+fn rfc9068(claims: &Map<String, Value>, typ: Option<&str>) -> Result<(), TokenError> {
+    let typ_ok = typ.is_some_and(|t| {
+        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+    });
+    if !typ_ok {
+        return Err(TokenError::NotAnAccessToken);
     }
-
-    for rule in &issuer.claims {
-        if !rule.holds(claims) {
-            return Err(TokenError::Claim(rule.name.clone()));
+    for name in ["sub", "client_id", "iat", "jti"] {
+        if !claims.contains_key(name) {
+            return Err(TokenError::MissingClaim(name));
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ mod cors;
 mod extraction;
 mod forwarding;
 mod keys;
+mod operations;
 mod quickstart;
 mod routes;
 mod streaming;

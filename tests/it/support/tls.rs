@@ -22,6 +22,16 @@ impl TestCa {
         self.issuer.pem()
     }
 
+    /// A certificate for `names` signed by this CA, and its key, as PEM.
+    pub fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().expect("leaf key");
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A rustls server config with a certificate for `names`, signed by this CA.
     pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
         let key = KeyPair::generate().expect("leaf key");

@@ -1,0 +1,260 @@
+//! `tokengate inspect`: why was my token rejected? Decodes a token, then runs every check
+//! tokengate would, each with its own verdict, against a configuration or a JWKS file.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+
+use crate::authn::{self, claim_checks, Jws};
+use crate::config::Settings;
+use crate::jwk::{KeySet, Selection};
+use crate::jwks::KeyStore;
+
+/// Where the keys come from.
+pub enum Keys<'a> {
+    /// A configuration: its issuers, audiences, assertions and key sources.
+    Config(&'a Settings),
+    /// A JWKS document (any supported algorithm; no issuer or audience checks).
+    Jwks(&'a [u8]),
+}
+
+/// The printed report and whether the token would be accepted.
+pub struct Report {
+    pub text: String,
+    pub accepted: bool,
+}
+
+const ALL: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+struct Lines {
+    text: String,
+    failures: usize,
+}
+
+impl Lines {
+    fn check(&mut self, name: &str, result: Result<String, String>) {
+        let (mark, detail) = match result {
+            Ok(d) => ("PASS", d),
+            Err(d) => {
+                self.failures += 1;
+                ("FAIL", d)
+            }
+        };
+        let _ = writeln!(self.text, "{mark}  {name:<16} {detail}");
+    }
+}
+
+/// Inspects `token`. With `signature_only`, only the JWS signature is checked.
+pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Report {
+    let mut out = Lines {
+        text: String::new(),
+        failures: 0,
+    };
+    let jws = match Jws::parse(token.trim()) {
+        Ok(jws) => jws,
+        Err(e) => {
+            out.check("format", Err(e.to_string()));
+            return Report {
+                text: out.text,
+                accepted: false,
+            };
+        }
+    };
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let _ = writeln!(
+        out.text,
+        "header:\n{}",
+        pretty(&Value::Object(jws.header.clone()))
+    );
+    let claims = crate::authn::parse_claims(&jws.payload);
+    match &claims {
+        Some(c) => {
+            let _ = writeln!(out.text, "claims:\n{}\n", pretty(&Value::Object(c.clone())));
+        }
+        None if signature_only => {
+            let _ = writeln!(
+                out.text,
+                "payload: {} bytes (not a JSON object)\n",
+                jws.payload.len()
+            );
+        }
+        None => out.check("payload", Err("the payload is not a JSON object".into())),
+    }
+    let kid = jws.kid.as_deref();
+
+    let (set, issuer) = match keys {
+        Keys::Jwks(bytes) => match KeySet::parse(bytes, &ALL) {
+            Ok((set, _)) => (Some(set), None),
+            Err(e) => {
+                out.check("keys", Err(e.to_string()));
+                (None, None)
+            }
+        },
+        Keys::Config(settings) => {
+            let iss = claims
+                .as_ref()
+                .and_then(|c| c.get("iss"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            match settings.issuer(iss) {
+                None => {
+                    out.check("issuer", Err(format!("`{iss}` is not a configured issuer")));
+                    (None, None)
+                }
+                Some(issuer) => {
+                    out.check("issuer", Ok(format!("{iss} is configured")));
+                    (
+                        load_keys(settings, iss, &issuer.algorithms).await,
+                        Some(issuer),
+                    )
+                }
+            }
+        }
+    };
+
+    if let Some(issuer) = issuer {
+        let allowed = issuer.algorithms.contains(&jws.alg);
+        out.check(
+            "algorithm",
+            if allowed {
+                Ok(format!("{:?} is allowed", jws.alg))
+            } else {
+                Err(format!(
+                    "{:?} is not in the issuer's allow-list {:?}",
+                    jws.alg, issuer.algorithms
+                ))
+            },
+        );
+    }
+    match set.as_ref().map(|s| s.select(kid, jws.alg)) {
+        Some(Selection::Found(key)) => {
+            let which = format!("kid {}", key.kid.as_deref().unwrap_or("(none)"));
+            out.check(
+                "signature",
+                jws.verify_signature(&key)
+                    .map(|()| format!("verified with {which} ({:?})", jws.alg))
+                    .map_err(|e| format!("{e} ({which})")),
+            );
+        }
+        Some(Selection::NotFound) => out.check(
+            "signature",
+            Err(format!("no key for kid {kid:?} and {:?}", jws.alg)),
+        ),
+        Some(Selection::Ambiguous) => {
+            out.check("signature", Err("no kid, and several keys fit".into()))
+        }
+        None => out.check("signature", Err("no keys to check it with".into())),
+    }
+
+    if !signature_only {
+        if let Some(claims) = &claims {
+            let now = authn::now();
+            match issuer {
+                Some(issuer) => {
+                    for check in claim_checks(claims, jws.typ.as_deref(), issuer, now) {
+                        let detail =
+                            describe(&check.name, claims, issuer.audiences.as_slice(), now);
+                        out.check(
+                            &check.name,
+                            check
+                                .result
+                                .map(|()| detail.clone())
+                                .map_err(|e| format!("{e}; {detail}")),
+                        );
+                    }
+                }
+                None => {
+                    let detail = describe("expiry", claims, &[], now);
+                    let _ = writeln!(out.text, "note  issuer, audience and assertions are checked only with --config ({detail})");
+                }
+            }
+        }
+    }
+    let accepted = out.failures == 0;
+    let _ = writeln!(
+        out.text,
+        "\nverdict: {}",
+        if accepted {
+            "ACCEPTED".to_string()
+        } else {
+            format!(
+                "REJECTED ({} check{} failed)",
+                out.failures,
+                if out.failures == 1 { "" } else { "s" }
+            )
+        }
+    );
+    Report {
+        text: out.text,
+        accepted,
+    }
+}
+
+/// Fetches the issuer's keys the way the proxy would (discovery, jwks_uri or file).
+async fn load_keys(settings: &Settings, issuer: &str, allowed: &[Algorithm]) -> Option<KeySet> {
+    // The dev issuer's key is only knowable when it is kept in a key file.
+    let dev = settings
+        .dev_issuer
+        .as_ref()
+        .filter(|d| d.key_file.as_ref().is_some_and(|p| p.exists()))
+        .and_then(|d| crate::dev::DevIssuer::new(d).ok());
+    let store = KeyStore::new(settings, dev.as_ref().map(crate::dev::DevIssuer::key_set));
+    store.start();
+    let deadline =
+        tokio::time::Instant::now() + settings.keys.fetch_timeout + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        if !store.issuers_without_keys().contains(&issuer) {
+            return store.key_set(issuer, allowed);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// What a claim check looked at, in words.
+fn describe(
+    check: &str,
+    claims: &serde_json::Map<String, Value>,
+    audiences: &[String],
+    now: f64,
+) -> String {
+    let at = |name: &str| claims.get(name).and_then(Value::as_f64);
+    let relative = |t: f64| {
+        let d = (t - now).abs().round() as u64;
+        let text = format!("{}h {}m {}s", d / 3600, d % 3600 / 60, d % 60);
+        if t >= now {
+            format!("in {text}")
+        } else {
+            format!("{text} ago")
+        }
+    };
+    match check {
+        "expiry" => at("exp").map_or("no exp".into(), |t| format!("exp {t} ({})", relative(t))),
+        "not before" => at("nbf").map_or("no nbf".into(), |t| format!("nbf {t} ({})", relative(t))),
+        "issued at" => at("iat").map_or("no iat".into(), |t| format!("iat {t} ({})", relative(t))),
+        "audience" => format!(
+            "aud {}; accepted: {}",
+            claims.get("aud").map_or("(none)".into(), Value::to_string),
+            audiences.join(", ")
+        ),
+        name => name.strip_prefix("assertion ").map_or(String::new(), |c| {
+            format!(
+                "{c} = {}",
+                crate::claims::lookup(claims, &c.split('.').map(str::to_owned).collect::<Vec<_>>())
+                    .map_or("(absent)".into(), Value::to_string)
+            )
+        }),
+    }
+}
