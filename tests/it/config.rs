@@ -140,4 +140,10 @@ fn shipped_configurations_are_valid() {
         vec!["api://default".to_string()]
     );
     assert_eq!(settings.issuers[0].claims[0].name, "cid");
+    let sidecar =
+        std::fs::read_to_string(format!("{root}/examples/sidecar.yaml")).unwrap_or_default();
+    let settings = load_str(Path::new("sidecar.yaml"), &sidecar, &Overrides::default());
+    let settings = settings.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(settings.rules.routes.len(), 5);
+    assert!(settings.upstream.is_some() && settings.admin_listen.is_some());
 }

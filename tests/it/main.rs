@@ -12,6 +12,7 @@ mod forwarding;
 mod keys;
 mod operations;
 mod quickstart;
+mod readme;
 mod routes;
 mod streaming;
 mod verification;
