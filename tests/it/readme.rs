@@ -7,6 +7,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::upstream::EchoUpstream;
 use crate::support::{issuer_config, TestIssuer, TestKey, TestProxy};
 
+/// Method, path, token, expected status, and the target the upstream saw (None: nothing).
+type Row<'a> = (&'a str, &'a str, Option<&'a str>, u16, Option<&'a str>);
+
 /// The `routes:` block of examples/sidecar.yaml, as shipped.
 fn shipped_routes() -> String {
     let text = std::fs::read_to_string(format!(
@@ -54,7 +57,7 @@ async fn the_worked_rules_example_behaves_as_documented() {
     let proxy = TestProxy::start(&yaml).await;
     proxy.wait_ready().await;
     let read = issuer.token_with(&key, json!({"scp": ["read"]}));
-    let rows: &[(&str, &str, Option<&str>, u16, Option<&str>)] = &[
+    let rows: &[Row] = &[
         ("GET", "/docs/intro", None, 200, Some("/docs/intro")),
         ("GET", "/docs/../admin/users", None, 401, None),
         ("GET", "/admin/users", Some(&read), 403, None),
