@@ -194,7 +194,11 @@ impl App {
                     reason: rejection.reason(),
                     ..outcome
                 };
-                let metadata = self.settings.resource.as_ref().map(|r| r.metadata_url.as_str());
+                let metadata = self
+                    .settings
+                    .resource
+                    .as_ref()
+                    .map(|r| r.metadata_url.as_str());
                 (rejection.into_response(metadata), outcome)
             }
         };
@@ -266,7 +270,7 @@ impl App {
         // 1 route: one canonical path for matching and forwarding.
         let canonical = route::canonicalize(request.uri().path(), self.settings.paths)
             .map_err(|e| (Rejection::BadPath(e), Outcome::default()))?;
-        if !authority_agrees(&request) {
+        if !host_is_unambiguous(&request) {
             return Err((Rejection::AmbiguousHost, Outcome::default()));
         }
         if let Some(endpoint) = self
@@ -490,15 +494,20 @@ fn is_upgrade_request(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// An absolute-form target (or HTTP/2 `:authority`) must name the same host as `Host`, so
-/// tokengate and the upstream cannot disagree about which site was asked for.
-fn authority_agrees<B>(request: &Request<B>) -> bool {
-    let (Some(authority), Some(host)) = (
-        request.uri().authority(),
-        request.headers().get(http::header::HOST),
-    ) else {
-        return true;
-    };
-    host.to_str()
-        .is_ok_and(|h| h.eq_ignore_ascii_case(authority.as_str()))
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`; and an absolute-form target
+/// (or HTTP/2 `:authority`) must name the same host as `Host`, so tokengate and the upstream
+/// cannot disagree about which site was asked for.
+fn host_is_unambiguous<B>(request: &Request<B>) -> bool {
+    let mut hosts = request.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return false;
+    }
+    match (request.uri().authority(), host) {
+        (Some(authority), Some(host)) => host
+            .to_str()
+            .is_ok_and(|h| h.eq_ignore_ascii_case(authority.as_str())),
+        (None, None) => request.version() != http::Version::HTTP_11,
+        _ => true,
+    }
 }

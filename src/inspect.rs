@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::authn::{self, claim_checks, Jws};
 use crate::config::Settings;
-use crate::jwk::{KeySet, Selection};
+use crate::jwk::{KeySet, Selection, SUPPORTED_ALGORITHMS};
 use crate::jwks::KeyStore;
 
 /// Where the keys come from.
@@ -25,18 +25,6 @@ pub struct Report {
     pub text: String,
     pub accepted: bool,
 }
-
-const ALL: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 struct Lines {
     text: String,
@@ -95,7 +83,7 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
     let kid = jws.kid.as_deref();
 
     let (set, issuer) = match keys {
-        Keys::Jwks(bytes) => match KeySet::parse(bytes, &ALL) {
+        Keys::Jwks(bytes) => match KeySet::parse(bytes, &SUPPORTED_ALGORITHMS) {
             Ok((set, _)) => (Some(set), None),
             Err(e) => {
                 out.check("keys", Err(e.to_string()));

@@ -13,6 +13,19 @@ use serde_json::{Map, Value};
 
 use crate::config::parse_algorithm;
 
+/// Every signature algorithm tokengate can verify.
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
 /// A public key and the algorithms it may verify: the issuer's allow-list ∩ the key's type
 /// (and curve) ∩ its own `alg`, when it names one.
 #[derive(Clone)]
@@ -334,17 +347,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const ALL: [Algorithm; 9] = [
-        Algorithm::RS256,
-        Algorithm::RS384,
-        Algorithm::RS512,
-        Algorithm::PS256,
-        Algorithm::PS384,
-        Algorithm::PS512,
-        Algorithm::ES256,
-        Algorithm::ES384,
-        Algorithm::EdDSA,
-    ];
+    const ALL: [Algorithm; 9] = SUPPORTED_ALGORITHMS;
 
     fn rsa_jwk(bits: usize) -> Value {
         let mut n = vec![0xC5u8; bits / 8];

@@ -36,6 +36,14 @@ const HOP_BY_HOP: &[&str] = &[
     "expect",
 ];
 
+/// Headers that ask an upstream to treat the request as another method than the one the
+/// rules saw: never forwarded, from anyone.
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// Headers that describe the client connection; believed only from trusted proxies.
 const FORWARDING_PREFIX: &str = "x-forwarded-";
 const FORWARDING: &[&str] = &[
@@ -120,6 +128,7 @@ impl HeaderPolicy {
             .filter(|name| {
                 let n = name.as_str();
                 HOP_BY_HOP.contains(&n)
+                    || METHOD_OVERRIDES.contains(&normalize_header_name(n).as_str())
                     || self.is_identity(n)
                     || (!trusted_peer && is_forwarding(n))
             })

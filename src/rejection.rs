@@ -37,7 +37,7 @@ pub enum Rejection {
     BodyTooLarge,
     /// The path cannot be read one unambiguous way (400).
     BadPath(PathError),
-    /// An absolute-form target whose authority disagrees with `Host` (400).
+    /// No `Host`, several, or one that disagrees with an absolute-form target (400).
     AmbiguousHost,
     /// Authenticated, but a required scope is missing (403, RFC 6750 §3.1). Holds the scopes.
     InsufficientScope(String),
@@ -126,7 +126,7 @@ impl Rejection {
             Rejection::BadPath(e) => ("invalid_request", e.to_string(), None),
             Rejection::AmbiguousHost => (
                 "invalid_request",
-                "the request target's authority and Host disagree".to_owned(),
+                "the request must name its host once (Host), and agree with its target".to_owned(),
                 None,
             ),
             Rejection::InsufficientScope(scopes) => (

@@ -56,12 +56,11 @@ pub fn canonicalize(raw: &str, options: PathOptions) -> Result<CanonicalPath, Pa
     if normalized.contains(';') && !options.allow_parameters {
         return Err(PathError::Parameters);
     }
-    let path = remove_dot_segments(&normalized, |segment| segment);
+    // Forwarded with its parameters (when allowed), matched without them; both have the same
+    // segments, so the rule that matched is the rule for the path the upstream reads.
+    let path = remove_dot_segments(&normalized, true);
     let base = if options.allow_parameters {
-        // As Tomcat reads it: each segment without its parameters, then dot segments.
-        remove_dot_segments(&normalized, |segment| {
-            segment.split(';').next().unwrap_or("")
-        })
+        remove_dot_segments(&normalized, false)
     } else {
         path.clone()
     };
@@ -146,21 +145,24 @@ fn normalize_escapes(raw: &str) -> Result<String, PathError> {
 }
 
 /// RFC 3986 §5.2.4 on segments, merging empty segments (`//`). A trailing slash is kept.
-fn remove_dot_segments(path: &str, segment_view: impl Fn(&str) -> &str) -> String {
+/// Without `keep_parameters`, each kept segment loses its `;` parameters.
+fn remove_dot_segments(path: &str, keep_parameters: bool) -> String {
     let mut stack: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
     let mut trailing_slash = false;
     for (index, raw_segment) in segments.iter().enumerate() {
-        let segment = segment_view(raw_segment);
-        match segment {
+        // A segment is judged (dot, dot-dot, empty) by its name without `;` parameters, as
+        // Tomcat and Spring judge it, whether or not the parameters are kept.
+        let name = raw_segment.split(';').next().unwrap_or("");
+        match name {
             "." | "" => trailing_slash = index == last,
             ".." => {
                 stack.pop();
                 trailing_slash = index == last;
             }
             _ => {
-                stack.push(segment);
+                stack.push(if keep_parameters { raw_segment } else { name });
                 trailing_slash = false;
             }
         }
@@ -542,7 +544,12 @@ mod tests {
         assert_eq!(c.as_ref().map(|c| c.matched.as_str()), Some("/admin/y"));
         assert_eq!(c.as_ref().map(|c| c.path.as_str()), Some("/admin;x=1/y"));
         let c = canonicalize("/public/..;/admin", PARAMS).ok();
-        assert_eq!(c.map(|c| c.matched), Some("/admin".to_string()));
+        assert_eq!(c.as_ref().map(|c| c.matched.as_str()), Some("/admin"));
+        // Forwarded with the same segments that were matched.
+        assert_eq!(c.map(|c| c.path), Some("/admin".to_string()));
+        let c = canonicalize("/admin/.;/..", PARAMS).ok();
+        assert_eq!(c.as_ref().map(|c| c.matched.as_str()), Some("/"));
+        assert_eq!(c.map(|c| c.path), Some("/".to_string()));
         let c = canonicalize("/public;/x", PARAMS).ok();
         assert_eq!(c.map(|c| c.matched), Some("/public/x".to_string()));
     }

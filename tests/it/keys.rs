@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use crate::support::{issuer_config, read, Mode, TestIssuer, TestKey, TestProxy};
+use crate::support::{eventually, issuer_config, read, Mode, TestIssuer, TestKey, TestProxy};
 
 #[tokio::test]
 async fn a_new_kid_triggers_one_refetch_and_then_verifies() {
@@ -241,17 +241,6 @@ async fn futures_join(
 }
 
 // --- The key lifecycle: several issuers, cache lifetime, rotation, outages, bad responses.
-
-/// Polls `f` every 100 ms for up to `seconds`, returning as soon as it holds.
-async fn eventually(seconds: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..seconds * 10 {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    false
-}
 
 #[tokio::test]
 async fn several_issuers_each_with_their_own_keys_audiences_and_algorithms() {

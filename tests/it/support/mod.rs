@@ -34,3 +34,14 @@ pub async fn rsa_setup() -> (TestIssuer, TestKey, TestProxy) {
     proxy.wait_ready().await;
     (issuer, key, proxy)
 }
+
+/// Polls `f` every 100 ms for up to `seconds`, returning as soon as it holds.
+pub async fn eventually(seconds: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..seconds * 10 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
