@@ -668,6 +668,17 @@ async fn ten_thousand_idle_connections_do_not_stop_a_new_client() {
         format!("{}log: {{ level: info }}\n", issuer_config(&issuer, "")),
     )
     .expect("write");
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let open_files: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        open_files >= 10_500,
+        "this test needs `ulimit -n` of at least 10500 (it is {open_files}); .ci/run raises it"
+    );
     let running = process::spawn(&["--config", config.to_str().unwrap_or_default()]);
     let addr: std::net::SocketAddr = running
         .base
