@@ -29,7 +29,7 @@ impl Builtin {
         let body = match self {
             Builtin::Messages => json!([{"message": "Hello, word!"}]),
             // As the quickstart's `res.json(req.jwt)`: the JOSE header and the claims.
-            Builtin::Secure => json!({"header": token.header, "claims": token.claims}),
+            Builtin::Secure => json!({"header": token.header(), "claims": token.claims()}),
         };
         json_response(StatusCode::OK, &body)
     }

@@ -191,11 +191,12 @@ impl HeaderPolicy {
     /// The claims headers (and payload header) for one verified token.
     fn render(&self, token: &VerifiedToken) -> Vec<(HeaderName, HeaderValue)> {
         let mut out = Vec::with_capacity(self.claim_headers.len() + 1);
+        let token_claims = token.claims();
         for header in &self.claim_headers {
             let value = header
                 .sources
                 .iter()
-                .find_map(|path| claims::lookup(&token.claims, path))
+                .find_map(|path| claims::lookup(&token_claims, path))
                 .map(|v| render(v, &self.separator));
             let Some(text) = value else { continue };
             match header_value(&text) {
@@ -206,8 +207,8 @@ impl HeaderPolicy {
             }
         }
         if let Some(name) = &self.payload_header {
-            let json = Value::Object(token.claims.clone()).to_string();
-            if let Ok(v) = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(json)) {
+            // The claims exactly as the issuer signed them.
+            if let Ok(v) = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(token.claims_json())) {
                 out.push((name.clone(), v));
             }
         }

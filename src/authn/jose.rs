@@ -19,8 +19,9 @@ pub struct Jws<'a> {
     pub alg: Algorithm,
     pub kid: Option<String>,
     pub typ: Option<String>,
-    /// The whole JOSE header, for `/secure`.
+    /// The whole JOSE header, parsed, and as it was signed.
     pub header: Map<String, Value>,
+    pub header_json: Vec<u8>,
     pub payload: Vec<u8>,
 }
 
@@ -64,6 +65,7 @@ impl<'a> Jws<'a> {
             kid,
             typ,
             header,
+            header_json: header_bytes,
             payload,
         })
     }

@@ -28,33 +28,81 @@ pub enum Principal {
 }
 
 /// A token whose signature and claims passed every check.
+///
+/// Kept compact because the verified-token cache holds many: the header and claims stay as
+/// the JSON that was signed and are parsed again only when needed (`/secure`, route claim
+/// rules, the first rendering of the forwarded headers); the subject and scopes, needed on
+/// every request, are extracted once.
 #[derive(Debug)]
 pub struct VerifiedToken {
     pub issuer: String,
-    /// The JOSE header, as `/secure` shows it.
-    pub header: Map<String, Value>,
-    pub claims: Map<String, Value>,
+    header_json: Box<[u8]>,
+    claims_json: Box<[u8]>,
+    subject: Option<Box<str>>,
+    scopes: Box<[Box<str>]>,
     /// The claims headers for the upstream, rendered once per token (and so once per cache
     /// entry) by `mutate`.
     pub forward_headers: OnceLock<Vec<(HeaderName, HeaderValue)>>,
 }
 
 impl VerifiedToken {
+    /// From the JSON that was verified (`header_json`, `claims_json`) and its parsed claims.
+    pub fn from_verified(
+        issuer: String,
+        header_json: &[u8],
+        claims_json: &[u8],
+        claims: &Map<String, Value>,
+    ) -> VerifiedToken {
+        VerifiedToken {
+            issuer,
+            header_json: header_json.into(),
+            claims_json: claims_json.into(),
+            subject: claims.get("sub").and_then(Value::as_str).map(Box::from),
+            scopes: crate::claims::scopes(claims)
+                .into_iter()
+                .map(Box::from)
+                .collect(),
+            forward_headers: OnceLock::new(),
+        }
+    }
+
+    /// From parsed parts (tests and benches).
     pub fn new(
         issuer: String,
         header: Map<String, Value>,
         claims: Map<String, Value>,
     ) -> VerifiedToken {
-        VerifiedToken {
+        let header_json = Value::Object(header).to_string();
+        let claims_json = Value::Object(claims.clone()).to_string();
+        VerifiedToken::from_verified(
             issuer,
-            header,
-            claims,
-            forward_headers: OnceLock::new(),
-        }
+            header_json.as_bytes(),
+            claims_json.as_bytes(),
+            &claims,
+        )
     }
 
     pub fn subject(&self) -> Option<&str> {
-        self.claims.get("sub").and_then(Value::as_str)
+        self.subject.as_deref()
+    }
+
+    pub fn scopes(&self) -> &[Box<str>] {
+        &self.scopes
+    }
+
+    /// The claims, parsed from the verified JSON.
+    pub fn claims(&self) -> Map<String, Value> {
+        json::parse_object(&self.claims_json).unwrap_or_default()
+    }
+
+    /// The claims exactly as they were signed.
+    pub fn claims_json(&self) -> &[u8] {
+        &self.claims_json
+    }
+
+    /// The JOSE header, parsed from the verified JSON.
+    pub fn header(&self) -> Map<String, Value> {
+        json::parse_object(&self.header_json).unwrap_or_default()
     }
 }
 
@@ -213,7 +261,12 @@ async fn verify_uncached(
     let deadline =
         claims.get("exp").and_then(Value::as_f64).unwrap_or(0.0) + issuer.leeway.as_secs_f64();
     Ok((
-        VerifiedToken::new(issuer.issuer.clone(), jws.header, claims),
+        VerifiedToken::from_verified(
+            issuer.issuer.clone(),
+            &jws.header_json,
+            &jws.payload,
+            &claims,
+        ),
         key,
         deadline,
     ))
