@@ -780,3 +780,62 @@ async fn inspect_explains_each_check() {
     ]);
     assert_eq!(code, Some(1));
 }
+
+#[tokio::test]
+async fn a_reload_reads_the_tls_certificate_again() {
+    let (old_ca, new_ca) = (TestCa::new(), TestCa::new());
+    let key = TestKey::load("rsa-a", "a", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let write = |ca: &TestCa| {
+        let (c, k) = ca.leaf_pem(&["localhost"]);
+        std::fs::write(&cert, c).expect("write cert");
+        std::fs::write(&key_file, k).expect("write key");
+    };
+    write(&old_ca);
+    let yaml = format!(
+        "{}tls: {{ cert: {}, key: {} }}\n",
+        issuer_config(&issuer, ""),
+        cert.display(),
+        key_file.display()
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let trusting = |ca: &TestCa| {
+        let root = reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("root");
+        reqwest::Client::builder()
+            .tls_certs_only([root])
+            .build()
+            .expect("client")
+    };
+    let url = format!("https://localhost:{}/healthz", proxy.addr.port());
+    assert_eq!(
+        trusting(&old_ca)
+            .get(&url)
+            .send()
+            .await
+            .expect("old cert")
+            .status(),
+        200
+    );
+    assert!(trusting(&new_ca).get(&url).send().await.is_err());
+
+    write(&new_ca);
+    let overrides = tokengate::config::Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    };
+    let settings = tokengate::config::load_str(std::path::Path::new("t.yaml"), &yaml, &overrides)
+        .expect("valid");
+    proxy.gateway.reload(settings).expect("reload");
+    assert_eq!(
+        trusting(&new_ca)
+            .get(&url)
+            .send()
+            .await
+            .expect("new cert")
+            .status(),
+        200
+    );
+    assert!(trusting(&old_ca).get(&url).send().await.is_err());
+}
