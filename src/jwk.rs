@@ -254,7 +254,10 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<(DecodingKey, Vec<u8>), String> {
     let e = member(jwk, "e")?;
     let n = strip_leading_zeros(&n);
     let e = strip_leading_zeros(&e);
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    // An empty (or all-zero) modulus is 0 bits, never an underflow.
+    let bits = n
+        .first()
+        .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
     if bits < 2048 {
         return Err(format!("RSA modulus of {bits} bits is under 2048"));
     }

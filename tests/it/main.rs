@@ -3,6 +3,7 @@
 
 mod support;
 
+mod attacks;
 mod binary;
 mod cache;
 mod config;
@@ -11,6 +12,7 @@ mod extraction;
 mod forwarding;
 mod keys;
 mod operations;
+mod properties;
 mod quickstart;
 mod readme;
 mod routes;
