@@ -87,6 +87,8 @@ pub struct RawForward {
     pub strip_authorization: bool,
 }
 
+/// A `routes:` entry. It repeats `RawRule`'s fields rather than flattening them in, because
+/// serde's `flatten` does not work with `deny_unknown_fields` (typos would pass silently).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
