@@ -62,11 +62,7 @@ async fn a_cached_token_dies_with_its_key() {
     let b = TestKey::load("rsa-b", "b", Algorithm::RS256);
     let issuer = TestIssuer::start(vec![a.clone(), b.clone()]).await;
     issuer.set_cache_control("max-age=1");
-    let proxy = TestProxy::start(&format!(
-        "{}keys: {{ min_refresh: 1s }}\n",
-        issuer_config(&issuer, "")
-    ))
-    .await;
+    let proxy = TestProxy::for_issuer_with(&issuer, "keys: { min_refresh: 1s }\n").await;
     proxy.wait_ready().await;
     let token = issuer.token(&a);
     assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
@@ -116,11 +112,7 @@ async fn failures_are_not_cached() {
 async fn the_cache_can_be_turned_off() {
     let key = TestKey::load("rsa-a", "a", Algorithm::RS256);
     let issuer = TestIssuer::start(vec![key.clone()]).await;
-    let proxy = TestProxy::start(&format!(
-        "{}cache: {{ enabled: false }}\n",
-        issuer_config(&issuer, "")
-    ))
-    .await;
+    let proxy = TestProxy::for_issuer_with(&issuer, "cache: { enabled: false }\n").await;
     proxy.wait_ready().await;
     let token = issuer.token(&key);
     for _ in 0..3 {
@@ -134,11 +126,7 @@ async fn the_cache_can_be_turned_off() {
 async fn the_cache_is_bounded() {
     let key = TestKey::load("ec-p256", "a", Algorithm::ES256);
     let issuer = TestIssuer::start(vec![key.clone()]).await;
-    let proxy = TestProxy::start(&format!(
-        "{}cache: {{ max_entries: 50 }}\n",
-        issuer_config(&issuer, "")
-    ))
-    .await;
+    let proxy = TestProxy::for_issuer_with(&issuer, "cache: { max_entries: 50 }\n").await;
     proxy.wait_ready().await;
     for i in 0..200 {
         let token = issuer.token_with(&key, json!({"sub": format!("user-{i}")}));

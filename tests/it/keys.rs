@@ -69,11 +69,7 @@ async fn a_burst_with_a_new_kid_causes_exactly_one_fetch() {
 async fn random_kids_never_cause_more_fetches_than_the_limit() {
     let a = TestKey::load("rsa-a", "a", Algorithm::RS256);
     let issuer = TestIssuer::start(vec![a.clone()]).await;
-    let proxy = TestProxy::start(&format!(
-        "{}keys: {{ refetch_per_minute: 3 }}\n",
-        issuer_config(&issuer, "")
-    ))
-    .await;
+    let proxy = TestProxy::for_issuer_with(&issuer, "keys: { refetch_per_minute: 3 }\n").await;
     proxy.wait_ready().await;
     let before = issuer.jwks_fetches();
     for i in 0..40 {
@@ -298,11 +294,7 @@ async fn cache_control_sets_the_refresh_and_refresh_happens_in_the_background() 
     let a = TestKey::load("rsa-a", "a", Algorithm::RS256);
     let issuer = TestIssuer::start(vec![a.clone()]).await;
     issuer.set_cache_control("public, max-age=2");
-    let proxy = TestProxy::start(&format!(
-        "{}keys: {{ min_refresh: 1s }}\n",
-        issuer_config(&issuer, "")
-    ))
-    .await;
+    let proxy = TestProxy::for_issuer_with(&issuer, "keys: { min_refresh: 1s }\n").await;
     proxy.wait_ready().await;
     let first = issuer.jwks_fetches();
     // No request at all: the refresh is scheduled (at 90% of max-age), not triggered.
@@ -322,11 +314,7 @@ async fn max_age_below_min_refresh_is_clamped() {
     let a = TestKey::load("rsa-a", "a", Algorithm::RS256);
     let issuer = TestIssuer::start(vec![a.clone()]).await;
     issuer.set_cache_control("max-age=0");
-    let proxy = TestProxy::start(&format!(
-        "{}keys: {{ min_refresh: 3s }}\n",
-        issuer_config(&issuer, "")
-    ))
-    .await;
+    let proxy = TestProxy::for_issuer_with(&issuer, "keys: { min_refresh: 3s }\n").await;
     proxy.wait_ready().await;
     let first = issuer.jwks_fetches();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -343,11 +331,7 @@ async fn a_removed_key_stops_verifying_at_the_next_refresh() {
     let b = TestKey::load("rsa-b", "b", Algorithm::RS256);
     let issuer = TestIssuer::start(vec![a.clone(), b.clone()]).await;
     issuer.set_cache_control("max-age=1");
-    let proxy = TestProxy::start(&format!(
-        "{}keys: {{ min_refresh: 1s }}\n",
-        issuer_config(&issuer, "")
-    ))
-    .await;
+    let proxy = TestProxy::for_issuer_with(&issuer, "keys: { min_refresh: 1s }\n").await;
     proxy.wait_ready().await;
     assert_eq!(
         proxy

@@ -562,11 +562,7 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> O
 async fn a_slowloris_client_is_cut_off() {
     let key = TestKey::load("rsa-a", "a", Algorithm::RS256);
     let issuer = TestIssuer::start(vec![key.clone()]).await;
-    let proxy = TestProxy::start(&format!(
-        "{}limits: {{ header_read_timeout: 1s }}\n",
-        issuer_config(&issuer, "")
-    ))
-    .await;
+    let proxy = TestProxy::for_issuer_with(&issuer, "limits: { header_read_timeout: 1s }\n").await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr)
         .await
         .expect("connect");
@@ -593,11 +589,7 @@ async fn a_slowloris_client_is_cut_off() {
 async fn oversized_headers_are_refused() {
     let key = TestKey::load("rsa-a", "a", Algorithm::RS256);
     let issuer = TestIssuer::start(vec![key.clone()]).await;
-    let proxy = TestProxy::start(&format!(
-        "{}limits: {{ max_header_bytes: 16384 }}\n",
-        issuer_config(&issuer, "")
-    ))
-    .await;
+    let proxy = TestProxy::for_issuer_with(&issuer, "limits: { max_header_bytes: 16384 }\n").await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr)
         .await
         .expect("connect");
@@ -625,11 +617,7 @@ async fn oversized_headers_are_refused() {
 async fn beyond_max_connections_new_ones_wait_and_are_served_later() {
     let key = TestKey::load("rsa-a", "a", Algorithm::RS256);
     let issuer = TestIssuer::start(vec![key.clone()]).await;
-    let proxy = TestProxy::start(&format!(
-        "{}limits: {{ max_connections: 2 }}\n",
-        issuer_config(&issuer, "")
-    ))
-    .await;
+    let proxy = TestProxy::for_issuer_with(&issuer, "limits: { max_connections: 2 }\n").await;
     let first = tokio::net::TcpStream::connect(proxy.addr)
         .await
         .expect("connect");

@@ -60,6 +60,11 @@ impl TestProxy {
         self.gateway.app()
     }
 
+    /// As [`TestProxy::for_issuer`], with `extra` top-level configuration after the issuer.
+    pub async fn for_issuer_with(issuer: &TestIssuer, extra: &str) -> TestProxy {
+        TestProxy::start(&format!("{}{extra}", issuer_config(issuer, ""))).await
+    }
+
     /// A proxy trusting `issuer` (over http) for every supported algorithm.
     pub async fn for_issuer(issuer: &TestIssuer) -> TestProxy {
         TestProxy::start(&issuer_config(issuer, "")).await
