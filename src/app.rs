@@ -172,11 +172,15 @@ impl App {
         self.metrics.in_flight.inc();
         let method = request.method().clone();
         let raw_path = request.uri().path().to_owned();
-        let cors_headers = self
-            .settings
-            .cors
-            .as_ref()
-            .map(|_| request.headers().clone());
+        // CORS decorates the response from the request's Origin alone: keep just that, not a
+        // copy of every header.
+        let cors_headers = self.settings.cors.as_ref().map(|_| {
+            let mut origin = HeaderMap::new();
+            if let Some(v) = request.headers().get(http::header::ORIGIN) {
+                origin.insert(http::header::ORIGIN, v.clone());
+            }
+            origin
+        });
         let preflight = cors::is_preflight(&method, request.headers());
         let request_id = self.request_id(request.headers(), &peer);
 
