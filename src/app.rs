@@ -261,8 +261,14 @@ impl App {
                 }
             }
         }
-        HeaderValue::from_str(&format!("{:032x}", fastrand::u128(..)))
-            .unwrap_or(HeaderValue::from_static("-"))
+        // 32 hex digits of randomness, written without the formatting machinery.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let random = fastrand::u128(..);
+        let mut id = [0u8; 32];
+        for (i, digit) in id.iter_mut().enumerate() {
+            *digit = HEX[((random >> (4 * (31 - i))) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
     }
 
     async fn pipeline(
@@ -315,16 +321,16 @@ impl App {
             .authenticate(rule.auth, request.headers(), request.uri().query())
             .await
             .map_err(|r| (r, context.clone()))?;
-        let who = Outcome::of(
-            &Permit {
-                principal: principal.clone(),
-            },
-            "",
-        )
-        .within(&context);
         // 4 authz
-        let permit = authz::authorize(rule, principal).map_err(|r| (r, who))?;
-        let outcome = Outcome::of(&permit, "ok").within(&context);
+        let permit = authz::authorize(rule, principal.clone()).map_err(|r| {
+            let who = Outcome::of(&Permit { principal }, "").within(&context);
+            (r, who)
+        })?;
+        let outcome = Outcome {
+            path: context.path,
+            route: context.route,
+            ..Outcome::of(&permit, "ok")
+        };
 
         // 5 mutate + 6 dispatch
         match (builtin, &self.upstream) {

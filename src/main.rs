@@ -192,11 +192,16 @@ fn serve(settings: Settings, config_path: std::path::PathBuf, overrides: Overrid
     init_logging(&settings);
     // One worker per core this process may run on (taskset and cgroup limits respected).
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
+    // On one core, a current-thread runtime does the same work without the multi-thread
+    // scheduler's cross-thread bookkeeping (measured with bench/load.sh).
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");

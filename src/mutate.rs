@@ -24,16 +24,16 @@ use crate::config::{normalize_header_name, ClaimHeader, ForwardSettings};
 
 /// RFC 9110 §7.6.1, plus the proxy-only headers and `Expect` (tokengate answers
 /// `100-continue` itself by reading the body).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-    "expect",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    TE,
+    http::header::TRANSFER_ENCODING,
+    UPGRADE,
+    http::header::EXPECT,
 ];
 
 /// Headers that ask an upstream to treat the request as another method than the one the
@@ -127,8 +127,8 @@ impl HeaderPolicy {
             .keys()
             .filter(|name| {
                 let n = name.as_str();
-                HOP_BY_HOP.contains(&n)
-                    || METHOD_OVERRIDES.contains(&normalize_header_name(n).as_str())
+                HOP_BY_HOP.contains(name)
+                    || METHOD_OVERRIDES.iter().any(|m| normalized_eq(n, m))
                     || self.is_identity(n)
                     || (!trusted_peer && is_forwarding(n))
             })
@@ -216,18 +216,43 @@ impl HeaderPolicy {
     }
 
     fn is_identity(&self, name: &str) -> bool {
-        let normalized = normalize_header_name(name);
-        normalized.starts_with(&self.prefix) || self.identity.contains(&normalized)
+        normalized_starts_with(name, &self.prefix)
+            || self.identity.iter().any(|i| normalized_eq(name, i))
     }
 }
 
 fn is_forwarding(name: &str) -> bool {
-    let normalized = normalize_header_name(name);
-    normalized.starts_with(FORWARDING_PREFIX) || FORWARDING.contains(&normalized.as_str())
+    normalized_starts_with(name, FORWARDING_PREFIX)
+        || FORWARDING.iter().any(|f| normalized_eq(name, f))
+}
+
+/// `name` equals `normal` (a name already in [`normalize_header_name`] form) once it is
+/// normalised; compared byte by byte so the per-request check allocates nothing.
+fn normalized_eq(name: &str, normal: &str) -> bool {
+    name.len() == normal.len() && normalized_starts_with(name, normal)
+}
+
+/// `name`, once normalised, starts with `normal`.
+fn normalized_starts_with(name: &str, normal: &str) -> bool {
+    name.len() >= normal.len()
+        && name
+            .bytes()
+            .zip(normal.bytes())
+            .all(|(a, b)| normalize_header_byte(a) == b)
+}
+
+fn normalize_header_byte(b: u8) -> u8 {
+    match b {
+        b'_' => b'-',
+        other => other.to_ascii_lowercase(),
+    }
 }
 
 /// Removes the headers a `Connection` header names (RFC 9110 §7.6.1), then `Connection`.
 fn remove_connection_listed(headers: &mut HeaderMap) {
+    if !headers.contains_key(CONNECTION) {
+        return;
+    }
     let listed: Vec<String> = headers
         .get_all(CONNECTION)
         .iter()
@@ -249,8 +274,8 @@ fn remove_connection_listed(headers: &mut HeaderMap) {
 pub fn strip_response(headers: &mut HeaderMap, switching_protocols: bool) {
     let upgrade = headers.get(UPGRADE).cloned();
     remove_connection_listed(headers);
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
     if let (true, Some(value)) = (switching_protocols, upgrade) {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));

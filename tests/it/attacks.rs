@@ -1892,6 +1892,7 @@ async fn method_override_headers_cannot_change_the_method_the_rules_saw() {
         "X-HTTP-Method-Override",
         "X-HTTP-Method",
         "X-Method-Override",
+        "X_HTTP_Method_Override",
     ] {
         let before = upstream.count();
         let r = client
