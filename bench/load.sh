@@ -4,16 +4,23 @@
 #   bench/load.sh              50 and 256 connections, one token
 #   bench/load.sh --many-users also spreads the load over 10,000 distinct valid tokens
 #   DURATION=20 bench/load.sh  seconds per row (default 10)
+#   ROUNDS=5 bench/load.sh     rounds of every row (default 3); the table shows each row's
+#                              median round (by requests/s) and the highest peak RSS
 #
 # Core 0 runs the proxy under test; core 1 runs the load generator (wrk) and the upstream
 # (nginx, one worker, a small fixed JSON body). Rows: the upstream alone; nginx proxy_pass
 # with no authentication; tokengate verifying every token with the cache on and off; and
-# tokengate on an `auth: none` route. Each row prints requests/s, p50, p99, the proxy's peak
-# RSS, and its ratio to the nginx-no-auth row. Everything listens on 127.0.0.1 only.
+# tokengate on an `auth: none` route. Each row prints requests/s, p50, p99, the proxy's CPU
+# time per request (user + system, from /proc), its peak RSS, and the ratio to the
+# nginx-no-auth row. Everything listens on 127.0.0.1 only.
+#
+# Rounds run every row in turn (not one row R times) so that drift on a shared machine
+# lands on all rows alike; run-to-run spread of 10-20% is normal on a 2-core VM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 MANY_USERS=0
 [ "${1:-}" = "--many-users" ] && MANY_USERS=1
 UPSTREAM_PORT=18080 NGINX_PROXY_PORT=18081 TOKENGATE_PORT=18082
@@ -124,35 +131,52 @@ end
 LUA
 
 peak_rss() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "-"; }
+# User + system CPU ticks of a process so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-# run LABEL PORT PATH CONNECTIONS PROXY_PID [many]
-ROWS=()
+# run LABEL PORT PATH CONNECTIONS PROXY_PID [many]: one measurement, appended to $RESULTS.
+RESULTS="$WORK/results"
+: > "$RESULTS"
 run() {
   local label=$1 port=$2 path=$3 conns=$4 pid=$5 many=${6:-}
   local script=() header=(-H "Authorization: Bearer $TOKEN")
   [ -n "$many" ] && script=(-s "$WORK/many.lua") && header=()
   # Warm up (fills the cache and the pools), then measure.
   taskset -c 1 wrk -t1 -c"$conns" -d2s "${header[@]}" "${script[@]}" "http://127.0.0.1:$port$path" >/dev/null
-  local out
+  local out ticks_before=0 ticks_after=0
+  [ -n "$pid" ] && ticks_before=$(cpu_ticks "$pid")
   out=$(taskset -c 1 wrk -t2 -c"$conns" -d"${DURATION}s" --latency "${header[@]}" "${script[@]}" "http://127.0.0.1:$port$path")
-  local rps p50 p99 non2xx
+  [ -n "$pid" ] && ticks_after=$(cpu_ticks "$pid")
+  local rps p50 p99 non2xx requests cpu="-"
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  if [ -n "$pid" ] && [ "${requests:-0}" -gt 0 ]; then
+    cpu=$(awk -v t=$((ticks_after - ticks_before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+      'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+  fi
   p50=$(awk '/^ +50%/ {print $2}' <<<"$out")
   p99=$(awk '/^ +99%/ {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   [ -n "$non2xx" ] && echo "warning: $label c=$conns had $non2xx non-2xx responses" >&2
   local rss="-"
   [ -n "$pid" ] && rss=$(peak_rss "$pid")
-  ROWS+=("$label|$conns|$rps|$p50|$p99|$rss")
-  echo "  $label c=$conns: $rps req/s, p50 $p50, p99 $p99, peak RSS ${rss} MiB" >&2
+  echo "$label|$conns|$rps|$p50|$p99|$rss|$cpu" >> "$RESULTS"
+  echo "  $label c=$conns: $rps req/s, p50 $p50, p99 $p99, CPU ${cpu} µs/request, peak RSS ${rss} MiB" >&2
 }
 
+for round in $(seq "$ROUNDS"); do
 for conns in 50 256; do
-  echo "== $conns connections ==" >&2
+  echo "== round $round of $ROUNDS, $conns connections ==" >&2
   run "upstream alone (nginx)" "$UPSTREAM_PORT" /api/messages "$conns" ""
   taskset -c 0 "$NGINX" -p "$WORK/nginx-proxy" -c "$WORK/nginx-proxy/nginx.conf" & NGINX_PROXY=$!; PIDS+=("$NGINX_PROXY")
   wait_port "$NGINX_PROXY_PORT"
-  run "nginx proxy_pass, no auth" "$NGINX_PROXY_PORT" /api/messages "$conns" "$(pgrep -P "$NGINX_PROXY" | head -1)"
+  NGINX_WORKER=$(pgrep -P "$NGINX_PROXY" | head -1)
+  run "nginx proxy_pass, no auth" "$NGINX_PROXY_PORT" /api/messages "$conns" "$NGINX_WORKER"
+  # The same load generator work as the 10,000-token tokengate row (wrk's Lua script also
+  # runs on core 1), so that row has a like-for-like baseline.
+  if [ "$MANY_USERS" = 1 ]; then
+    run "nginx proxy_pass, no auth, 10,000 tokens" "$NGINX_PROXY_PORT" /api/messages "$conns" "$NGINX_WORKER" many
+  fi
   kill "$NGINX_PROXY"; wait "$NGINX_PROXY" 2>/dev/null || true
 
   start_tokengate "$WORK/cache-on.yaml"
@@ -168,20 +192,36 @@ for conns in 50 256; do
   run "tokengate, cache off (RS256 every request)" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID"
   stop_proxy
 done
+done
 
 echo
-echo "Machine: $(nproc) cores, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo); ${DURATION}s per row; proxy on core 0, wrk + upstream on core 1"
+echo "Machine: $(nproc) cores, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo); ${DURATION}s per row, median of $ROUNDS rounds; proxy on core 0, wrk + upstream on core 1"
 echo
-echo "| proxy | connections | requests/s | ratio to nginx | p50 | p99 | proxy peak RSS (MiB) |"
-echo "|---|---|---|---|---|---|---|"
-declare -A NGINX_RPS
-for row in "${ROWS[@]}"; do
-  IFS='|' read -r label conns rps _ _ _ <<<"$row"
-  [ "$label" = "nginx proxy_pass, no auth" ] && NGINX_RPS[$conns]=$rps
-done
-for row in "${ROWS[@]}"; do
-  IFS='|' read -r label conns rps p50 p99 rss <<<"$row"
-  base=${NGINX_RPS[$conns]:-0}
-  ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "-" }')
-  echo "| $label | $conns | $rps | $ratio | $p50 | $p99 | $rss |"
-done
+echo "| proxy | connections | requests/s | ratio to nginx | p50 | p99 | proxy CPU per request (µs) | proxy peak RSS (MiB) |"
+echo "|---|---|---|---|---|---|---|---|"
+# Per row (in the order first run): the median round by requests/s, the highest peak RSS.
+# Rows with 10,000 tokens are compared with nginx under the same 10,000-token load.
+awk -F'|' '
+  !seen[$1 "|" $2]++ { order[++n] = $1 "|" $2 }
+  { key = $1 "|" $2; runs[key, ++count[key]] = $0
+    if ($6 != "-" && ($6 + 0 > rss[key] + 0)) rss[key] = $6 }
+  END {
+    for (i = 1; i <= n; i++) {
+      key = order[i]; c = count[key]
+      # sort this row'"'"'s runs by requests/s (insertion sort; a handful of rounds)
+      for (a = 1; a <= c; a++) { line[a] = runs[key, a]; split(line[a], f, "|"); r[a] = f[3] + 0 }
+      for (a = 2; a <= c; a++) for (b = a; b > 1 && r[b] < r[b-1]; b--) {
+        t = r[b]; r[b] = r[b-1]; r[b-1] = t; t = line[b]; line[b] = line[b-1]; line[b-1] = t }
+      median[key] = line[int((c + 1) / 2)]
+      split(median[key], f, "|")
+      if (f[1] == "nginx proxy_pass, no auth") nginx[f[2]] = f[3] + 0
+      if (f[1] == "nginx proxy_pass, no auth, 10,000 tokens") nginx_many[f[2]] = f[3] + 0
+    }
+    for (i = 1; i <= n; i++) {
+      key = order[i]; split(median[key], f, "|")
+      base = (f[1] ~ /10,000 tokens/) ? nginx_many[f[2]] : nginx[f[2]]
+      ratio = (base > 0) ? sprintf("%.2f×", f[3] / base) : "-"
+      peak = (key in rss) ? rss[key] : "-"
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], ratio, f[4], f[5], f[7], peak
+    }
+  }' "$RESULTS"
