@@ -20,7 +20,7 @@ use crate::cache::TokenCache;
 use crate::config::Settings;
 use crate::cors;
 use crate::dev::{BadTokenRequest, DevIssuer};
-use crate::forward::Upstream;
+use crate::forward::{Affinity, Upstream};
 use crate::jwks::KeyStore;
 use crate::metrics::{method_class, Metrics, RequestLabels};
 use crate::mutate::HeaderPolicy;
@@ -76,6 +76,13 @@ impl Outcome {
 }
 
 type Handled = Result<(Response<Body>, Outcome), (Rejection, Outcome)>;
+
+/// The client connection a request came on.
+struct Client<'a> {
+    peer: SocketAddr,
+    proto: &'static str,
+    affinity: Option<&'a Affinity>,
+}
 
 fn plain(reason: &'static str) -> Outcome {
     Outcome {
@@ -158,15 +165,17 @@ impl App {
     }
 
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        self.handle_with(request, peer, "http").await
+        self.handle_with(request, peer, "http", None).await
     }
 
-    /// Handles one request; `proto` is how it arrived (`http` or `https`).
+    /// Handles one request; `proto` is how it arrived (`http` or `https`); `affinity` is the
+    /// upstream connection its client connection keeps, if it keeps one.
     pub async fn handle_with(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
         proto: &'static str,
+        affinity: Option<&Affinity>,
     ) -> Response<Body> {
         let started = Instant::now();
         self.metrics.in_flight.inc();
@@ -191,7 +200,7 @@ impl App {
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
 
-        let (mut response, outcome) = match self.pipeline(request, peer, proto).await {
+        let (mut response, outcome) = match self.pipeline(request, peer, proto, affinity).await {
             Ok(done) => done,
             Err((rejection, outcome)) => {
                 let outcome = Outcome {
@@ -276,6 +285,7 @@ impl App {
         request: Request<Body>,
         peer: SocketAddr,
         proto: &'static str,
+        affinity: Option<&Affinity>,
     ) -> Handled {
         // 1 route: one canonical path for matching and forwarding.
         let canonical = route::canonicalize(request.uri().path(), self.settings.paths)
@@ -340,7 +350,12 @@ impl App {
                 None => Err((Rejection::MissingToken, outcome)),
             },
             (None, Some(upstream)) => {
-                self.forward(upstream, request, peer, proto, &canonical, &permit, outcome)
+                let client = Client {
+                    peer,
+                    proto,
+                    affinity,
+                };
+                self.forward(upstream, request, &client, &canonical, &permit, outcome)
                     .await
             }
             (None, None) => Err((Rejection::NotFound, outcome)),
@@ -373,13 +388,11 @@ impl App {
     }
 
     /// Stages 5 and 6 for an upstream: strip, inject, send, stream back.
-    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         upstream: &Upstream,
         mut request: Request<Body>,
-        peer: SocketAddr,
-        proto: &'static str,
+        client: &Client<'_>,
         canonical: &CanonicalPath,
         permit: &Permit,
         mut outcome: Outcome,
@@ -390,11 +403,22 @@ impl App {
         let query = request.uri().query().map(str::to_owned);
         let origin = self
             .headers
-            .strip_request(request.headers_mut(), &peer, wants_upgrade);
-        self.headers
-            .inject(request.headers_mut(), &origin, &peer, proto, permit);
+            .strip_request(request.headers_mut(), &client.peer, wants_upgrade);
+        self.headers.inject(
+            request.headers_mut(),
+            &origin,
+            &client.peer,
+            client.proto,
+            permit,
+        );
         match upstream
-            .forward(request, &canonical.path, query.as_deref(), client_upgrade)
+            .forward(
+                request,
+                &canonical.path,
+                query.as_deref(),
+                client_upgrade,
+                client.affinity,
+            )
             .await
         {
             Ok((response, latency)) => {

@@ -4,12 +4,21 @@
 //! the upstream's body stream is the response body. If the upstream resets mid-body the
 //! stream errors and hyper closes the client connection, so a truncated body is never
 //! presented as complete.
+//!
+//! An HTTP/1 client connection keeps its own upstream connection ([`Affinity`]): its requests
+//! come one at a time, so the connection it used last is free again for the next one. That
+//! skips the shared pool's checkout, its return to the pool and the task the pooled client
+//! spawns per request to wait for the connection to become idle. Upgrades, HTTP/2 upstreams
+//! and a client connection whose upstream connection is still busy use the shared pool.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::upgrade::OnUpgrade;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -45,9 +54,56 @@ impl UpstreamError {
     }
 }
 
+/// The upstream connection one client connection keeps between its requests.
+#[derive(Default)]
+pub struct Affinity {
+    /// The connection, and the [`Upstream::id`] it belongs to: after a reload, a connection
+    /// to the previous upstream is never used again.
+    sender: Mutex<Option<(u64, SendRequest<Body>)>>,
+}
+
+/// Tells one [`Upstream`] (one configuration's) from another.
+static NEXT_UPSTREAM_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// What [`Affinity`] has to offer a request.
+enum Kept {
+    /// An idle connection: use it.
+    Ready(SendRequest<Body>),
+    /// None yet, or the upstream closed it: open one.
+    Nothing,
+    /// Still streaming an earlier response: use the shared pool this once.
+    Busy,
+}
+
+impl Affinity {
+    fn take(&self, upstream: u64) -> Kept {
+        let Ok(mut slot) = self.sender.lock() else {
+            return Kept::Busy;
+        };
+        match slot.take() {
+            Some((id, sender)) if id == upstream && sender.is_ready() => Kept::Ready(sender),
+            Some((id, sender)) if id == upstream && !sender.is_closed() => {
+                *slot = Some((id, sender));
+                Kept::Busy
+            }
+            // None yet, closed, or another configuration's (dropped: it closes).
+            _ => Kept::Nothing,
+        }
+    }
+
+    fn keep(&self, upstream: u64, sender: SendRequest<Body>) {
+        if let Ok(mut slot) = self.sender.lock() {
+            *slot = Some((upstream, sender));
+        }
+    }
+}
+
 /// The configured upstream and its connection pool.
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// For the connections an [`Affinity`] keeps (HTTP/1 upstreams only).
+    connector: Option<HttpsConnector<HttpConnector>>,
+    id: u64,
     scheme: Scheme,
     authority: Authority,
     /// The URL's path without a trailing `/`, prefixed to every forwarded path.
@@ -80,6 +136,7 @@ impl Upstream {
         } else {
             builder.enable_http1().wrap_connector(http)
         };
+        let affine_connector = (!settings.http2).then(|| connector.clone());
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -94,6 +151,8 @@ impl Upstream {
         };
         Ok(Upstream {
             client,
+            connector: affine_connector,
+            id: NEXT_UPSTREAM_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             scheme: if url.scheme() == "https" {
                 Scheme::HTTPS
             } else {
@@ -110,12 +169,14 @@ impl Upstream {
 
     /// Sends a request (headers already mutated) to `path` + `query` on the upstream.
     /// `client_upgrade` is the client side of a WebSocket handshake, spliced on a 101.
+    /// `affinity` is the client connection's own upstream connection, if it keeps one.
     pub async fn forward(
         &self,
         mut request: Request<Body>,
         path: &str,
         query: Option<&str>,
         client_upgrade: Option<OnUpgrade>,
+        affinity: Option<&Affinity>,
     ) -> Result<(Response<Body>, Duration), UpstreamError> {
         let target = match query {
             Some(q) => format!("{}{path}?{q}", self.base_path),
@@ -147,14 +208,25 @@ impl Upstream {
         }
 
         let started = Instant::now();
-        let sent = tokio::time::timeout(self.timeout, self.client.request(request)).await;
+        let kept = match (affinity, &self.connector, &client_upgrade) {
+            (Some(affinity), Some(_), None) => Some((affinity, affinity.take(self.id))),
+            _ => None,
+        };
+        let sent = match kept {
+            Some((affinity, Kept::Ready(sender))) => {
+                tokio::time::timeout(self.timeout, self.send_kept(affinity, sender, request)).await
+            }
+            Some((affinity, Kept::Nothing)) => {
+                tokio::time::timeout(self.timeout, self.send_fresh(affinity, request)).await
+            }
+            Some((_, Kept::Busy)) | None => {
+                tokio::time::timeout(self.timeout, self.send_pooled(request)).await
+            }
+        };
         let upstream_latency = started.elapsed();
         let mut response = match sent {
             Err(_) => return Err(UpstreamError::Timeout),
-            Ok(Err(e)) if e.is_connect() => {
-                return Err(UpstreamError::Unreachable(error_chain(&e)))
-            }
-            Ok(Err(e)) => return Err(UpstreamError::Protocol(error_chain(&e))),
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(response)) => response,
         };
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -175,6 +247,105 @@ impl Upstream {
         });
         Ok((response, upstream_latency))
     }
+}
+
+impl Upstream {
+    async fn send_pooled(
+        &self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        self.client.request(request).await.map_err(|e| {
+            if e.is_connect() {
+                UpstreamError::Unreachable(error_chain(&e))
+            } else {
+                UpstreamError::Protocol(error_chain(&e))
+            }
+        })
+    }
+
+    /// Sends on the connection the client connection kept. If the upstream had closed it
+    /// before the request went out (an idle keep-alive timeout), a fresh one is opened.
+    async fn send_kept(
+        &self,
+        affinity: &Affinity,
+        mut sender: SendRequest<Body>,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        match sender
+            .try_send_request(origin_form(request, &self.authority))
+            .await
+        {
+            Ok(response) => {
+                affinity.keep(self.id, sender);
+                Ok(response)
+            }
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => self.send_fresh(affinity, unsent).await,
+                None => Err(UpstreamError::Protocol(error_chain(e.error()))),
+            },
+        }
+    }
+
+    /// Opens a connection for the client connection to keep, and sends on it.
+    async fn send_fresh(
+        &self,
+        affinity: &Affinity,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut sender = self.connect().await?;
+        let response = sender
+            .send_request(origin_form(request, &self.authority))
+            .await
+            .map_err(|e| UpstreamError::Protocol(error_chain(&e)))?;
+        affinity.keep(self.id, sender);
+        Ok(response)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, UpstreamError> {
+        use tower_service::Service;
+        let Some(connector) = &self.connector else {
+            return Err(UpstreamError::Unreachable("no HTTP/1 connector".into()));
+        };
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        let io = connector
+            .clone()
+            .call(uri)
+            .await
+            .map_err(|e| UpstreamError::Unreachable(error_chain(e.as_ref())))?;
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
+            .handshake(io)
+            .await
+            .map_err(|e| UpstreamError::Unreachable(error_chain(&e)))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(%error, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// The request as a client connection of its own sends it: origin-form target, and `Host`
+/// set to the upstream's authority unless the client's is kept (as the pooled client does).
+fn origin_form(mut request: Request<Body>, authority: &Authority) -> Request<Body> {
+    let target = request
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *request.uri_mut() = Uri::from(target);
+    if !request.headers().contains_key(http::header::HOST) {
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    request
 }
 
 /// Copies bytes both ways between the two upgraded connections until either side closes.

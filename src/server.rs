@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::body::{full, Body, Metered};
 use crate::builtin::json_response;
+use crate::forward::Affinity;
 use crate::gateway::Gateway;
 
 /// How long an accept error (usually: out of file descriptors) pauses the loop.
@@ -177,14 +178,19 @@ async fn serve_io<IO>(
         opened: Instant::now(),
     });
     let tracked = activity.clone();
+    let affinity = Arc::new(Affinity::default());
     let service = service_fn(move |request: Request<Incoming>| {
         // Each request is served by the configuration current when it starts.
         let app = gateway.app();
         let activity = tracked.clone();
+        // HTTP/2 streams run side by side: they share the pool instead.
+        let affinity = (request.version() < http::Version::HTTP_2).then(|| affinity.clone());
         activity.active.fetch_add(1, Ordering::Relaxed);
         activity.touch();
         async move {
-            let response = app.handle_with(request, peer, proto).await;
+            let response = app
+                .handle_with(request, peer, proto, affinity.as_deref())
+                .await;
             let done = Box::new(move |_| {
                 activity.active.fetch_sub(1, Ordering::Relaxed);
                 activity.touch();

@@ -1,5 +1,7 @@
 //! Reverse proxying: what reaches the upstream, what comes back, and every failure.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
@@ -652,4 +654,136 @@ async fn an_upstream_base_path_prefixes_the_forwarded_path() {
     proxy.wait_ready().await;
     let (_, echoed) = echo(proxy.get_with("/a/b?c=d", &issuer.token(&key)).await).await;
     assert_eq!(echoed["target"], "/base/a/b?c=d");
+}
+
+/// A client connection keeps one upstream connection for its requests, one after another.
+#[tokio::test]
+async fn each_client_connection_keeps_one_upstream_connection() {
+    let s = setup("").await;
+    let bearer = format!("Bearer {}", s.issuer.token(&s.key));
+    for _ in 0..2 {
+        // One keep-alive connection per client.
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .pool_max_idle_per_host(1)
+            .build()
+            .expect("client");
+        for _ in 0..5 {
+            let r = client
+                .get(s.proxy.url("/items"))
+                .header("authorization", &bearer)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(r.status(), 200);
+            r.bytes().await.expect("body");
+        }
+    }
+    assert_eq!(s.upstream.count(), 10);
+    assert_eq!(s.upstream.connections(), 2);
+}
+
+/// An upstream that answers one request per connection and then closes it, without saying
+/// `Connection: close` (as an upstream's idle keep-alive timeout does).
+async fn one_request_per_connection_upstream() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Dropped: closed.
+            });
+        }
+    });
+    (url, connections)
+}
+
+#[tokio::test]
+async fn a_kept_upstream_connection_the_upstream_closed_is_replaced() {
+    let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let (url, connections) = one_request_per_connection_upstream().await;
+    let proxy = TestProxy::for_issuer_with(&issuer, &format!("upstream: {{ url: {url} }}\n")).await;
+    proxy.wait_ready().await;
+    let bearer = format!("Bearer {}", issuer.token(&key));
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .expect("client");
+    for _ in 0..3 {
+        let r = client
+            .get(proxy.url("/items"))
+            .header("authorization", &bearer)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.expect("body"), "ok");
+        // Let the proxy see the close before the next request.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn after_a_reload_a_kept_connection_never_reaches_the_old_upstream() {
+    let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let (old, new) = (EchoUpstream::start().await, EchoUpstream::start().await);
+    let config = |upstream: &EchoUpstream| {
+        format!(
+            "{}upstream: {{ url: {} }}\n",
+            issuer_config(&issuer, ""),
+            upstream.url()
+        )
+    };
+    let proxy = TestProxy::start(&config(&old)).await;
+    proxy.wait_ready().await;
+    let bearer = format!("Bearer {}", issuer.token(&key));
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("client");
+    let send = || {
+        client
+            .get(proxy.url("/items"))
+            .header("authorization", &bearer)
+            .send()
+    };
+    assert_eq!(send().await.expect("request").status(), 200);
+    assert_eq!(old.count(), 1);
+
+    let same_listener = tokengate::config::Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    };
+    let settings = tokengate::config::load_str(
+        std::path::Path::new("t.yaml"),
+        &config(&new),
+        &same_listener,
+    )
+    .expect("valid");
+    proxy.gateway.reload(settings).expect("reload");
+    for _ in 0..3 {
+        assert_eq!(send().await.expect("request").status(), 200);
+    }
+    assert_eq!(old.count(), 1, "a request reached the old upstream");
+    assert_eq!(new.count(), 3);
 }

@@ -49,6 +49,7 @@ pub struct EchoUpstream {
     pub addr: std::net::SocketAddr,
     seen: Arc<Mutex<Vec<Recorded>>>,
     count: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -71,12 +72,14 @@ impl EchoUpstream {
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
-        let (seen2, count2) = (seen.clone(), count.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (seen2, count2, connections2) = (seen.clone(), count.clone(), connections.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                connections2.fetch_add(1, Ordering::SeqCst);
                 let (seen, count) = (seen2.clone(), count2.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -98,6 +101,7 @@ impl EchoUpstream {
             addr,
             seen,
             count,
+            connections,
             task,
         }
     }
@@ -110,13 +114,15 @@ impl EchoUpstream {
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
-        let (seen2, count2) = (seen.clone(), count.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (seen2, count2, connections2) = (seen.clone(), count.clone(), connections.clone());
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                connections2.fetch_add(1, Ordering::SeqCst);
                 let (seen, count, acceptor) = (seen2.clone(), count2.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(stream).await else {
@@ -136,6 +142,7 @@ impl EchoUpstream {
             addr,
             seen,
             count,
+            connections,
             task,
         }
     }
@@ -147,6 +154,11 @@ impl EchoUpstream {
     /// How many requests arrived.
     pub fn count(&self) -> usize {
         self.count.load(Ordering::SeqCst)
+    }
+
+    /// How many connections it accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// The last request that arrived.
