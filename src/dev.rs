@@ -13,11 +13,11 @@ use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use crate::config::DevIssuerSettings;
-use crate::jwk::{KeySet, VerifyingKey};
+use crate::jwk::{KeySet, PublicKey, VerifyingKey};
 
 /// The largest `expires_in` a dev token may ask for.
 const MAX_EXPIRES_IN: u64 = 24 * 3600;
@@ -65,9 +65,9 @@ impl DevIssuer {
         let public = Arc::new(VerifyingKey::new(
             Some(kid.clone()),
             vec![Algorithm::RS256],
-            DecodingKey::from_rsa_raw_components(&n, &e),
+            &PublicKey::Rsa { n: &n, e: &e },
             &[b"RSA", &[n.as_slice(), e.as_slice()].concat()],
-        ));
+        )?);
         Ok(DevIssuer {
             settings: settings.clone(),
             kid,

@@ -6,9 +6,10 @@
 
 use std::sync::Arc;
 
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use crate::config::parse_algorithm;
@@ -32,18 +33,73 @@ pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
 pub struct VerifyingKey {
     pub kid: Option<String>,
     pub algorithms: Vec<Algorithm>,
-    pub key: DecodingKey,
+    /// The key parsed once per algorithm it may verify, so that a signature check (every
+    /// cache miss) does not parse the key again.
+    parsed: Vec<(Algorithm, ParsedPublicKey)>,
     /// SHA-256 of the key type and material: the same key fetched again compares equal.
     pub fingerprint: [u8; 32],
 }
 
+/// Public key material, as a JWK gives it.
+pub enum PublicKey<'a> {
+    Rsa {
+        n: &'a [u8],
+        e: &'a [u8],
+    },
+    /// An uncompressed EC point (`04 || x || y`).
+    Ec(&'a [u8]),
+    Ed25519(&'a [u8]),
+}
+
+impl PublicKey<'_> {
+    fn parse_for(&self, alg: Algorithm) -> Result<ParsedPublicKey, String> {
+        let rsa = |params: &'static sig::RsaParameters, n: &[u8], e: &[u8]| {
+            RsaPublicKeyComponents { n, e }
+                .to_parsed_public_key(params)
+                .map_err(|e| format!("RSA key rejected: {e}"))
+        };
+        let other = |algorithm: &'static dyn sig::VerificationAlgorithm, bytes: &[u8]| {
+            ParsedPublicKey::new(algorithm, bytes).map_err(|e| format!("key rejected: {e}"))
+        };
+        match (self, alg) {
+            (PublicKey::Rsa { n, e }, Algorithm::RS256) => {
+                rsa(&sig::RSA_PKCS1_2048_8192_SHA256, n, e)
+            }
+            (PublicKey::Rsa { n, e }, Algorithm::RS384) => {
+                rsa(&sig::RSA_PKCS1_2048_8192_SHA384, n, e)
+            }
+            (PublicKey::Rsa { n, e }, Algorithm::RS512) => {
+                rsa(&sig::RSA_PKCS1_2048_8192_SHA512, n, e)
+            }
+            (PublicKey::Rsa { n, e }, Algorithm::PS256) => {
+                rsa(&sig::RSA_PSS_2048_8192_SHA256, n, e)
+            }
+            (PublicKey::Rsa { n, e }, Algorithm::PS384) => {
+                rsa(&sig::RSA_PSS_2048_8192_SHA384, n, e)
+            }
+            (PublicKey::Rsa { n, e }, Algorithm::PS512) => {
+                rsa(&sig::RSA_PSS_2048_8192_SHA512, n, e)
+            }
+            (PublicKey::Ec(point), Algorithm::ES256) => other(&sig::ECDSA_P256_SHA256_FIXED, point),
+            (PublicKey::Ec(point), Algorithm::ES384) => other(&sig::ECDSA_P384_SHA384_FIXED, point),
+            (PublicKey::Ed25519(x), Algorithm::EdDSA) => other(&sig::ED25519, x),
+            (_, alg) => Err(format!("{alg:?} does not fit this key")),
+        }
+    }
+}
+
 impl VerifyingKey {
+    /// A key for `algorithms` (each must fit `key`); `material` is what its fingerprint covers.
     pub fn new(
         kid: Option<String>,
         algorithms: Vec<Algorithm>,
-        key: DecodingKey,
+        key: &PublicKey<'_>,
         material: &[&[u8]],
-    ) -> VerifyingKey {
+    ) -> Result<VerifyingKey, String> {
+        let parsed = algorithms
+            .iter()
+            .map(|alg| Ok((*alg, key.parse_for(*alg)?)))
+            .collect::<Result<Vec<_>, String>>()?;
         let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         for part in material {
             context.update(&(part.len() as u64).to_be_bytes());
@@ -51,12 +107,17 @@ impl VerifyingKey {
         }
         let mut fingerprint = [0u8; 32];
         fingerprint.copy_from_slice(context.finish().as_ref());
-        VerifyingKey {
+        Ok(VerifyingKey {
             kid,
             algorithms,
-            key,
+            parsed,
             fingerprint,
-        }
+        })
+    }
+
+    /// The key parsed for `alg`, if it may verify `alg`.
+    pub fn for_algorithm(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+        self.parsed.iter().find(|(a, _)| *a == alg).map(|(_, k)| k)
     }
 
     /// The same key material under the same `kid`.
@@ -191,7 +252,7 @@ pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, Str
     };
 
     let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or("");
-    let ((key, material), fits): ((DecodingKey, Vec<u8>), &[Algorithm]) = match kty {
+    let ((key, material), fits): ((Material, Vec<u8>), &[Algorithm]) = match kty {
         "RSA" => (
             rsa_key(jwk)?,
             &[
@@ -231,12 +292,29 @@ pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, Str
     if algorithms.is_empty() {
         return Err("none of the issuer's allowed algorithms fits this key".into());
     }
-    Ok(VerifyingKey::new(
+    VerifyingKey::new(
         kid,
         algorithms,
-        key,
+        &key.public_key(),
         &[kty.as_bytes(), &material],
-    ))
+    )
+}
+
+/// Decoded key material, owned until it is parsed.
+enum Material {
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Ec(Vec<u8>),
+    Ed25519(Vec<u8>),
+}
+
+impl Material {
+    fn public_key(&self) -> PublicKey<'_> {
+        match self {
+            Material::Rsa { n, e } => PublicKey::Rsa { n, e },
+            Material::Ec(point) => PublicKey::Ec(point),
+            Material::Ed25519(x) => PublicKey::Ed25519(x),
+        }
+    }
 }
 
 fn member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
@@ -249,7 +327,7 @@ fn member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| format!("{name} is not base64url"))
 }
 
-fn rsa_key(jwk: &Map<String, Value>) -> Result<(DecodingKey, Vec<u8>), String> {
+fn rsa_key(jwk: &Map<String, Value>) -> Result<(Material, Vec<u8>), String> {
     let n = member(jwk, "n")?;
     let e = member(jwk, "e")?;
     let n = strip_leading_zeros(&n);
@@ -277,10 +355,16 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<(DecodingKey, Vec<u8>), String> {
     if has_roca_fingerprint(n) {
         return Err("RSA key has the ROCA fingerprint (CVE-2017-15361)".into());
     }
-    Ok((DecodingKey::from_rsa_raw_components(n, e), [n, e].concat()))
+    Ok((
+        Material::Rsa {
+            n: n.to_vec(),
+            e: e.to_vec(),
+        },
+        [n, e].concat(),
+    ))
 }
 
-fn ec_key(jwk: &Map<String, Value>) -> Result<((DecodingKey, Vec<u8>), Algorithm), String> {
+fn ec_key(jwk: &Map<String, Value>) -> Result<((Material, Vec<u8>), Algorithm), String> {
     let (size, alg) = match jwk.get("crv").and_then(Value::as_str) {
         Some("P-256") => (32, Algorithm::ES256),
         Some("P-384") => (48, Algorithm::ES384),
@@ -295,17 +379,14 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<((DecodingKey, Vec<u8>), Algorithm
     point.push(0x04);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
-    let curve = match alg {
-        Algorithm::ES256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
-        _ => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
-    };
-    // Rejects points that are not on the curve now, rather than at every verification.
-    aws_lc_rs::signature::ParsedPublicKey::new(curve, &point)
+    // A point that is not on the curve is refused now, when the key is parsed.
+    PublicKey::Ec(&point)
+        .parse_for(alg)
         .map_err(|_| "EC point is not on the curve".to_string())?;
-    Ok(((DecodingKey::from_ec_der(&point), point), alg))
+    Ok(((Material::Ec(point.clone()), point), alg))
 }
 
-fn ed_key(jwk: &Map<String, Value>) -> Result<(DecodingKey, Vec<u8>), String> {
+fn ed_key(jwk: &Map<String, Value>) -> Result<(Material, Vec<u8>), String> {
     if jwk.get("crv").and_then(Value::as_str) != Some("Ed25519") {
         return Err("only the Ed25519 curve is supported for OKP keys".into());
     }
@@ -313,7 +394,7 @@ fn ed_key(jwk: &Map<String, Value>) -> Result<(DecodingKey, Vec<u8>), String> {
     if x.len() != 32 {
         return Err("Ed25519 key is not 32 bytes".into());
     }
-    Ok((DecodingKey::from_ed_der(&x), x))
+    Ok((Material::Ed25519(x.clone()), x))
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
@@ -369,6 +450,12 @@ mod tests {
     #[test]
     fn algorithms_are_allow_list_and_key_type_and_jwk_alg() {
         let key = parse_key(&rsa_jwk(2048), &[Algorithm::RS256, Algorithm::ES256]).ok();
+        // Parsed once for each algorithm it may verify, and for no other.
+        assert!(key
+            .as_ref()
+            .is_some_and(|k| k.for_algorithm(Algorithm::RS256).is_some()
+                && k.for_algorithm(Algorithm::PS256).is_none()
+                && k.for_algorithm(Algorithm::ES256).is_none()));
         assert_eq!(key.map(|k| k.algorithms), Some(vec![Algorithm::RS256]));
         let mut pinned = rsa_jwk(2048);
         pinned["alg"] = json!("PS256");
