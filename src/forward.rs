@@ -104,6 +104,8 @@ pub struct Upstream {
     /// For the connections an [`Affinity`] keeps (HTTP/1 upstreams only).
     connector: Option<HttpsConnector<HttpConnector>>,
     id: u64,
+    /// `Host` for requests on those connections: the upstream's authority.
+    host: HeaderValue,
     scheme: Scheme,
     authority: Authority,
     /// The URL's path without a trailing `/`, prefixed to every forwarded path.
@@ -158,6 +160,8 @@ impl Upstream {
             } else {
                 Scheme::HTTP
             },
+            host: HeaderValue::from_str(&authority)
+                .map_err(|e| format!("upstream authority: {e}"))?,
             authority: authority
                 .parse()
                 .map_err(|e| format!("upstream authority: {e}"))?,
@@ -184,12 +188,23 @@ impl Upstream {
         };
         let path_and_query =
             PathAndQuery::try_from(target).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let kept = match (affinity, &self.connector, &client_upgrade) {
+            (Some(affinity), Some(_), None) => Some((affinity, affinity.take(self.id))),
+            _ => None,
+        };
+        // A connection of the client connection's own is sent the origin-form target; the
+        // pool needs the absolute URI to choose a connection.
+        let own_connection = matches!(kept, Some((_, Kept::Ready(_) | Kept::Nothing)));
+        let uri = if own_connection {
+            Uri::from(path_and_query)
+        } else {
+            Uri::builder()
+                .scheme(self.scheme.clone())
+                .authority(self.authority.clone())
+                .path_and_query(path_and_query)
+                .build()
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+        };
         let original_authority = request.uri().authority().cloned();
         *request.uri_mut() = uri;
         *request.version_mut() = http::Version::HTTP_11;
@@ -206,12 +221,12 @@ impl Upstream {
         } else {
             headers.remove(http::header::HOST);
         }
+        // The pooled client adds `Host` from the URI; an own connection's request says it here.
+        if own_connection && !headers.contains_key(http::header::HOST) {
+            headers.insert(http::header::HOST, self.host.clone());
+        }
 
         let started = Instant::now();
-        let kept = match (affinity, &self.connector, &client_upgrade) {
-            (Some(affinity), Some(_), None) => Some((affinity, affinity.take(self.id))),
-            _ => None,
-        };
         let sent = match kept {
             Some((affinity, Kept::Ready(sender))) => {
                 tokio::time::timeout(self.timeout, self.send_kept(affinity, sender, request)).await
@@ -247,9 +262,7 @@ impl Upstream {
         });
         Ok((response, upstream_latency))
     }
-}
 
-impl Upstream {
     async fn send_pooled(
         &self,
         request: Request<Body>,
@@ -271,10 +284,7 @@ impl Upstream {
         mut sender: SendRequest<Body>,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        match sender
-            .try_send_request(origin_form(request, &self.authority))
-            .await
-        {
+        match sender.try_send_request(request).await {
             Ok(response) => {
                 affinity.keep(self.id, sender);
                 Ok(response)
@@ -294,7 +304,7 @@ impl Upstream {
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut sender = self.connect().await?;
         let response = sender
-            .send_request(origin_form(request, &self.authority))
+            .send_request(request)
             .await
             .map_err(|e| UpstreamError::Protocol(error_chain(&e)))?;
         affinity.keep(self.id, sender);
@@ -329,23 +339,6 @@ impl Upstream {
         });
         Ok(sender)
     }
-}
-
-/// The request as a client connection of its own sends it: origin-form target, and `Host`
-/// set to the upstream's authority unless the client's is kept (as the pooled client does).
-fn origin_form(mut request: Request<Body>, authority: &Authority) -> Request<Body> {
-    let target = request
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *request.uri_mut() = Uri::from(target);
-    if !request.headers().contains_key(http::header::HOST) {
-        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-            request.headers_mut().insert(http::header::HOST, host);
-        }
-    }
-    request
 }
 
 /// Copies bytes both ways between the two upgraded connections until either side closes.
