@@ -65,7 +65,10 @@ impl DevIssuer {
         let public = Arc::new(VerifyingKey::new(
             Some(kid.clone()),
             vec![Algorithm::RS256],
-            &PublicKey::Rsa { n: &n, e: &e },
+            &PublicKey::Rsa {
+                n: n.clone(),
+                e: e.clone(),
+            },
             &[b"RSA", &[n.as_slice(), e.as_slice()].concat()],
         )?);
         Ok(DevIssuer {

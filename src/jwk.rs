@@ -41,17 +41,17 @@ pub struct VerifyingKey {
 }
 
 /// Public key material, as a JWK gives it.
-pub enum PublicKey<'a> {
+pub enum PublicKey {
     Rsa {
-        n: &'a [u8],
-        e: &'a [u8],
+        n: Vec<u8>,
+        e: Vec<u8>,
     },
     /// An uncompressed EC point (`04 || x || y`).
-    Ec(&'a [u8]),
-    Ed25519(&'a [u8]),
+    Ec(Vec<u8>),
+    Ed25519(Vec<u8>),
 }
 
-impl PublicKey<'_> {
+impl PublicKey {
     fn parse_for(&self, alg: Algorithm) -> Result<ParsedPublicKey, String> {
         let rsa = |params: &'static sig::RsaParameters, n: &[u8], e: &[u8]| {
             RsaPublicKeyComponents { n, e }
@@ -59,7 +59,10 @@ impl PublicKey<'_> {
                 .map_err(|e| format!("RSA key rejected: {e}"))
         };
         let other = |algorithm: &'static dyn sig::VerificationAlgorithm, bytes: &[u8]| {
-            ParsedPublicKey::new(algorithm, bytes).map_err(|e| format!("key rejected: {e}"))
+            ParsedPublicKey::new(algorithm, bytes).map_err(|e| match self {
+                PublicKey::Ec(_) => "EC point is not on the curve".to_string(),
+                _ => format!("key rejected: {e}"),
+            })
         };
         match (self, alg) {
             (PublicKey::Rsa { n, e }, Algorithm::RS256) => {
@@ -93,7 +96,7 @@ impl VerifyingKey {
     pub fn new(
         kid: Option<String>,
         algorithms: Vec<Algorithm>,
-        key: &PublicKey<'_>,
+        key: &PublicKey,
         material: &[&[u8]],
     ) -> Result<VerifyingKey, String> {
         let parsed = algorithms
@@ -252,7 +255,7 @@ pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, Str
     };
 
     let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or("");
-    let ((key, material), fits): ((Material, Vec<u8>), &[Algorithm]) = match kty {
+    let ((key, material), fits): ((PublicKey, Vec<u8>), &[Algorithm]) = match kty {
         "RSA" => (
             rsa_key(jwk)?,
             &[
@@ -292,29 +295,7 @@ pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, Str
     if algorithms.is_empty() {
         return Err("none of the issuer's allowed algorithms fits this key".into());
     }
-    VerifyingKey::new(
-        kid,
-        algorithms,
-        &key.public_key(),
-        &[kty.as_bytes(), &material],
-    )
-}
-
-/// Decoded key material, owned until it is parsed.
-enum Material {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    Ec(Vec<u8>),
-    Ed25519(Vec<u8>),
-}
-
-impl Material {
-    fn public_key(&self) -> PublicKey<'_> {
-        match self {
-            Material::Rsa { n, e } => PublicKey::Rsa { n, e },
-            Material::Ec(point) => PublicKey::Ec(point),
-            Material::Ed25519(x) => PublicKey::Ed25519(x),
-        }
-    }
+    VerifyingKey::new(kid, algorithms, &key, &[kty.as_bytes(), &material])
 }
 
 fn member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
@@ -327,7 +308,7 @@ fn member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| format!("{name} is not base64url"))
 }
 
-fn rsa_key(jwk: &Map<String, Value>) -> Result<(Material, Vec<u8>), String> {
+fn rsa_key(jwk: &Map<String, Value>) -> Result<(PublicKey, Vec<u8>), String> {
     let n = member(jwk, "n")?;
     let e = member(jwk, "e")?;
     let n = strip_leading_zeros(&n);
@@ -356,7 +337,7 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<(Material, Vec<u8>), String> {
         return Err("RSA key has the ROCA fingerprint (CVE-2017-15361)".into());
     }
     Ok((
-        Material::Rsa {
+        PublicKey::Rsa {
             n: n.to_vec(),
             e: e.to_vec(),
         },
@@ -364,7 +345,7 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<(Material, Vec<u8>), String> {
     ))
 }
 
-fn ec_key(jwk: &Map<String, Value>) -> Result<((Material, Vec<u8>), Algorithm), String> {
+fn ec_key(jwk: &Map<String, Value>) -> Result<((PublicKey, Vec<u8>), Algorithm), String> {
     let (size, alg) = match jwk.get("crv").and_then(Value::as_str) {
         Some("P-256") => (32, Algorithm::ES256),
         Some("P-384") => (48, Algorithm::ES384),
@@ -379,14 +360,11 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<((Material, Vec<u8>), Algorithm), 
     point.push(0x04);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
-    // A point that is not on the curve is refused now, when the key is parsed.
-    PublicKey::Ec(&point)
-        .parse_for(alg)
-        .map_err(|_| "EC point is not on the curve".to_string())?;
-    Ok(((Material::Ec(point.clone()), point), alg))
+    // A point that is not on the curve is refused when the key is parsed (VerifyingKey::new).
+    Ok(((PublicKey::Ec(point.clone()), point), alg))
 }
 
-fn ed_key(jwk: &Map<String, Value>) -> Result<(Material, Vec<u8>), String> {
+fn ed_key(jwk: &Map<String, Value>) -> Result<(PublicKey, Vec<u8>), String> {
     if jwk.get("crv").and_then(Value::as_str) != Some("Ed25519") {
         return Err("only the Ed25519 curve is supported for OKP keys".into());
     }
@@ -394,7 +372,7 @@ fn ed_key(jwk: &Map<String, Value>) -> Result<(Material, Vec<u8>), String> {
     if x.len() != 32 {
         return Err("Ed25519 key is not 32 bytes".into());
     }
-    Ok((Material::Ed25519(x.clone()), x))
+    Ok((PublicKey::Ed25519(x.clone()), x))
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
