@@ -16,17 +16,7 @@ use tokengate::config::{IssuerSettings, Overrides};
 use tokengate::jwk::KeySet;
 
 /// Every algorithm tokengate can verify.
-pub const ALL: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+pub const ALL: [Algorithm; 9] = tokengate::jwk::SUPPORTED_ALGORITHMS;
 
 /// The issuer the fuzzed claims are checked against.
 pub const ISSUER: &str = "https://idp.fuzz.test";

@@ -29,17 +29,7 @@ const LEEWAY: f64 = 60.0;
 const ISSUER: &str = "https://idp.prop.test";
 const AUDIENCES: [&str; 2] = ["api://test", "api://second"];
 
-const ALL: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+const ALL: [Algorithm; 9] = tokengate::jwk::SUPPORTED_ALGORITHMS;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
