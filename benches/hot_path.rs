@@ -257,11 +257,12 @@ fn headers(c: &mut Criterion) {
     }
     let peer: SocketAddr = "203.0.113.9:50000".parse().expect("peer");
     let cached = make_permit();
+    let request_id = HeaderValue::from_static("4bf92f3577b34da6a3ce929d0e0e4736");
     c.bench_function("header_strip_and_inject_cached_token", |b| {
         b.iter(|| {
             let mut h = request.clone();
             let origin = policy.strip_request(&mut h, &peer, false);
-            policy.inject(&mut h, &origin, &peer, "http", &cached);
+            policy.inject(&mut h, &origin, &peer, "http", &cached, &request_id);
             h
         })
     });
@@ -271,7 +272,7 @@ fn headers(c: &mut Criterion) {
             |permit| {
                 let mut h = request.clone();
                 let origin = policy.strip_request(&mut h, &peer, false);
-                policy.inject(&mut h, &origin, &peer, "http", &permit);
+                policy.inject(&mut h, &origin, &peer, "http", &permit, &request_id);
                 h
             },
             criterion::BatchSize::SmallInput,

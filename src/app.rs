@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
@@ -17,21 +18,24 @@ use crate::authz::{self, Permit};
 use crate::body::{Body, BoxError, Metered};
 use crate::builtin::{json_response, Builtin};
 use crate::cache::TokenCache;
-use crate::config::Settings;
+use crate::config::{Cors, Settings};
 use crate::cors;
-use crate::dev::{BadTokenRequest, DevIssuer};
+use crate::dev::{self, BadTokenRequest, DevIssuer};
 use crate::forward::{Affinity, Upstream};
 use crate::jwks::KeyStore;
 use crate::metrics::{method_class, Metrics, RequestLabels};
-use crate::mutate::HeaderPolicy;
+use crate::mutate::{HeaderPolicy, TrailerFilter, TrailerRules};
 use crate::rejection::Rejection;
-use crate::route::{self, AuthMode, CanonicalPath, OwnEndpoint, OwnEndpoints};
+use crate::route::{self, AuthMode, CanonicalPath, OwnEndpoint, OwnEndpoints, Rule};
 use crate::token::{self, Extracted};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The largest `/_dev/token` form we read.
 const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// What a 405 to `CONNECT` lists: every method tokengate forwards.
+const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Everything a request needs, shared by all connections.
 pub struct App {
@@ -40,7 +44,9 @@ pub struct App {
     keys: KeyStore,
     dev: Option<Arc<DevIssuer>>,
     upstream: Option<Upstream>,
-    headers: HeaderPolicy,
+    headers: Arc<HeaderPolicy>,
+    /// The rule a preflight handed to the upstream (`cors: { mode: upstream }`) runs under.
+    preflight_rule: Arc<Rule>,
     cache: TokenCache,
     metrics: Arc<Metrics>,
 }
@@ -54,6 +60,8 @@ struct Outcome {
     issuer: Option<String>,
     sub: Option<String>,
     upstream_latency: Option<Duration>,
+    /// The response must carry no CORS headers whatever `cors:` says (the dev issuer).
+    no_cors: bool,
 }
 
 impl Outcome {
@@ -77,18 +85,12 @@ impl Outcome {
 
 type Handled = Result<(Response<Body>, Outcome), (Rejection, Outcome)>;
 
-/// The client connection a request came on.
+/// The client connection a request came on, and the id tokengate gave the request.
 struct Client<'a> {
     peer: SocketAddr,
     proto: &'static str,
     affinity: Option<&'a Affinity>,
-}
-
-fn plain(reason: &'static str) -> Outcome {
-    Outcome {
-        reason,
-        ..Outcome::default()
-    }
+    request_id: HeaderValue,
 }
 
 impl App {
@@ -126,11 +128,18 @@ impl App {
         let (hits, misses) = metrics.cache_counters();
         Ok(App {
             own: OwnEndpoints {
-                cors: settings.cors.is_some(),
+                cors: settings.cors.policy().is_some(),
                 dev_issuer: dev.is_some(),
                 resource_metadata_path: settings.resource.as_ref().map(|r| r.metadata_path.clone()),
             },
-            headers: HeaderPolicy::new(&settings.forward, &settings.trusted_proxies),
+            headers: Arc::new(HeaderPolicy::new(
+                &settings.forward,
+                &settings.trusted_proxies,
+            )),
+            preflight_rule: Arc::new(Rule {
+                auth: AuthMode::None,
+                ..Rule::required()
+            }),
             cache: TokenCache::with_counters(&settings.cache, settings.generation, hits, misses),
             settings: Arc::new(settings),
             keys,
@@ -179,11 +188,14 @@ impl App {
     ) -> Response<Body> {
         let started = Instant::now();
         self.metrics.in_flight.inc();
+        let mut request = request;
+        authority_as_host(&mut request);
         let method = request.method().clone();
         let raw_path = request.uri().path().to_owned();
         // CORS decorates the response from the request's Origin alone: keep just that, not a
         // copy of every header.
-        let cors_headers = self.settings.cors.as_ref().map(|_| {
+        let cors_policy = self.settings.cors.policy();
+        let cors_headers = cors_policy.map(|_| {
             let mut origin = HeaderMap::new();
             if let Some(v) = request.headers().get(http::header::ORIGIN) {
                 origin.insert(http::header::ORIGIN, v.clone());
@@ -194,13 +206,16 @@ impl App {
         let request_id = self.request_id(request.headers(), &peer);
 
         let bytes_in = Arc::new(AtomicU64::new(0));
-        let mut request = request
+        let request = request
             .map(|body| Metered::new(body.map_err(box_error), bytes_in.clone(), None).boxed());
-        request
-            .headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        let client = Client {
+            peer,
+            proto,
+            affinity,
+            request_id: request_id.clone(),
+        };
 
-        let (mut response, outcome) = match self.pipeline(request, peer, proto, affinity).await {
+        let (mut response, outcome) = match self.pipeline(request, &client).await {
             Ok(done) => done,
             Err((rejection, outcome)) => {
                 let outcome = Outcome {
@@ -215,10 +230,13 @@ impl App {
                 (rejection.into_response(metadata), outcome)
             }
         };
-        if let (Some(cors), Some(request_headers)) = (&self.settings.cors, &cors_headers) {
-            if !preflight {
-                cors::decorate(cors, request_headers, &mut response);
-            }
+        if outcome.no_cors {
+            cors::strip(response.headers_mut());
+        } else if let (Some(cors), Some(request_headers), false) =
+            (cors_policy, &cors_headers, preflight)
+        {
+            // (A preflight was answered by tokengate's policy already.)
+            cors::decorate(cors, request_headers, &mut response);
         }
         response
             .headers_mut()
@@ -280,25 +298,35 @@ impl App {
         HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
     }
 
-    async fn pipeline(
-        &self,
-        request: Request<Body>,
-        peer: SocketAddr,
-        proto: &'static str,
-        affinity: Option<&Affinity>,
-    ) -> Handled {
+    async fn pipeline(&self, mut request: Request<Body>, client: &Client<'_>) -> Handled {
+        // A tunnel is never opened: tokengate forwards requests, not connections.
+        if request.method() == Method::CONNECT {
+            return Err((
+                Rejection::MethodNotAllowed {
+                    allow: FORWARDED_METHODS,
+                },
+                Outcome::default(),
+            ));
+        }
         // 1 route: one canonical path for matching and forwarding.
         let canonical = route::canonicalize(request.uri().path(), self.settings.paths)
             .map_err(|e| (Rejection::BadPath(e), Outcome::default()))?;
         if !host_is_unambiguous(&request) {
             return Err((Rejection::AmbiguousHost, Outcome::default()));
         }
-        if let Some(endpoint) = self
-            .own
-            .route(request.method(), &canonical.path, request.headers())
+        if let Some((endpoint, allowed)) =
+            self.own
+                .route(request.method(), &canonical.path, request.headers())
         {
-            let endpoint = endpoint.map_err(|r| (r, Outcome::default()))?;
-            return self.own_endpoint(endpoint, request).await;
+            let context = Outcome {
+                no_cors: endpoint == OwnEndpoint::DevToken,
+                ..Outcome::default()
+            };
+            allowed.map_err(|r| (r, context.clone()))?;
+            return match self.own_endpoint(endpoint, request).await {
+                Ok((response, reason)) => Ok((response, Outcome { reason, ..context })),
+                Err(rejection) => Err((rejection, context)),
+            };
         }
         let builtin = match &self.upstream {
             Some(_) => None,
@@ -315,10 +343,18 @@ impl App {
                 Some(builtin)
             }
         };
-        let (matched, rule) = self
+        let (matched, mut rule) = self
             .settings
             .rules
             .match_request(request.method(), &canonical);
+        // `cors: { mode: upstream }`: the upstream answers preflights, and a browser sends
+        // them without credentials, so they go without a token (and without one forwarded).
+        let upstream_preflight = matches!(self.settings.cors, Cors::Upstream)
+            && cors::is_well_formed_preflight(request.method(), request.headers());
+        if upstream_preflight {
+            rule = &self.preflight_rule;
+            request.headers_mut().remove(http::header::AUTHORIZATION);
+        }
         // What the log says from here on: the canonical path and the rule that decided.
         let context = Outcome {
             path: Some(canonical.path.clone()),
@@ -350,12 +386,7 @@ impl App {
                 None => Err((Rejection::MissingToken, outcome)),
             },
             (None, Some(upstream)) => {
-                let client = Client {
-                    peer,
-                    proto,
-                    affinity,
-                };
-                self.forward(upstream, request, &client, &canonical, &permit, outcome)
+                self.forward(upstream, request, client, &canonical, &permit, outcome)
                     .await
             }
             (None, None) => Err((Rejection::NotFound, outcome)),
@@ -376,6 +407,9 @@ impl App {
         let token = match token::extract(headers, query).map_err(Rejection::InvalidRequest)? {
             Extracted::None if auth == AuthMode::Optional => return Ok(Principal::Anonymous),
             Extracted::None => return Err(Rejection::MissingToken),
+            // A credential in the URL: refused even where anonymous callers are welcome, so it
+            // never travels on to the upstream (and its logs) as part of the target.
+            Extracted::QueryParameter => return Err(Rejection::TokenInQuery),
             Extracted::Bearer(token) => token,
         };
         match authn::verify(token, &self.settings, &self.keys, &self.cache).await {
@@ -397,20 +431,27 @@ impl App {
         permit: &Permit,
         mut outcome: Outcome,
     ) -> Handled {
-        let wants_upgrade =
-            request.version() == http::Version::HTTP_11 && is_upgrade_request(request.headers());
-        let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut request));
+        let websocket = is_websocket_handshake(&request);
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
         let query = request.uri().query().map(str::to_owned);
         let origin = self
             .headers
-            .strip_request(request.headers_mut(), &client.peer, wants_upgrade);
+            .strip_request(request.headers_mut(), &client.peer, websocket);
         self.headers.inject(
             request.headers_mut(),
             &origin,
             &client.peer,
             client.proto,
             permit,
+            &client.request_id,
         );
+        // A body may end in a trailer section: it goes through the same rules as the headers.
+        let request = if request.body().is_end_stream() {
+            request
+        } else {
+            let rules = TrailerRules::Request(self.headers.clone());
+            request.map(|body| TrailerFilter::new(body, rules).boxed())
+        };
         match upstream
             .forward(
                 request,
@@ -426,28 +467,34 @@ impl App {
                 Ok((response, outcome))
             }
             Err(e) => {
-                warn!(error = %e, detail = ?e, "upstream request failed");
+                warn!(
+                    request_id = client.request_id.to_str().unwrap_or("-"),
+                    error = %e,
+                    detail = ?e,
+                    "upstream request failed"
+                );
                 Err((Rejection::Upstream(e), outcome))
             }
         }
     }
 
-    async fn own_endpoint(&self, endpoint: OwnEndpoint, request: Request<Body>) -> Handled {
+    /// Answers one of tokengate's own endpoints; `Ok` carries the access log's reason.
+    async fn own_endpoint(
+        &self,
+        endpoint: OwnEndpoint,
+        request: Request<Body>,
+    ) -> Result<(Response<Body>, &'static str), Rejection> {
         match endpoint {
-            OwnEndpoint::Preflight => match &self.settings.cors {
-                Some(cors) => Ok((cors::preflight(cors, request.headers()), plain("preflight"))),
-                None => Err((Rejection::NotFound, Outcome::default())),
+            OwnEndpoint::Preflight => match self.settings.cors.policy() {
+                Some(cors) => Ok((cors::preflight(cors, request.headers()), "preflight")),
+                None => Err(Rejection::NotFound),
             },
             OwnEndpoint::Health => Ok((
                 json_response(StatusCode::OK, &json!({"status": "ok"})),
-                plain("health"),
+                "health",
             )),
-            OwnEndpoint::Ready => Ok((self.readiness(), plain("ready"))),
-            OwnEndpoint::DevToken => self
-                .dev_token(request)
-                .await
-                .map(|r| (r, plain("dev_token")))
-                .map_err(|r| (r, Outcome::default())),
+            OwnEndpoint::Ready => Ok((self.readiness(), "ready")),
+            OwnEndpoint::DevToken => self.dev_token(request).await.map(|r| (r, "dev_token")),
             OwnEndpoint::ResourceMetadata => match &self.settings.resource {
                 Some(r) => {
                     let doc = json!({
@@ -456,12 +503,9 @@ impl App {
                         "scopes_supported": r.scopes_supported,
                         "bearer_methods_supported": ["header"],
                     });
-                    Ok((
-                        json_response(StatusCode::OK, &doc),
-                        plain("resource_metadata"),
-                    ))
+                    Ok((json_response(StatusCode::OK, &doc), "resource_metadata"))
                 }
-                None => Err((Rejection::NotFound, Outcome::default())),
+                None => Err(Rejection::NotFound),
             },
         }
     }
@@ -483,6 +527,7 @@ impl App {
         let Some(dev) = &self.dev else {
             return Err(Rejection::NotFound);
         };
+        dev::admits_local_caller(request.headers()).map_err(Rejection::DevTokenForbidden)?;
         let form = read_limited(request.into_body(), MAX_FORM_BYTES).await?;
         let body = dev
             .token_response(&form)
@@ -517,15 +562,54 @@ fn box_error(e: hyper::Error) -> BoxError {
     Box::new(e)
 }
 
-/// `Connection: upgrade` with an `Upgrade` header (RFC 9110 §7.8).
-fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::UPGRADE)
-        && headers
-            .get_all(http::header::CONNECTION)
+/// RFC 6455 §4.1: an HTTP/1.1 `GET` with `Connection: upgrade`, `Upgrade: websocket`, one
+/// `Sec-WebSocket-Key` and a `Sec-WebSocket-Version`. Only such a request is forwarded as an
+/// upgrade; every other `Upgrade` (`h2c` above all, which would let the client speak HTTP/2
+/// straight to the upstream past every route rule) is removed and the request handled as an
+/// ordinary one, as RFC 9110 §7.8 allows.
+fn is_websocket_handshake<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    let tokens = |name: &http::HeaderName| -> Vec<String> {
+        headers
+            .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
+    request.version() == http::Version::HTTP_11
+        && request.method() == Method::GET
+        && tokens(&http::header::CONNECTION)
+            .iter()
+            .any(|t| t == "upgrade")
+        && tokens(&http::header::UPGRADE) == ["websocket"]
+        && headers
+            .get_all(http::header::SEC_WEBSOCKET_KEY)
+            .iter()
+            .count()
+            == 1
+        && headers.contains_key(http::header::SEC_WEBSOCKET_VERSION)
+}
+
+/// RFC 9113 §8.3.1: an HTTP/2 request names its host in `:authority`, which hyper keeps in
+/// the URI. Writing it as `Host` (when the client sent none) makes the rest of the pipeline
+/// see one request shape whatever the client's HTTP version: `X-Forwarded-Host`,
+/// `preserve_host` and the dev issuer's host check read `Host`.
+fn authority_as_host<B>(request: &mut Request<B>) {
+    if request.version() != http::Version::HTTP_2
+        || request.headers().contains_key(http::header::HOST)
+    {
+        return;
+    }
+    let authority = request
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    if let Some(host) = authority {
+        request.headers_mut().insert(http::header::HOST, host);
+    }
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`; and an absolute-form target

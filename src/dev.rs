@@ -164,6 +164,70 @@ impl DevIssuer {
     }
 }
 
+/// Whether a `/_dev/token` request comes from a local tool (curl, a test, a script), and not
+/// from a web page or through a foreign host name: `Host` must be a loopback address or
+/// `localhost` (any port), which defeats DNS rebinding, and `Origin` absent or loopback, which
+/// keeps out pages the developer happens to visit (a form POST is a CORS-simple request the
+/// browser sends without asking). `Err` holds the reason for the 403.
+pub fn admits_local_caller(headers: &http::HeaderMap) -> Result<(), &'static str> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    let host_ok = match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host.to_str().is_ok_and(is_loopback_authority),
+        _ => false,
+    };
+    if !host_ok {
+        return Err("the dev issuer answers only requests to a loopback address or localhost");
+    }
+    let mut origins = headers.get_all(http::header::ORIGIN).iter();
+    let origin_ok = match (origins.next(), origins.next()) {
+        (None, _) => true,
+        (Some(origin), None) => origin.to_str().is_ok_and(|o| {
+            url::Url::parse(o).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| {
+                        is_loopback_host(h.trim_start_matches('[').trim_end_matches(']'))
+                    })
+            })
+        }),
+        _ => false,
+    };
+    if !origin_ok {
+        return Err("the dev issuer does not answer web pages of other origins");
+    }
+    Ok(())
+}
+
+/// `host[:port]` naming this machine: `localhost`, 127.0.0.0/8 or `[::1]`.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((host, port)) if port.is_empty() || is_port(port) => host,
+            _ => return false,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) if is_port(port) => host,
+            Some(_) => return false,
+            None => authority,
+        }
+    };
+    is_loopback_host(host)
+}
+
+fn is_port(text: &str) -> bool {
+    text.strip_prefix(':')
+        .unwrap_or(text)
+        .parse::<u16>()
+        .is_ok()
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn generate() -> Result<Vec<u8>, String> {
     let pair = KeyPair::generate(KeySize::Rsa2048)
         .map_err(|_| "cannot generate the dev issuer key".to_string())?;
@@ -214,4 +278,83 @@ fn thumbprint(n: &[u8], e: &[u8]) -> String {
     );
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
     URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                h.append(k, v);
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn only_local_tools_are_admitted() {
+        for host in [
+            "localhost",
+            "localhost:3000",
+            "LOCALHOST:3000",
+            "127.0.0.1",
+            "127.0.0.1:3000",
+            "127.9.9.9:1",
+            "[::1]",
+            "[::1]:3000",
+        ] {
+            assert_eq!(
+                admits_local_caller(&headers(&[("host", host)])),
+                Ok(()),
+                "{host}"
+            );
+        }
+        for host in [
+            "evil.example",
+            "evil.example:3000",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "10.0.0.1:3000",
+            "[::2]:3000",
+            "localhost:notaport",
+            "",
+        ] {
+            assert!(
+                admits_local_caller(&headers(&[("host", host)])).is_err(),
+                "{host}"
+            );
+        }
+        assert!(admits_local_caller(&headers(&[])).is_err());
+        assert!(
+            admits_local_caller(&headers(&[("host", "localhost"), ("host", "localhost")])).is_err()
+        );
+        for origin in [
+            "http://localhost:5173",
+            "http://127.0.0.1:8080",
+            "http://[::1]:3000",
+        ] {
+            assert_eq!(
+                admits_local_caller(&headers(&[("host", "localhost:3000"), ("origin", origin)])),
+                Ok(()),
+                "{origin}"
+            );
+        }
+        for origin in [
+            "https://evil.example",
+            "null",
+            "http://localhost.evil.example",
+        ] {
+            assert!(
+                admits_local_caller(&headers(&[("host", "localhost:3000"), ("origin", origin)]))
+                    .is_err(),
+                "{origin}"
+            );
+        }
+    }
 }

@@ -28,7 +28,7 @@ use tracing::debug;
 
 use crate::body::Body;
 use crate::config::UpstreamSettings;
-use crate::mutate;
+use crate::mutate::{self, TrailerFilter, TrailerRules};
 
 /// Why the upstream gave no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,20 +205,11 @@ impl Upstream {
                 .build()
                 .map_err(|e| UpstreamError::Protocol(e.to_string()))?
         };
-        let original_authority = request.uri().authority().cloned();
         *request.uri_mut() = uri;
         *request.version_mut() = http::Version::HTTP_11;
         let headers = request.headers_mut();
-        if self.preserve_host {
-            // An HTTP/2 client sends :authority, not Host; keep what it asked for.
-            if !headers.contains_key(http::header::HOST) {
-                if let Some(v) =
-                    original_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                {
-                    headers.insert(http::header::HOST, v);
-                }
-            }
-        } else {
+        // An HTTP/2 client's :authority was written as Host on arrival (`app`).
+        if !self.preserve_host {
             headers.remove(http::header::HOST);
         }
         // The pooled client adds `Host` from the URI; an own connection's request says it here.
@@ -246,19 +237,28 @@ impl Upstream {
         };
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
+            // Only a WebSocket handshake tokengate forwarded as one is spliced, and only to a
+            // WebSocket: any other 101 would open a tunnel past every route rule.
             match client_upgrade {
-                Some(client_side) => {
+                Some(client_side) if upgrades_to_websocket(response.headers()) => {
                     let upstream_side = hyper::upgrade::on(&mut response);
                     tokio::spawn(splice(client_side, upstream_side));
                 }
-                // A 101 nobody asked for cannot be relayed.
+                Some(_) => {
+                    return Err(UpstreamError::Protocol(
+                        "a 101 to a WebSocket handshake switched to another protocol".into(),
+                    ))
+                }
                 None => return Err(UpstreamError::Protocol("unexpected 101 response".into())),
             }
         }
         mutate::strip_response(response.headers_mut(), switching);
         let response = response.map(|body| {
-            body.map_err(|e| Box::new(e) as crate::body::BoxError)
-                .boxed()
+            TrailerFilter::new(
+                body.map_err(|e| Box::new(e) as crate::body::BoxError),
+                TrailerRules::Response,
+            )
+            .boxed()
         });
         Ok((response, upstream_latency))
     }
@@ -338,6 +338,17 @@ impl Upstream {
             }
         });
         Ok(sender)
+    }
+}
+
+/// `Upgrade: websocket` (alone) on a 101.
+fn upgrades_to_websocket(headers: &http::HeaderMap) -> bool {
+    let mut values = headers.get_all(http::header::UPGRADE).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("websocket")),
+        _ => false,
     }
 }
 

@@ -27,6 +27,7 @@ pub mod cors;
 pub mod dev;
 pub mod forward;
 pub mod gateway;
+pub mod header_name;
 pub mod inspect;
 pub mod jwk;
 pub mod jwks;

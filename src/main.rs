@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tokengate::config::{self, LogFormat, Overrides, Settings};
+use tokengate::config::{self, Cors, LogFormat, Overrides, Settings};
 use tokengate::inspect::Keys;
 use tokengate::Gateway;
 use tracing::{error, info, warn};
@@ -180,7 +180,30 @@ fn summary(s: &Settings) -> String {
     for r in &s.rules.routes {
         out += &format!("  route {}: auth {:?}\n", r.name, r.rule.auth);
     }
-    out += &format!("  cors: {}\n", if s.cors.is_some() { "on" } else { "off" });
+    out += match &s.cors {
+        Cors::Off => "  cors: off\n",
+        Cors::Policy(_) => "  cors: tokengate answers preflights; the upstream's Access-Control-* headers are replaced\n",
+        Cors::Upstream => "  cors: handed to the upstream (preflights forwarded without a token)\n",
+    };
+    let stripped: Vec<String> = s
+        .forward
+        .foreign_identity
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    out += &format!(
+        "  identity headers of other systems stripped from every request: {}\n",
+        stripped.join(", ")
+    );
+    if !s.forward.trusted_identity.is_empty() {
+        out += &format!(
+            "  kept from trusted_proxies only: {}\n",
+            s.forward.trusted_identity.join(", ")
+        );
+    }
+    if s.upstream.is_some() && matches!(s.cors, Cors::Off) {
+        out += "  warning: an upstream is configured and cors: is not: a browser app's preflights will get 401; set cors: { allow_origins: [...] }, or cors: { mode: upstream } if the upstream answers CORS itself\n";
+    }
     for (later, earlier) in s.rules.unreachable() {
         out += &format!(
             "  warning: routes[{later}] ({}) can never match: routes[{earlier}] ({}) comes first and covers it\n",

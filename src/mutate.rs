@@ -1,17 +1,27 @@
 //! Stage 5: header surgery, strip before inject, on every path that reaches an upstream.
 //!
 //! Stripped from requests: hop-by-hop headers and the names listed in `Connection` (RFC 9110
-//! §7.6.1); every configured identity header and every header with the identity prefix,
-//! compared after lower-casing and reading `_` as `-` (`X_Auth_Subject` is `X-Auth-Subject` to
-//! many upstreams); `X-Forwarded-*`, `Forwarded`, `X-Real-IP`, `X-Original-URL` and
-//! `X-Rewrite-URL` unless the peer is a trusted proxy. Then tokengate adds its own. Nothing a
-//! client sends can look like something tokengate said.
+//! §7.6.1), except the end-to-end headers tokengate sets or decides on ([`CONNECTION_PROOF`]);
+//! every configured identity header and every header with the identity prefix; the identity
+//! headers of other auth proxies and platforms (`forward.strip_headers` and the defaults);
+//! method overrides; `X-Forwarded-*`, `Forwarded`, `X-Real-IP`, `X-Original-URL` and kin
+//! unless the peer is a trusted proxy. Names are compared after lower-casing and reading `_`
+//! as `-` (`X_Auth_Subject` is `X-Auth-Subject` to many upstreams). Then tokengate adds its own.
+//! Trailer sections go through the same rules ([`TrailerFilter`]), and the fields RFC 9110
+//! §6.5.1 keeps out of trailers are dropped. Nothing a client sends can look like something
+//! tokengate said.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use http::header::{HeaderName, HeaderValue, CONNECTION, HOST, TE, UPGRADE};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, TE, TRAILER, UPGRADE,
+};
 use http::HeaderMap;
 use ipnet::IpNet;
 use serde_json::Value;
@@ -20,11 +30,13 @@ use tracing::warn;
 use crate::authn::VerifiedToken;
 use crate::authz::Permit;
 use crate::claims;
-use crate::config::{normalize_header_name, ClaimHeader, ForwardSettings};
+use crate::config::{ArrayFormat, ClaimHeader, ForwardSettings};
+use crate::header_name::{normalize, normalized_eq, normalized_starts_with, HeaderPattern};
 
-/// RFC 9110 §7.6.1, plus the proxy-only headers and `Expect` (tokengate answers
+/// RFC 9110 §7.6.1, plus the proxy-only headers, `HTTP2-Settings` (RFC 7540 §3.2: only for
+/// an `h2c` upgrade, which is never forwarded) and `Expect` (tokengate answers
 /// `100-continue` itself by reading the body).
-static HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 10] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -33,7 +45,20 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     TE,
     http::header::TRANSFER_ENCODING,
     UPGRADE,
+    HeaderName::from_static("http2-settings"),
     http::header::EXPECT,
+];
+
+/// End-to-end headers tokengate sets or decides on. RFC 9110 §7.6.1 lets `Connection` name
+/// only hop-by-hop fields; naming one of these must not make the upstream lose it (the
+/// request id, the client's `Host`, the forwarding chain) or change the framing.
+static CONNECTION_PROOF: [HeaderName; 6] = [
+    HOST,
+    CONTENT_LENGTH,
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
 ];
 
 /// Headers that ask an upstream to treat the request as another method than the one the
@@ -51,13 +76,48 @@ const FORWARDING: &[&str] = &[
     "x-real-ip",
     "x-original-url",
     "x-original-uri",
+    "x-original-method",
     "x-rewrite-url",
     "x-client-ip",
+];
+
+/// Fields that must not be sent in a trailer section, or that a recipient would act on as if
+/// they were headers (RFC 9110 §6.5.1: framing, routing, request modifiers, authentication,
+/// response control data, content metadata), plus what tokengate itself sets. Names are in
+/// normal form; `*` ends a prefix.
+const NOT_IN_TRAILERS: &[&str] = &[
+    "content-*",
+    "transfer-encoding",
+    "trailer",
+    "host",
+    "authorization",
+    "proxy-authorization",
+    "www-authenticate",
+    "proxy-authenticate",
+    "cookie",
+    "set-cookie",
+    "cache-control",
+    "expect",
+    "max-forwards",
+    "pragma",
+    "range",
+    "if-*",
+    "te",
+    "age",
+    "expires",
+    "date",
+    "location",
+    "retry-after",
+    "vary",
+    "warning",
+    "access-control-*",
+    "x-request-id",
 ];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Everything header surgery needs, prepared once at load.
 #[derive(Debug, Clone)]
@@ -70,6 +130,10 @@ pub struct HeaderPolicy {
     payload_header: Option<HeaderName>,
     strip_authorization: bool,
     trusted_proxies: Vec<IpNet>,
+    /// Other systems' identity headers, stripped from every request.
+    foreign: Vec<HeaderPattern>,
+    /// Of those, the ones kept when a trusted proxy sends them (normal form).
+    trusted_identity: Vec<String>,
 }
 
 /// What the request said about itself before stripping, for the forwarding headers.
@@ -83,10 +147,10 @@ impl HeaderPolicy {
         let mut identity: Vec<String> = forward
             .headers
             .iter()
-            .map(|h| normalize_header_name(h.name.as_str()))
+            .map(|h| normalize(h.name.as_str()))
             .collect();
         if let Some(p) = &forward.payload_header {
-            identity.push(normalize_header_name(p.as_str()));
+            identity.push(normalize(p.as_str()));
         }
         HeaderPolicy {
             identity,
@@ -96,6 +160,8 @@ impl HeaderPolicy {
             payload_header: forward.payload_header.clone(),
             strip_authorization: forward.strip_authorization,
             trusted_proxies: trusted_proxies.to_vec(),
+            foreign: forward.foreign_identity.clone(),
+            trusted_identity: forward.trusted_identity.clone(),
         }
     }
 
@@ -105,33 +171,24 @@ impl HeaderPolicy {
             .any(|net| net.contains(&peer.ip()))
     }
 
-    /// Removes everything the upstream must not take from the client. `upgrade` keeps the
-    /// `Connection: upgrade` / `Upgrade` pair of a WebSocket handshake.
+    /// Removes everything the upstream must not take from the client. `websocket` keeps the
+    /// `Connection: upgrade` / `Upgrade: websocket` pair of a WebSocket handshake; every other
+    /// `Upgrade` (h2c included) is removed, so the request is an ordinary one (RFC 9110 §7.8).
+    /// Several `Cookie` fields (HTTP/2 splits them) become one, joined with `"; "` (RFC 9113
+    /// §8.2.3), as an HTTP/1.1 upstream expects.
     pub fn strip_request(
         &self,
         headers: &mut HeaderMap,
         peer: &SocketAddr,
-        upgrade: bool,
+        websocket: bool,
     ) -> Origin {
         let trusted_peer = self.is_trusted(peer);
         let host = headers.get(HOST).cloned();
-        let wants_trailers = headers
-            .get_all(TE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-        let upgrade_value = headers.get(UPGRADE).cloned();
+        let wants_trailers = lists_token(headers, &TE, "trailers");
         remove_connection_listed(headers);
         let doomed: Vec<HeaderName> = headers
             .keys()
-            .filter(|name| {
-                let n = name.as_str();
-                HOP_BY_HOP.contains(name)
-                    || METHOD_OVERRIDES.iter().any(|m| normalized_eq(n, m))
-                    || self.is_identity(n)
-                    || (!trusted_peer && is_forwarding(n))
-            })
+            .filter(|name| self.strips(name, trusted_peer))
             .cloned()
             .collect();
         for name in doomed {
@@ -140,17 +197,45 @@ impl HeaderPolicy {
         if self.strip_authorization {
             headers.remove(http::header::AUTHORIZATION);
         }
+        join_cookies(headers);
+        self.filter_trailer_declaration(headers);
         if wants_trailers {
             headers.insert(TE, HeaderValue::from_static("trailers"));
         }
-        if let (true, Some(value)) = (upgrade, upgrade_value) {
+        if websocket {
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(UPGRADE, value);
+            headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
         }
         Origin { host, trusted_peer }
     }
 
-    /// Adds `X-Forwarded-For/Proto/Host` and, for a verified token, the claims headers.
+    /// Whether a request header of this name is removed before forwarding.
+    fn strips(&self, name: &HeaderName, trusted_peer: bool) -> bool {
+        let n = name.as_str();
+        HOP_BY_HOP.contains(name)
+            || METHOD_OVERRIDES.iter().any(|m| normalized_eq(n, m))
+            || self.is_identity(n)
+            || (self.is_foreign_identity(n)
+                && !(trusted_peer && self.trusted_identity.iter().any(|t| normalized_eq(n, t))))
+            || (!trusted_peer && is_forwarding(n))
+    }
+
+    /// Whether a request trailer field may reach the upstream: it must survive the header
+    /// rules as from an untrusted peer (trailers never carry a proxy chain's values) and not
+    /// be one RFC 9110 §6.5.1 keeps out of trailers.
+    pub fn keeps_request_trailer(&self, name: &HeaderName) -> bool {
+        !self.strips(name, false) && keeps_response_trailer(name)
+    }
+
+    /// Rewrites a request's `Trailer` declaration to the fields that may be forwarded, and
+    /// removes it when none may.
+    fn filter_trailer_declaration(&self, headers: &mut HeaderMap) {
+        filter_declaration(headers, |name| self.keeps_request_trailer(name));
+    }
+
+    /// Adds `X-Forwarded-For/Proto/Host`, `X-Request-Id` and, for a verified token, the
+    /// claims headers. A claims header that cannot be sent unambiguously is withheld, with a
+    /// warning naming the claim and `request_id`.
     pub fn inject(
         &self,
         headers: &mut HeaderMap,
@@ -158,6 +243,7 @@ impl HeaderPolicy {
         peer: &SocketAddr,
         proto: &'static str,
         permit: &Permit,
+        request_id: &HeaderValue,
     ) {
         let peer_ip = peer.ip().to_string();
         let chain = match (
@@ -176,40 +262,68 @@ impl HeaderPolicy {
             headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
         }
         if !(origin.trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) {
-            if let Some(host) = &origin.host {
-                headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-            }
+            match &origin.host {
+                Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
+                None => headers.remove(&X_FORWARDED_HOST),
+            };
         }
+        headers.insert(X_REQUEST_ID.clone(), request_id.clone());
         let Some(token) = permit.token() else { return };
         // Rendered once per verified token; a cached token reuses them.
         let rendered = token.forward_headers.get_or_init(|| self.render(token));
         for (name, value) in rendered {
-            headers.insert(name.clone(), value.clone());
+            match value {
+                Some(value) => {
+                    headers.insert(name.clone(), value.clone());
+                }
+                None => self.warn_withheld(name, token, request_id),
+            }
         }
     }
 
-    /// The claims headers (and payload header) for one verified token.
-    fn render(&self, token: &VerifiedToken) -> Vec<(HeaderName, HeaderValue)> {
+    fn warn_withheld(&self, name: &HeaderName, token: &VerifiedToken, request_id: &HeaderValue) {
+        let claim = self
+            .claim_headers
+            .iter()
+            .find(|h| h.name == *name)
+            .and_then(|h| {
+                let claims = token.claims();
+                h.sources
+                    .iter()
+                    .find(|path| claims::lookup(&claims, path).is_some())
+                    .map(|path| path.join("."))
+            })
+            .unwrap_or_default();
+        warn!(
+            request_id = request_id.to_str().unwrap_or("-"),
+            header = %name,
+            claim,
+            issuer = %token.issuer,
+            "claim header not sent: an element contains the separator or the value a control character, so the upstream could read it differently (forward.array_format: json sends arrays unambiguously)"
+        );
+    }
+
+    /// The claims headers (and payload header) for one verified token; `None` marks a header
+    /// withheld because its value would be ambiguous.
+    fn render(&self, token: &VerifiedToken) -> Vec<(HeaderName, Option<HeaderValue>)> {
         let mut out = Vec::with_capacity(self.claim_headers.len() + 1);
         let token_claims = token.claims();
         for header in &self.claim_headers {
-            let value = header
+            let Some(value) = header
                 .sources
                 .iter()
                 .find_map(|path| claims::lookup(&token_claims, path))
-                .map(|v| render(v, &self.separator));
-            let Some(text) = value else { continue };
-            match header_value(&text) {
-                Some(v) => out.push((header.name.clone(), v)),
-                None => {
-                    warn!(header = %header.name, issuer = %token.issuer, "claim value cannot be a header value; header not sent")
-                }
-            }
+            else {
+                continue;
+            };
+            let value = render(value, &self.separator, header.array_format)
+                .and_then(|text| header_value(&text));
+            out.push((header.name.clone(), value));
         }
         if let Some(name) = &self.payload_header {
             // The claims exactly as the issuer signed them.
             if let Ok(v) = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(token.claims_json())) {
-                out.push((name.clone(), v));
+                out.push((name.clone(), Some(v)));
             }
         }
         out
@@ -219,6 +333,10 @@ impl HeaderPolicy {
         normalized_starts_with(name, &self.prefix)
             || self.identity.iter().any(|i| normalized_eq(name, i))
     }
+
+    fn is_foreign_identity(&self, name: &str) -> bool {
+        self.foreign.iter().any(|p| p.matches(name))
+    }
 }
 
 fn is_forwarding(name: &str) -> bool {
@@ -226,82 +344,215 @@ fn is_forwarding(name: &str) -> bool {
         || FORWARDING.iter().any(|f| normalized_eq(name, f))
 }
 
-/// `name` equals `normal` (a name already in [`normalize_header_name`] form) once it is
-/// normalised; compared byte by byte so the per-request check allocates nothing.
-fn normalized_eq(name: &str, normal: &str) -> bool {
-    name.len() == normal.len() && normalized_starts_with(name, normal)
+/// Whether a response trailer field may reach the client (and the rule request trailers
+/// share): not hop-by-hop, not one RFC 9110 §6.5.1 keeps out of trailers.
+pub fn keeps_response_trailer(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    !HOP_BY_HOP.contains(name)
+        && !NOT_IN_TRAILERS.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => normalized_starts_with(n, prefix),
+            None => normalized_eq(n, p),
+        })
 }
 
-/// `name`, once normalised, starts with `normal`.
-fn normalized_starts_with(name: &str, normal: &str) -> bool {
-    name.len() >= normal.len()
-        && name
-            .bytes()
-            .zip(normal.bytes())
-            .all(|(a, b)| normalize_header_byte(a) == b)
+/// Whether any comma-separated element of any `name` field is `token` (case-insensitive).
+fn lists_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-fn normalize_header_byte(b: u8) -> u8 {
-    match b {
-        b'_' => b'-',
-        other => other.to_ascii_lowercase(),
+/// Keeps, in a `Trailer` declaration, only the names `keep` accepts.
+fn filter_declaration(headers: &mut HeaderMap, keep: impl Fn(&HeaderName) -> bool) {
+    if !headers.contains_key(TRAILER) {
+        return;
+    }
+    let kept: Vec<HeaderName> = headers
+        .get_all(TRAILER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| keep(n))
+        .collect();
+    headers.remove(TRAILER);
+    let joined = kept
+        .iter()
+        .map(HeaderName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let (false, Ok(v)) = (kept.is_empty(), HeaderValue::from_str(&joined)) {
+        headers.insert(TRAILER, v);
+    }
+}
+
+/// RFC 9113 §8.2.3: an HTTP/2 client may split `Cookie` into several fields; before an
+/// HTTP/1.1 hop they MUST be one, joined with `"; "`. An HTTP/1.1 client's repeated `Cookie`
+/// lines are joined the same way, so both reach the upstream alike.
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = BytesMut::from(first.as_bytes());
+    for value in headers.get_all(COOKIE).iter().skip(1) {
+        joined.put_slice(b"; ");
+        joined.put_slice(value.as_bytes());
+    }
+    match HeaderValue::from_maybe_shared(joined.freeze()) {
+        Ok(v) => {
+            headers.insert(COOKIE, v);
+        }
+        // Cannot happen (the parts were header values); never forward the split form.
+        Err(_) => {
+            headers.remove(COOKIE);
+        }
     }
 }
 
 /// Removes the headers a `Connection` header names (RFC 9110 §7.6.1), then `Connection`.
+/// The names in [`CONNECTION_PROOF`] are not removed: they are end-to-end, and tokengate's.
 fn remove_connection_listed(headers: &mut HeaderMap) {
     if !headers.contains_key(CONNECTION) {
         return;
     }
-    let listed: Vec<String> = headers
+    let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !CONNECTION_PROOF.contains(name))
         .collect();
     for name in listed {
-        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-            headers.remove(name);
-        }
+        headers.remove(name);
     }
     headers.remove(CONNECTION);
 }
 
-/// Cleans an upstream response: hop-by-hop headers and those its `Connection` names.
-/// A 101 keeps its `Connection: upgrade` / `Upgrade` pair.
-pub fn strip_response(headers: &mut HeaderMap, switching_protocols: bool) {
-    let upgrade = headers.get(UPGRADE).cloned();
+/// Cleans an upstream response: hop-by-hop headers and those its `Connection` names, and a
+/// `Trailer` declaration of fields that will be dropped. A 101 to a WebSocket handshake keeps
+/// its `Connection: upgrade` / `Upgrade: websocket` pair.
+pub fn strip_response(headers: &mut HeaderMap, websocket_accepted: bool) {
     remove_connection_listed(headers);
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    if let (true, Some(value)) = (switching_protocols, upgrade) {
+    filter_declaration(headers, keeps_response_trailer);
+    if websocket_accepted {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(UPGRADE, value);
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
     }
 }
 
-/// Claim → header text: strings as they are, arrays joined, anything else as compact JSON.
-fn render(value: &Value, separator: &str) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(separator),
-        other => other.to_string(),
+/// Which rule a [`TrailerFilter`] applies.
+#[derive(Clone)]
+pub enum TrailerRules {
+    /// A request's trailers, on their way to the upstream.
+    Request(Arc<HeaderPolicy>),
+    /// A response's trailers, on their way to the client.
+    Response,
+}
+
+impl TrailerRules {
+    fn keeps(&self, name: &HeaderName) -> bool {
+        match self {
+            TrailerRules::Request(policy) => policy.keeps_request_trailer(name),
+            TrailerRules::Response => keeps_response_trailer(name),
+        }
     }
+}
+
+/// A body whose trailer section is filtered by [`TrailerRules`]; data frames pass untouched.
+pub struct TrailerFilter<B> {
+    inner: B,
+    rules: TrailerRules,
+}
+
+impl<B> TrailerFilter<B> {
+    pub fn new(inner: B, rules: TrailerRules) -> TrailerFilter<B> {
+        TrailerFilter { inner, rules }
+    }
+}
+
+impl<B> http_body::Body for TrailerFilter<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let frame = match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        let doomed: Vec<HeaderName> = trailers
+                            .keys()
+                            .filter(|n| !this.rules.keeps(n))
+                            .cloned()
+                            .collect();
+                        for name in doomed {
+                            trailers.remove(&name);
+                        }
+                        http_body::Frame::trailers(trailers)
+                    }
+                    Err(frame) => frame,
+                };
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Claim → header text: strings as they are, arrays joined (or JSON), anything else as
+/// compact JSON. `None` when the text would not read back as the same value: a joined element
+/// containing the separator or a control character (`["Everyone", "not admin"]` joined by
+/// spaces reads as containing `admin`).
+fn render(value: &Value, separator: &str, format: ArrayFormat) -> Option<String> {
+    match (value, format) {
+        (Value::String(s), _) => Some(s.clone()),
+        (Value::Array(items), ArrayFormat::Joined) => {
+            let mut parts = Vec::with_capacity(items.len());
+            for item in items {
+                let text = match item {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if text.contains(separator) || text.bytes().any(is_control) {
+                    return None;
+                }
+                parts.push(text);
+            }
+            Some(parts.join(separator))
+        }
+        (other, _) => Some(other.to_string()),
+    }
+}
+
+fn is_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
 }
 
 /// A header value with no control characters (UTF-8 passes as opaque bytes).
 fn header_value(text: &str) -> Option<HeaderValue> {
-    if text.bytes().any(|b| b < 0x20 || b == 0x7f) {
+    if text.bytes().any(is_control) {
         return None;
     }
     HeaderValue::from_bytes(text.as_bytes()).ok()
@@ -320,24 +571,38 @@ mod tests {
                 ClaimHeader {
                     name: HeaderName::from_static("x-auth-subject"),
                     sources: vec![vec!["sub".into()]],
+                    array_format: ArrayFormat::Joined,
                 },
                 ClaimHeader {
                     name: HeaderName::from_static("x-user-roles"),
                     sources: vec![vec!["realm_access".into(), "roles".into()]],
+                    array_format: ArrayFormat::Joined,
                 },
                 ClaimHeader {
                     name: HeaderName::from_static("x-auth-scopes"),
                     sources: vec![vec!["scp".into()], vec!["scope".into()]],
+                    array_format: ArrayFormat::Joined,
                 },
                 ClaimHeader {
                     name: HeaderName::from_static("x-auth-meta"),
                     sources: vec![vec!["meta".into()]],
+                    array_format: ArrayFormat::Joined,
+                },
+                ClaimHeader {
+                    name: HeaderName::from_static("x-groups-json"),
+                    sources: vec![vec!["groups".into()]],
+                    array_format: ArrayFormat::Json,
                 },
             ],
             strip_prefix: "x-auth-".into(),
             separator: " ".into(),
             payload_header: None,
             strip_authorization: false,
+            foreign_identity: crate::config::DEFAULT_FOREIGN_IDENTITY_HEADERS
+                .iter()
+                .filter_map(|p| HeaderPattern::parse(p))
+                .collect(),
+            trusted_identity: vec!["x-forwarded-user".into()],
         };
         HeaderPolicy::new(
             &forward,
@@ -370,6 +635,8 @@ mod tests {
             ))),
         }
     }
+
+    static ID: HeaderValue = HeaderValue::from_static("req-1");
 
     const PEER: SocketAddr = SocketAddr::new(
         std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 9)),
@@ -437,6 +704,7 @@ mod tests {
             &Permit {
                 principal: Principal::Anonymous,
             },
+            &ID,
         );
         assert_eq!(
             h.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
@@ -475,6 +743,7 @@ mod tests {
             &Permit {
                 principal: Principal::Anonymous,
             },
+            &ID,
         );
         assert_eq!(
             h.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
@@ -500,7 +769,7 @@ mod tests {
             "scope": "read write",
             "meta": {"a": 1, "b": true},
         });
-        p.inject(&mut h, &origin, &PEER, "http", &permit(claims));
+        p.inject(&mut h, &origin, &PEER, "http", &permit(claims), &ID);
         assert_eq!(
             h.get("x-auth-subject").map(|v| v.as_bytes()),
             Some("José".as_bytes())
@@ -533,6 +802,7 @@ mod tests {
             &PEER,
             "http",
             &permit(json!({"sub": "a\r\nX-Auth-Admin: true"})),
+            &ID,
         );
         assert!(!h.contains_key("x-auth-subject"));
         assert!(!h.contains_key("x-auth-admin"));
@@ -556,6 +826,186 @@ mod tests {
         assert_eq!(
             h.get(UPGRADE).and_then(|v| v.to_str().ok()),
             Some("websocket")
+        );
+    }
+
+    #[test]
+    fn foreign_identity_headers_are_stripped_in_every_spelling() {
+        let p = policy(&[]);
+        let sent = [
+            ("X-Forwarded-User", "admin"),
+            ("x_forwarded_email", "a@b"),
+            ("X-Auth-Request-User", "admin"),
+            ("Remote-User", "admin"),
+            ("REMOTE_USER", "admin"),
+            ("X-Remote-Group", "admin"),
+            ("X-User", "admin"),
+            ("X-Userinfo", "e30"),
+            ("X-Authenticated-Userid", "admin"),
+            ("X-Id-Token", "x"),
+            ("X-Jwt-Assertion", "x"),
+            ("OIDC_CLAIM_email", "a@b"),
+            ("oidc-claim-groups", "admin"),
+            ("OIDC_access_token", "x"),
+            ("X-Consumer-Username", "admin"),
+            ("X-Pomerium-Claim-Email", "a@b"),
+            ("X-MS-CLIENT-PRINCIPAL-NAME", "admin"),
+            ("X-MS-CLIENT-PRINCIPAL", "e30"),
+            ("X-Amzn-Oidc-Identity", "admin"),
+            ("Cf-Access-Authenticated-User-Email", "a@b"),
+            ("X-Goog-Authenticated-User-Email", "a@b"),
+            ("Accept", "*/*"),
+        ];
+        let mut h = headers(&sent);
+        p.strip_request(&mut h, &PEER, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["accept"]);
+
+        // From a trusted proxy, only the names listed in trusted_identity_headers survive.
+        let trusted = policy(&["203.0.113.0/24"]);
+        let mut h = headers(&sent);
+        trusted.strip_request(&mut h, &PEER, false);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, vec!["accept", "x-forwarded-user"]);
+    }
+
+    #[test]
+    fn connection_cannot_remove_what_tokengate_decides() {
+        let p = policy(&[]);
+        let mut h = headers(&[
+            (
+                "Connection",
+                "Host, X-Request-Id, Content-Length, X-Forwarded-Host, X-Private",
+            ),
+            ("Host", "api.example.com"),
+            ("X-Request-Id", "client-chosen"),
+            ("Content-Length", "5"),
+            ("X-Private", "1"),
+        ]);
+        let origin = p.strip_request(&mut h, &PEER, false);
+        p.inject(
+            &mut h,
+            &origin,
+            &PEER,
+            "http",
+            &Permit {
+                principal: Principal::Anonymous,
+            },
+            &ID,
+        );
+        assert_eq!(
+            h.get(HOST),
+            Some(&HeaderValue::from_static("api.example.com"))
+        );
+        assert_eq!(h.get(CONTENT_LENGTH), Some(&HeaderValue::from_static("5")));
+        assert_eq!(h.get("x-request-id"), Some(&ID));
+        assert_eq!(
+            h.get("x-forwarded-host"),
+            Some(&HeaderValue::from_static("api.example.com"))
+        );
+        assert!(!h.contains_key("x-private"));
+    }
+
+    #[test]
+    fn upgrades_other_than_websocket_are_removed() {
+        let p = policy(&[]);
+        let mut h = headers(&[
+            ("Connection", "Upgrade, HTTP2-Settings"),
+            ("Upgrade", "h2c"),
+            ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+        ]);
+        p.strip_request(&mut h, &PEER, false);
+        assert!(h.is_empty(), "{h:?}");
+        let mut h = headers(&[("Connection", "Upgrade"), ("Upgrade", "WebSocket")]);
+        p.strip_request(&mut h, &PEER, true);
+        assert_eq!(h.get(UPGRADE), Some(&HeaderValue::from_static("websocket")));
+        assert_eq!(
+            h.get(CONNECTION),
+            Some(&HeaderValue::from_static("upgrade"))
+        );
+    }
+
+    #[test]
+    fn split_cookies_are_joined() {
+        let p = policy(&[]);
+        let mut h = headers(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        p.strip_request(&mut h, &PEER, false);
+        let all: Vec<&HeaderValue> = h.get_all(COOKIE).iter().collect();
+        assert_eq!(all, [&HeaderValue::from_static("a=1; b=2; c=3")]);
+    }
+
+    #[test]
+    fn trailers_follow_the_header_rules() {
+        let p = policy(&[]);
+        for dropped in [
+            "x-auth-subject",
+            "X_Auth_Subject",
+            "x-forwarded-for",
+            "x-forwarded-user",
+            "remote-user",
+            "content-length",
+            "content-type",
+            "transfer-encoding",
+            "host",
+            "authorization",
+            "cookie",
+            "trailer",
+            "x-request-id",
+            "x-http-method-override",
+            "if-match",
+            "access-control-allow-origin",
+            "connection",
+        ] {
+            let name = HeaderName::from_bytes(dropped.as_bytes()).unwrap_or(CONNECTION);
+            assert!(!p.keeps_request_trailer(&name), "{dropped}");
+        }
+        for kept in ["x-checksum", "grpc-status", "server-timing"] {
+            let name = HeaderName::from_bytes(kept.as_bytes()).unwrap_or(CONNECTION);
+            assert!(p.keeps_request_trailer(&name), "{kept}");
+            assert!(keeps_response_trailer(&name), "{kept}");
+        }
+        let mut h = headers(&[("Trailer", "X-Auth-Subject, X-Checksum, Content-Length")]);
+        p.strip_request(&mut h, &PEER, false);
+        assert_eq!(
+            h.get(TRAILER),
+            Some(&HeaderValue::from_static("x-checksum"))
+        );
+        let mut h = headers(&[("Trailer", "X-Auth-Subject, X-Forwarded-For")]);
+        p.strip_request(&mut h, &PEER, false);
+        assert!(!h.contains_key(TRAILER));
+    }
+
+    #[test]
+    fn ambiguous_array_claims_are_withheld_and_json_is_exact() {
+        let p = policy(&[]);
+        let mut h = HeaderMap::new();
+        let origin = Origin {
+            host: None,
+            trusted_peer: false,
+        };
+        let claims = json!({
+            "sub": "user-1",
+            "realm_access": {"roles": ["Everyone", "not admin"]},
+            "groups": ["Everyone", "not admin", "a\"b"],
+        });
+        p.inject(&mut h, &origin, &PEER, "http", &permit(claims), &ID);
+        assert!(!h.contains_key("x-user-roles"), "{h:?}");
+        assert_eq!(
+            h.get("x-groups-json").and_then(|v| v.to_str().ok()),
+            Some(r#"["Everyone","not admin","a\"b"]"#)
+        );
+        assert_eq!(
+            render(&json!(["a", "b\u{1}"]), ",", ArrayFormat::Joined),
+            None
+        );
+        assert_eq!(
+            render(&json!(["a", "b c"]), ",", ArrayFormat::Joined).as_deref(),
+            Some("a,b c")
+        );
+        assert_eq!(
+            render(&json!([{"k": "a b"}]), " ", ArrayFormat::Joined),
+            None
         );
     }
 }

@@ -21,6 +21,9 @@ pub const REALM: &str = "tokengate";
 pub enum Rejection {
     /// No bearer token at all (RFC 6750 §3.1: challenge without an error code).
     MissingToken,
+    /// Only an `access_token` query parameter: an unsupported method, which RFC 6750 §3.1
+    /// treats as no authentication (401, challenge without an error code, never forwarded).
+    TokenInQuery,
     /// The request is malformed (400 `invalid_request`).
     InvalidRequest(ExtractError),
     /// The token failed a check (401 `invalid_token`).
@@ -34,6 +37,9 @@ pub enum Rejection {
         allow: &'static str,
     },
     BadDevTokenRequest(BadTokenRequest),
+    /// `/_dev/token` asked by a request that may come from a web page or a foreign host name
+    /// (403): the reason.
+    DevTokenForbidden(&'static str),
     BodyTooLarge,
     /// The path cannot be read one unambiguous way (400).
     BadPath(PathError),
@@ -51,14 +57,16 @@ impl Rejection {
     pub fn reason(&self) -> &'static str {
         match self {
             Rejection::MissingToken => "token_missing",
+            Rejection::TokenInQuery => "token_in_query",
             Rejection::InvalidRequest(ExtractError::MultipleHeaders) => "authorization_repeated",
             Rejection::InvalidRequest(ExtractError::MalformedHeader) => "authorization_malformed",
-            Rejection::InvalidRequest(ExtractError::TokenInQuery) => "token_in_query",
+            Rejection::InvalidRequest(ExtractError::MultipleMethods) => "token_methods_repeated",
             Rejection::InvalidToken(e) => e.reason(),
             Rejection::KeysUnavailable { .. } => "keys_unavailable",
             Rejection::NotFound => "not_found",
             Rejection::MethodNotAllowed { .. } => "method_not_allowed",
             Rejection::BadDevTokenRequest(_) => "dev_token_request_invalid",
+            Rejection::DevTokenForbidden(_) => "dev_token_forbidden",
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::BadPath(_) => "path_invalid",
             Rejection::AmbiguousHost => "host_ambiguous",
@@ -70,12 +78,16 @@ impl Rejection {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Rejection::MissingToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Rejection::MissingToken | Rejection::TokenInQuery | Rejection::InvalidToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             Rejection::InvalidRequest(_)
             | Rejection::BadDevTokenRequest(_)
             | Rejection::BadPath(_)
             | Rejection::AmbiguousHost => StatusCode::BAD_REQUEST,
-            Rejection::InsufficientScope(_) | Rejection::AccessDenied(_) => StatusCode::FORBIDDEN,
+            Rejection::InsufficientScope(_)
+            | Rejection::AccessDenied(_)
+            | Rejection::DevTokenForbidden(_) => StatusCode::FORBIDDEN,
             Rejection::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             Rejection::Upstream(UpstreamError::Unreachable(_) | UpstreamError::Protocol(_)) => {
                 StatusCode::BAD_GATEWAY
@@ -94,6 +106,12 @@ impl Rejection {
             Rejection::MissingToken => (
                 "unauthorized",
                 "a bearer token is required".to_owned(),
+                Some(format!("Bearer realm=\"{REALM}\"")),
+            ),
+            Rejection::TokenInQuery => (
+                "unauthorized",
+                "access tokens are not accepted in the query string; send Authorization: Bearer"
+                    .to_owned(),
                 Some(format!("Bearer realm=\"{REALM}\"")),
             ),
             Rejection::InvalidRequest(e) => (
@@ -118,6 +136,7 @@ impl Rejection {
                 None,
             ),
             Rejection::BadDevTokenRequest(e) => ("invalid_request", e.to_string(), None),
+            Rejection::DevTokenForbidden(why) => ("access_denied", (*why).to_owned(), None),
             Rejection::BodyTooLarge => (
                 "invalid_request",
                 "the request body is too large".to_owned(),
@@ -273,8 +292,14 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(
-            Rejection::InvalidRequest(ExtractError::TokenInQuery).status(),
+            Rejection::InvalidRequest(ExtractError::MultipleMethods).status(),
             StatusCode::BAD_REQUEST
+        );
+        let r = Rejection::TokenInQuery.into_response(None);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            header(&r, WWW_AUTHENTICATE).as_deref(),
+            Some("Bearer realm=\"tokengate\"")
         );
         let r = Rejection::KeysUnavailable { issuer: "x".into() }.into_response(None);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -395,6 +395,7 @@ pub enum OwnEndpoint {
 /// Which own endpoints this configuration has.
 #[derive(Debug, Clone)]
 pub struct OwnEndpoints {
+    /// tokengate answers CORS preflights (`cors:` in policy mode).
     pub cors: bool,
     pub dev_issuer: bool,
     pub resource_metadata_path: Option<String>,
@@ -403,20 +404,23 @@ pub struct OwnEndpoints {
 const GET_HEAD: &str = "GET, HEAD";
 
 impl OwnEndpoints {
-    /// The own endpoint at this canonical path, if any (405 for a wrong method).
+    /// The own endpoint at this canonical path, if any, and whether the method is allowed
+    /// there (`Err`: 405). `/_dev/token` is decided by its path before any preflight, so a
+    /// web page's preflight can never be answered with CORS headers there.
     pub fn route(
         &self,
         method: &Method,
         path: &str,
         headers: &http::HeaderMap,
-    ) -> Option<Result<OwnEndpoint, crate::rejection::Rejection>> {
-        if self.cors && crate::cors::is_preflight(method, headers) {
-            return Some(Ok(OwnEndpoint::Preflight));
+    ) -> Option<(OwnEndpoint, Result<(), crate::rejection::Rejection>)> {
+        let dev_token = self.dev_issuer && path == "/_dev/token";
+        if !dev_token && self.cors && crate::cors::is_preflight(method, headers) {
+            return Some((OwnEndpoint::Preflight, Ok(())));
         }
         let (endpoint, allow) = match path {
             "/healthz" => (OwnEndpoint::Health, GET_HEAD),
             "/readyz" => (OwnEndpoint::Ready, GET_HEAD),
-            "/_dev/token" if self.dev_issuer => (OwnEndpoint::DevToken, "POST"),
+            "/_dev/token" if dev_token => (OwnEndpoint::DevToken, "POST"),
             p if self.resource_metadata_path.as_deref() == Some(p) => {
                 (OwnEndpoint::ResourceMetadata, GET_HEAD)
             }
@@ -426,11 +430,14 @@ impl OwnEndpoints {
             GET_HEAD => method == Method::GET || method == Method::HEAD,
             _ => method == Method::POST,
         };
-        Some(if method_ok {
-            Ok(endpoint)
-        } else {
-            Err(crate::rejection::Rejection::MethodNotAllowed { allow })
-        })
+        Some((
+            endpoint,
+            if method_ok {
+                Ok(())
+            } else {
+                Err(crate::rejection::Rejection::MethodNotAllowed { allow })
+            },
+        ))
     }
 }
 
@@ -623,17 +630,18 @@ mod tests {
         let h = http::HeaderMap::new();
         assert_eq!(
             own.route(&Method::GET, "/healthz", &h),
-            Some(Ok(OwnEndpoint::Health))
+            Some((OwnEndpoint::Health, Ok(())))
         );
         assert_eq!(
             own.route(&Method::HEAD, "/readyz", &h),
-            Some(Ok(OwnEndpoint::Ready))
+            Some((OwnEndpoint::Ready, Ok(())))
         );
         assert_eq!(
             own.route(&Method::POST, "/healthz", &h),
-            Some(Err(crate::rejection::Rejection::MethodNotAllowed {
-                allow: GET_HEAD
-            }))
+            Some((
+                OwnEndpoint::Health,
+                Err(crate::rejection::Rejection::MethodNotAllowed { allow: GET_HEAD })
+            ))
         );
         assert_eq!(own.route(&Method::POST, "/_dev/token", &h), None);
         let dev = OwnEndpoints {
@@ -642,7 +650,28 @@ mod tests {
         };
         assert_eq!(
             dev.route(&Method::POST, "/_dev/token", &h),
-            Some(Ok(OwnEndpoint::DevToken))
+            Some((OwnEndpoint::DevToken, Ok(())))
+        );
+        // A preflight to the dev issuer is not a CORS preflight tokengate answers.
+        let mut preflight = http::HeaderMap::new();
+        preflight.insert(
+            "origin",
+            http::HeaderValue::from_static("https://evil.example"),
+        );
+        preflight.insert(
+            "access-control-request-method",
+            http::HeaderValue::from_static("POST"),
+        );
+        assert_eq!(
+            dev.route(&Method::OPTIONS, "/_dev/token", &preflight),
+            Some((
+                OwnEndpoint::DevToken,
+                Err(crate::rejection::Rejection::MethodNotAllowed { allow: "POST" })
+            ))
+        );
+        assert_eq!(
+            dev.route(&Method::OPTIONS, "/api", &preflight),
+            Some((OwnEndpoint::Preflight, Ok(())))
         );
     }
 

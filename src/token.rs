@@ -1,8 +1,11 @@
 //! Stage 2: find the bearer token (RFC 6750 §2.1).
 //!
 //! `Authorization: Bearer <b64token>`, the scheme case-insensitive, exactly one token of the
-//! b64token alphabet. Tokens in the query (§2.3) or form body (§2.2) are not accepted: a token
-//! in the query is refused outright, because URLs end up in logs.
+//! b64token alphabet. Tokens in the query (§2.3) or form body (§2.2) are not accepted, because
+//! URLs end up in logs: the `access_token` parameter is recognised however its name is spelled
+//! (letter case, percent-encoding, `;` as a separator, the spellings PHP and Rails fold into
+//! `access_token`). Beside a header token it is a second method (400, §2); alone it is an
+//! unsupported method, which §3.1 treats as no authentication (401, no error code).
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
@@ -13,6 +16,9 @@ pub enum Extracted<'a> {
     /// No Authorization header (or one with another scheme, such as Basic).
     None,
     Bearer(&'a str),
+    /// Only an `access_token` query parameter: a method tokengate does not support (RFC 6750
+    /// §3.1: treated as no authentication, never as a token).
+    QueryParameter,
 }
 
 /// Why the request is malformed (400 `invalid_request`).
@@ -22,18 +28,28 @@ pub enum ExtractError {
     MultipleHeaders,
     #[error("the Authorization header is malformed")]
     MalformedHeader,
-    #[error("access tokens are not accepted in the query string")]
-    TokenInQuery,
+    /// RFC 6750 §2: "Clients MUST NOT use more than one method to transmit the token".
+    #[error("more than one method carries a token: the Authorization header and the access_token query parameter")]
+    MultipleMethods,
 }
 
 /// Extracts the bearer token from the request head.
+///
+/// Errors: two `Authorization` headers, a malformed one, or a bearer header beside an
+/// `access_token` parameter (all 400 `invalid_request`).
 pub fn extract<'a>(
     headers: &'a HeaderMap,
     query: Option<&str>,
 ) -> Result<Extracted<'a>, ExtractError> {
-    if query.is_some_and(query_has_token) {
-        return Err(ExtractError::TokenInQuery);
+    let header = extract_header(headers)?;
+    match (header, query.is_some_and(query_has_token)) {
+        (Extracted::Bearer(_), true) => Err(ExtractError::MultipleMethods),
+        (_, true) => Ok(Extracted::QueryParameter),
+        (header, false) => Ok(header),
     }
+}
+
+fn extract_header(headers: &HeaderMap) -> Result<Extracted<'_>, ExtractError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(Extracted::None);
@@ -88,8 +104,33 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn query_has_token(query: &str) -> bool {
-    url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "access_token")
+/// Whether any query parameter is `access_token` as some upstream framework would read it.
+/// `&` and `;` both separate parameters (older Java and Python servers split on `;`).
+pub fn query_has_token(query: &str) -> bool {
+    query
+        .split(';')
+        .flat_map(|part| url::form_urlencoded::parse(part.as_bytes()))
+        .any(|(name, _)| names_access_token(&name))
+}
+
+/// `name` (already percent-decoded, `+` read as a space) read as `access_token`: any letter
+/// case, surrounding white space ignored, PHP's folding of ` ` `.` `[` into `_`, and an array
+/// suffix such as `access_token[]` or `access_token[x]`.
+fn names_access_token(name: &str) -> bool {
+    const TARGET: &[u8] = b"access_token";
+    let name = name.trim().as_bytes();
+    if name.len() < TARGET.len() {
+        return false;
+    }
+    let (head, rest) = name.split_at(TARGET.len());
+    let folded = head.iter().zip(TARGET).all(|(&a, &b)| {
+        let a = match a {
+            b' ' | b'.' | b'[' => b'_',
+            other => other.to_ascii_lowercase(),
+        };
+        a == b
+    });
+    folded && (rest.is_empty() || rest.first() == Some(&b'['))
 }
 
 #[cfg(test)]
@@ -162,23 +203,64 @@ mod tests {
     }
 
     #[test]
-    fn two_headers_or_query_token_are_invalid_requests() {
+    fn two_headers_or_two_methods_are_invalid_requests() {
         assert_eq!(
             extract(&headers(&["Bearer a", "Bearer b"]), None),
             Err(ExtractError::MultipleHeaders)
         );
         assert_eq!(
             extract(&headers(&["Bearer a"]), Some("x=1&access_token=a")),
-            Err(ExtractError::TokenInQuery)
-        );
-        assert_eq!(
-            extract(&headers(&[]), Some("access_token=a")),
-            Err(ExtractError::TokenInQuery)
+            Err(ExtractError::MultipleMethods)
         );
         assert_eq!(
             extract(&headers(&["Bearer a"]), Some("token=a")),
             Ok(Extracted::Bearer("a"))
         );
+    }
+
+    #[test]
+    fn a_query_token_alone_is_an_unsupported_method() {
+        assert_eq!(
+            extract(&headers(&[]), Some("access_token=a")),
+            Ok(Extracted::QueryParameter)
+        );
+        // Another scheme is no bearer token: the query parameter is the only "method".
+        assert_eq!(
+            extract(&headers(&["Basic dXNlcjpwYXNz"]), Some("access_token=a")),
+            Ok(Extracted::QueryParameter)
+        );
+    }
+
+    #[test]
+    fn the_parameter_is_found_in_every_spelling() {
+        for query in [
+            "access_token=a",
+            "ACCESS_TOKEN=a",
+            "Access_Token=a",
+            "access%5Ftoken=a",
+            "%61ccess_token=a",
+            "access%5ftoken=a",
+            "x=1;access_token=a",
+            "x=1&%20access_token%20=a",
+            "access.token=a",
+            "access+token=a",
+            "access[token=a",
+            "access_token[]=a",
+            "access_token[0]=a",
+            "access_token",
+            "access_token=",
+        ] {
+            assert!(query_has_token(query), "{query}");
+        }
+        for query in [
+            "access_tokens=a",
+            "xaccess_token=a",
+            "access-token=a",
+            "token=a",
+            "",
+        ] {
+            assert!(!query_has_token(query), "{query}");
+        }
     }
 
     #[test]

@@ -41,8 +41,8 @@ pub struct VerifiedToken {
     subject: Option<Box<str>>,
     scopes: Box<[Box<str>]>,
     /// The claims headers for the upstream, rendered once per token (and so once per cache
-    /// entry) by `mutate`.
-    pub forward_headers: OnceLock<Vec<(HeaderName, HeaderValue)>>,
+    /// entry) by `mutate`; `None` for a header whose claim cannot be sent unambiguously.
+    pub forward_headers: OnceLock<Vec<(HeaderName, Option<HeaderValue>)>>,
 }
 
 impl VerifiedToken {

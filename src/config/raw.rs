@@ -85,6 +85,14 @@ pub struct RawForward {
     pub payload_header: Option<String>,
     #[serde(default)]
     pub strip_authorization: bool,
+    /// More identity headers of other systems to strip: names or `Prefix*` patterns.
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
+    /// Foreign identity headers kept from `trusted_proxies`.
+    #[serde(default)]
+    pub trusted_identity_headers: Vec<String>,
+    /// `joined` (default) or `json`, for every claims header that does not say.
+    pub array_format: Option<String>,
 }
 
 /// A `routes:` entry. It repeats `RawRule`'s fields rather than flattening them in, because
@@ -173,14 +181,15 @@ pub struct RawKeys {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
+    /// `policy` (default) or `upstream`.
+    pub mode: Option<String>,
     #[serde(default)]
     pub allow_origins: Vec<String>,
     pub allow_methods: Option<Vec<String>>,
     pub allow_headers: Option<Vec<String>>,
     pub expose_headers: Option<Vec<String>>,
     pub max_age: Option<String>,
-    #[serde(default)]
-    pub allow_credentials: bool,
+    pub allow_credentials: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,6 +11,7 @@ use url::Url;
 use ipnet::IpNet;
 
 use crate::claims::ClaimRule;
+use crate::header_name::HeaderPattern;
 use crate::route::{PathOptions, RuleTable};
 
 /// The validated configuration the proxy runs with.
@@ -22,7 +23,7 @@ pub struct Settings {
     pub issuers: Vec<IssuerSettings>,
     pub dev_issuer: Option<DevIssuerSettings>,
     pub keys: KeyTimings,
-    pub cors: Option<CorsSettings>,
+    pub cors: Cors,
     pub log: LogSettings,
     pub limits: Limits,
     pub shutdown_timeout: Duration,
@@ -80,6 +81,66 @@ pub struct ForwardSettings {
     pub separator: String,
     pub payload_header: Option<HeaderName>,
     pub strip_authorization: bool,
+    /// Identity headers other auth proxies and platforms set, stripped from every request:
+    /// [`DEFAULT_FOREIGN_IDENTITY_HEADERS`] plus `forward.strip_headers`.
+    pub foreign_identity: Vec<HeaderPattern>,
+    /// `forward.trusted_identity_headers`: foreign identity headers kept when the peer is in
+    /// `trusted_proxies` (a chain where an earlier hop sets them), in normal form.
+    pub trusted_identity: Vec<String>,
+}
+
+/// The identity headers of other auth proxies and platforms (`Prefix*` or a name, compared
+/// after lower-casing and reading `_` as `-`). An upstream built behind one of them trusts
+/// these, so a client must never be able to send them.
+pub const DEFAULT_FOREIGN_IDENTITY_HEADERS: &[&str] = &[
+    // oauth2-proxy
+    "X-Forwarded-User",
+    "X-Forwarded-Email",
+    "X-Forwarded-Groups",
+    "X-Forwarded-Preferred-Username",
+    "X-Forwarded-Access-Token",
+    "X-Auth-Request-*",
+    // Apache httpd, CGI, Authelia, many SSO front ends
+    "Remote-User",
+    "Remote-Email",
+    "Remote-Groups",
+    "Remote-Name",
+    "X-Remote-*",
+    "X-User*",
+    "X-Authenticated-*",
+    "X-Id-Token",
+    "X-Jwt-*",
+    // mod_auth_openidc
+    "OIDC-Claim-*",
+    "OIDC-Access-Token*",
+    "OIDC-Id-Token*",
+    // Kong
+    "X-Consumer-*",
+    "X-Credential-*",
+    "X-Anonymous-Consumer",
+    // Pomerium
+    "X-Pomerium-*",
+    // Azure App Service authentication
+    "X-MS-Client-Principal*",
+    "X-MS-Token-*",
+    // AWS Application Load Balancer
+    "X-Amzn-Oidc-*",
+    // Cloudflare Access
+    "Cf-Access-*",
+    // Google Cloud IAP
+    "X-Goog-Authenticated-User-*",
+    "X-Goog-Iap-Jwt-Assertion",
+];
+
+/// How an array claim becomes a header value (`forward.array_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArrayFormat {
+    /// Elements joined by `forward.separator`; an element containing the separator (or a
+    /// control character) withholds the header, since it would split differently.
+    #[default]
+    Joined,
+    /// A compact JSON array.
+    Json,
 }
 
 /// A header tokengate sets from the verified claims.
@@ -88,6 +149,7 @@ pub struct ClaimHeader {
     pub name: HeaderName,
     /// Claim paths; the first one present is used.
     pub sources: Vec<Vec<String>>,
+    pub array_format: ArrayFormat,
 }
 
 /// RFC 9728 protected resource metadata.
@@ -156,6 +218,31 @@ impl Default for KeyTimings {
             refetch_per_minute: 10,
             fetch_timeout: Duration::from_secs(5),
             max_stale: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Who answers CORS (`cors:`).
+#[derive(Debug, Clone, Default)]
+pub enum Cors {
+    /// No `cors:`: preflights need a token like any request, and the upstream's CORS headers
+    /// pass through.
+    #[default]
+    Off,
+    /// tokengate's policy is the only one: preflights are answered here, and every
+    /// `Access-Control-*` header of the upstream's responses is replaced.
+    Policy(Box<CorsSettings>),
+    /// `mode: upstream`: well-formed preflights are forwarded without a token or identity,
+    /// and the upstream's CORS headers pass through.
+    Upstream,
+}
+
+impl Cors {
+    /// tokengate's own policy, when it has one.
+    pub fn policy(&self) -> Option<&CorsSettings> {
+        match self {
+            Cors::Policy(p) => Some(p),
+            Cors::Off | Cors::Upstream => None,
         }
     }
 }

@@ -19,6 +19,7 @@ use super::raw::{
 use super::settings::*;
 use super::{parse_duration, Overrides};
 use crate::claims::{ClaimRule, Predicate};
+use crate::header_name::{normalize, HeaderPattern};
 use crate::route::{AuthMode, PathOptions, PathPattern, RouteRule, Rule, RuleTable};
 
 /// A problem before its line is known.
@@ -31,6 +32,8 @@ pub struct Issue {
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
 pub const DEV_ISSUER_DEFAULT: &str = "urn:tokengate:dev";
+/// The response headers a browser app may read by default (`cors.expose_headers`).
+const DEFAULT_EXPOSE_HEADERS: &[&str] = &["WWW-Authenticate", "Retry-After", "X-Request-Id"];
 const SUPPORTED_ALGORITHMS: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
 
 #[derive(Default)]
@@ -137,7 +140,11 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
     }
 
     let keys = keys(&mut issues, &raw.keys);
-    let cors = raw.cors.as_ref().map(|c| cors(&mut issues, c));
+    let cors = raw
+        .cors
+        .as_ref()
+        .map(|c| cors(&mut issues, c))
+        .unwrap_or_default();
 
     let format = match overrides
         .log_format
@@ -279,6 +286,13 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         )),
         (None, None) => None,
     };
+    if matches!(cors, Cors::Upstream) && upstream.is_none() {
+        issues.add(
+            "cors.mode",
+            "mode: upstream hands CORS to the upstream, and none is configured",
+            "configure upstream.url, or use mode: policy",
+        );
+    }
     let forward = forward(&mut issues, &raw.forward);
     let trusted_proxies = raw
         .trusted_proxies
@@ -692,9 +706,54 @@ fn keys(issues: &mut Issues, raw: &RawKeys) -> KeyTimings {
     timings
 }
 
-fn cors(issues: &mut Issues, raw: &RawCors) -> CorsSettings {
+fn cors(issues: &mut Issues, raw: &RawCors) -> Cors {
+    match raw.mode.as_deref().unwrap_or("policy") {
+        "policy" => Cors::Policy(Box::new(cors_policy(issues, raw))),
+        "upstream" => {
+            let set = [
+                ("allow_origins", !raw.allow_origins.is_empty()),
+                ("allow_methods", raw.allow_methods.is_some()),
+                ("allow_headers", raw.allow_headers.is_some()),
+                ("expose_headers", raw.expose_headers.is_some()),
+                ("max_age", raw.max_age.is_some()),
+                ("allow_credentials", raw.allow_credentials.is_some()),
+            ];
+            for (field, _) in set.iter().filter(|(_, set)| *set) {
+                issues.add(
+                    format!("cors.{field}"),
+                    "with mode: upstream the upstream's own CORS headers decide",
+                    "remove it, or use mode: policy to have tokengate answer CORS",
+                );
+            }
+            Cors::Upstream
+        }
+        other => {
+            issues.add(
+                "cors.mode",
+                format!("`{other}` is not a CORS mode"),
+                "use policy (tokengate answers preflights and sets the headers) or upstream (the upstream does)",
+            );
+            Cors::Off
+        }
+    }
+}
+
+/// The origin a browser would send for `text`, when `text` is a well-formed origin.
+fn serialized_origin(text: &str) -> Option<String> {
+    let url = Url::parse(text).ok()?;
+    let fits = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none();
+    fits.then(|| url.origin().ascii_serialization())
+}
+
+fn cors_policy(issues: &mut Issues, raw: &RawCors) -> CorsSettings {
     let origin_hint =
-        "list origins as scheme://host[:port], e.g. https://app.example.com, or [\"*\"]";
+        "list origins as a browser sends them: scheme://host[:port], lower case, no default port, no path, e.g. https://app.example.com, or [\"*\"]";
+    let allow_credentials = raw.allow_credentials.unwrap_or(false);
     let allow_origins = if raw.allow_origins.iter().any(|o| o == "*") {
         if raw.allow_origins.len() > 1 {
             issues.add(
@@ -703,7 +762,7 @@ fn cors(issues: &mut Issues, raw: &RawCors) -> CorsSettings {
                 origin_hint,
             );
         }
-        if raw.allow_credentials {
+        if allow_credentials {
             issues.add(
                 "cors.allow_credentials",
                 "browsers refuse credentials with a wildcard origin",
@@ -720,20 +779,27 @@ fn cors(issues: &mut Issues, raw: &RawCors) -> CorsSettings {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, o)| {
-                    let valid = Url::parse(o).ok().filter(|u| {
-                        matches!(u.scheme(), "http" | "https")
-                            && u.path() == "/"
-                            && !o.ends_with('/')
-                            && u.query().is_none()
-                    });
-                    match (valid, HeaderValue::from_str(o)) {
-                        (Some(_), Ok(v)) => Some(v),
-                        _ => {
+                    // Origins are compared byte for byte with what the browser sends, so an
+                    // entry a browser would never send (upper case, default port, a path or
+                    // userinfo) could never match: refuse it and show the form that would.
+                    let at = format!("cors.allow_origins[{i}]");
+                    match serialized_origin(o) {
+                        Some(serialized) if &serialized == o => {
+                            HeaderValue::from_str(o).ok().or_else(|| {
+                                issues.add(&at, format!("`{o}` is not an origin"), origin_hint);
+                                None
+                            })
+                        }
+                        Some(serialized) => {
                             issues.add(
-                                format!("cors.allow_origins[{i}]"),
-                                format!("`{o}` is not an origin"),
-                                origin_hint,
+                                &at,
+                                format!("a browser never sends the origin `{o}`"),
+                                format!("write `{serialized}`"),
                             );
+                            None
+                        }
+                        None => {
+                            issues.add(&at, format!("`{o}` is not an origin"), origin_hint);
                             None
                         }
                     }
@@ -777,11 +843,14 @@ fn cors(issues: &mut Issues, raw: &RawCors) -> CorsSettings {
         .allow_headers
         .as_ref()
         .map(|h| header_list(issues, "allow_headers", h));
-    // Browser apps need to read the challenge of a 401.
-    let expose = raw
-        .expose_headers
-        .clone()
-        .unwrap_or_else(|| vec!["WWW-Authenticate".into()]);
+    // Browser apps need to read the challenge of a 401, when to retry a 503, and the id to
+    // quote in a bug report.
+    let expose = raw.expose_headers.clone().unwrap_or_else(|| {
+        DEFAULT_EXPOSE_HEADERS
+            .iter()
+            .map(|h| h.to_string())
+            .collect()
+    });
     let expose_headers = header_list(issues, "expose_headers", &expose);
     let max_age = raw.max_age.as_deref().map(|text| {
         let d = issues.duration("cors.max_age", Some(text), Duration::ZERO);
@@ -800,7 +869,7 @@ fn cors(issues: &mut Issues, raw: &RawCors) -> CorsSettings {
         allow_headers,
         expose_headers,
         max_age,
-        allow_credentials: raw.allow_credentials,
+        allow_credentials,
         methods,
     }
 }
@@ -897,11 +966,6 @@ const RESERVED_HEADERS: &[&str] = &[
     "forwarded",
 ];
 
-/// Lower-case with `_` as `-`: how header names are compared when stripping.
-pub fn normalize_header_name(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
-}
-
 fn forward(issues: &mut Issues, raw: &RawForward) -> ForwardSettings {
     let default_headers: &[(&str, &[&str])] = &[
         ("X-Auth-Subject", &["sub"]),
@@ -909,14 +973,19 @@ fn forward(issues: &mut Issues, raw: &RawForward) -> ForwardSettings {
         ("X-Auth-Scopes", &["scp", "scope"]),
         ("X-Auth-Client-Id", &["cid", "client_id", "azp"]),
     ];
+    let array_format = match raw.array_format.as_deref() {
+        None => ArrayFormat::default(),
+        Some(text) => array_format(issues, "forward.array_format", text),
+    };
     let split = |claim: &str| claim.split('.').map(str::to_owned).collect::<Vec<_>>();
-    let headers = match &raw.headers {
+    let headers: Vec<ClaimHeader> = match &raw.headers {
         None => default_headers
             .iter()
             .filter_map(|(name, claims)| {
                 Some(ClaimHeader {
                     name: HeaderName::from_bytes(name.as_bytes()).ok()?,
                     sources: claims.iter().map(|c| split(c)).collect(),
+                    array_format,
                 })
             })
             .collect(),
@@ -932,7 +1001,7 @@ fn forward(issues: &mut Issues, raw: &RawForward) -> ForwardSettings {
                     );
                     return None;
                 };
-                if RESERVED_HEADERS.contains(&normalize_header_name(name).as_str()) {
+                if RESERVED_HEADERS.contains(&normalize(name).as_str()) {
                     issues.add(
                         &at,
                         format!("{name} cannot carry a claim"),
@@ -940,25 +1009,11 @@ fn forward(issues: &mut Issues, raw: &RawForward) -> ForwardSettings {
                     );
                     return None;
                 }
-                let claims: Vec<String> = match value {
-                    serde_yaml::Value::String(s) => vec![s.clone()],
-                    serde_yaml::Value::Sequence(items) => items
-                        .iter()
-                        .filter_map(|i| i.as_str().map(str::to_owned))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                if claims.is_empty() || claims.iter().any(String::is_empty) {
-                    issues.add(
-                        &at,
-                        "name a claim, or a list of claims of which the first present is used",
-                        "e.g. sub, or [cid, client_id]",
-                    );
-                    return None;
-                }
+                let (claims, format) = claim_header_value(issues, &at, value, array_format)?;
                 Some(ClaimHeader {
                     name: header,
                     sources: claims.iter().map(|c| split(c)).collect(),
+                    array_format: format,
                 })
             })
             .collect(),
@@ -975,7 +1030,7 @@ fn forward(issues: &mut Issues, raw: &RawForward) -> ForwardSettings {
         .payload_header
         .as_ref()
         .and_then(|name| match HeaderName::from_bytes(name.as_bytes()) {
-            Ok(h) if !RESERVED_HEADERS.contains(&normalize_header_name(name).as_str()) => Some(h),
+            Ok(h) if !RESERVED_HEADERS.contains(&normalize(name).as_str()) => Some(h),
             _ => {
                 issues.add(
                     "forward.payload_header",
@@ -996,13 +1051,145 @@ fn forward(issues: &mut Issues, raw: &RawForward) -> ForwardSettings {
             "the default is a space; \",\" is common too",
         );
     }
+    let mut foreign_identity: Vec<HeaderPattern> = DEFAULT_FOREIGN_IDENTITY_HEADERS
+        .iter()
+        .filter_map(|p| HeaderPattern::parse(p))
+        .collect();
+    for (i, text) in raw.strip_headers.iter().enumerate() {
+        match HeaderPattern::parse(text) {
+            Some(pattern) if RESERVED_HEADERS.iter().any(|r| pattern.matches(r)) => issues.add(
+                format!("forward.strip_headers[{i}]"),
+                format!("`{text}` would strip a header the request needs to be understood"),
+                "name identity headers only, e.g. X-Tenant-User or X-Legacy-Auth-*",
+            ),
+            Some(pattern) => foreign_identity.push(pattern),
+            None => issues.add(
+                format!("forward.strip_headers[{i}]"),
+                format!("`{text}` is not a header name or Prefix* pattern"),
+                "e.g. X-Legacy-User or X-Legacy-Auth-*",
+            ),
+        }
+    }
+    let own = |name: &str| {
+        let normal = normalize(name);
+        normal.starts_with(&normalize(&strip_prefix))
+            || headers.iter().any(|h| h.name.as_str() == normal)
+            || payload_header
+                .as_ref()
+                .is_some_and(|p| p.as_str() == normal)
+    };
+    let trusted_identity = raw
+        .trusted_identity_headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            let at = format!("forward.trusted_identity_headers[{i}]");
+            if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                issues.add(&at, format!("`{name}` is not a header name"), "e.g. X-Forwarded-User");
+                None
+            } else if own(name) {
+                issues.add(
+                    &at,
+                    format!("{name} is one of tokengate's own identity headers, which only tokengate sets"),
+                    "list headers an earlier hop sets, e.g. X-Forwarded-User",
+                );
+                None
+            } else if !foreign_identity.iter().any(|p| p.matches(name)) {
+                issues.add(
+                    &at,
+                    format!("{name} is not a stripped identity header, so there is nothing to keep"),
+                    "list names covered by the default families or forward.strip_headers (tokengate check prints them)",
+                );
+                None
+            } else {
+                Some(normalize(name))
+            }
+        })
+        .collect();
     ForwardSettings {
         headers,
-        strip_prefix: normalize_header_name(&strip_prefix),
+        strip_prefix: normalize(&strip_prefix),
         separator,
         payload_header,
         strip_authorization: raw.strip_authorization,
+        foreign_identity,
+        trusted_identity,
     }
+}
+
+fn array_format(issues: &mut Issues, at: &str, text: &str) -> ArrayFormat {
+    match text {
+        "joined" => ArrayFormat::Joined,
+        "json" => ArrayFormat::Json,
+        other => {
+            issues.add(
+                at,
+                format!("`{other}` is not an array format"),
+                "use joined (elements joined by forward.separator) or json (a compact JSON array)",
+            );
+            ArrayFormat::default()
+        }
+    }
+}
+
+/// A `forward.headers` value: `claim`, `[claim, fallback]`, or
+/// `{ claim: c | claims: [c, fallback], array_format: joined | json }`.
+fn claim_header_value(
+    issues: &mut Issues,
+    at: &str,
+    value: &serde_yaml::Value,
+    default_format: ArrayFormat,
+) -> Option<(Vec<String>, ArrayFormat)> {
+    let names = |v: &serde_yaml::Value| -> Vec<String> {
+        match v {
+            serde_yaml::Value::String(s) => vec![s.clone()],
+            serde_yaml::Value::Sequence(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let (claims, format) = match value {
+        serde_yaml::Value::Mapping(map) => {
+            let mut claims = Vec::new();
+            let mut format = default_format;
+            for (key, v) in map {
+                match key.as_str() {
+                    Some("claim" | "claims") => claims = names(v),
+                    Some("array_format") => match v.as_str() {
+                        Some(text) => {
+                            format = array_format(issues, &format!("{at}.array_format"), text)
+                        }
+                        None => issues.add(
+                            format!("{at}.array_format"),
+                            "must be joined or json",
+                            "e.g. array_format: json",
+                        ),
+                    },
+                    _ => {
+                        issues.add(
+                            at,
+                            format!("unknown field `{}`", key.as_str().unwrap_or("?")),
+                            "the fields are claim (or claims) and array_format",
+                        );
+                        return None;
+                    }
+                }
+            }
+            (claims, format)
+        }
+        other => (names(other), default_format),
+    };
+    if claims.is_empty() || claims.iter().any(String::is_empty) {
+        issues.add(
+            at,
+            "name a claim, or a list of claims of which the first present is used",
+            "e.g. sub, [cid, client_id], or { claim: groups, array_format: json }",
+        );
+        return None;
+    }
+    Some((claims, format))
 }
 
 /// The rule fields shared by `routes[]` entries and `default`.

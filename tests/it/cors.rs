@@ -55,7 +55,10 @@ async fn a_401_carries_cors_headers_so_the_browser_can_read_it() {
         get("access-control-allow-origin"),
         "https://app.example.com"
     );
-    assert_eq!(get("access-control-expose-headers"), "WWW-Authenticate");
+    assert_eq!(
+        get("access-control-expose-headers"),
+        "WWW-Authenticate, Retry-After, X-Request-Id"
+    );
     assert_eq!(get("vary"), "Origin");
 
     // Another origin gets no CORS headers, even on a success.

@@ -66,20 +66,43 @@ async fn two_authorization_headers_are_400() {
     );
 }
 
+/// RFC 6750 §2: one method per request, so a header token beside the query parameter is 400;
+/// §3.1: a method the resource server does not support (the query) is no authentication, so
+/// alone it is 401 with a bare challenge. Either way the token is never echoed.
 #[tokio::test]
-async fn a_token_in_the_query_is_400_with_or_without_the_header() {
+async fn a_token_in_the_query_is_400_beside_the_header_and_401_alone() {
     let (issuer, key, proxy) = rsa_setup().await;
     let token = issuer.token(&key);
     let with_header = proxy
         .get_with(&format!("/api/messages?access_token={token}"), &token)
         .await;
-    assert_eq!(with_header.status(), 400);
-    let alone = reqwest::get(proxy.url(&format!("/api/messages?access_token={token}")))
-        .await
-        .expect("request");
-    assert_eq!(alone.status(), 400);
-    let body = alone.text().await.unwrap_or_default();
-    assert!(!body.contains(&token), "the token must not be echoed");
+    let (status, challenge, body) = read(with_header).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    assert!(challenge.unwrap_or_default().contains("invalid_request"));
+    for query in [
+        format!("access_token={token}"),
+        format!("ACCESS_TOKEN={token}"),
+        format!("Access%5FToken={token}"),
+        format!("x=1;access_token={token}"),
+    ] {
+        let alone = reqwest::get(proxy.url(&format!("/api/messages?{query}")))
+            .await
+            .expect("request");
+        let (status, challenge, body) = read(alone).await;
+        assert_eq!(status, 401, "{query}: {body}");
+        assert_eq!(
+            challenge.as_deref(),
+            Some("Bearer realm=\"tokengate\""),
+            "{query}"
+        );
+        assert!(
+            !body.to_string().contains(&token),
+            "the token must not be echoed"
+        );
+    }
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ pub mod issuer;
 pub mod keys;
 pub mod process;
 pub mod proxy;
+pub mod raw;
 pub mod tls;
 pub mod upstream;
 

@@ -2,7 +2,9 @@
 //!
 //! Paths with a meaning: `/status/{code}`, `/slow/{ms}`, `/big/{bytes}` (streams that many
 //! bytes), `/upload` (hashes the streamed body), `/reset` (dies mid-body), `/trailers`,
-//! `/ws` (WebSocket echo). Anything else echoes the request as JSON.
+//! `/ws` (WebSocket echo), `/cors/...` (answers like Express `cors({origin: true,
+//! credentials: true})`, preflights included). Anything else echoes the request as JSON; its
+//! request trailers are recorded too.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -30,6 +32,8 @@ pub struct Recorded {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub version: String,
+    /// The request's trailer fields (echoed requests only; filled once the body is read).
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Recorded {
@@ -204,11 +208,22 @@ async fn answer(
             })
             .collect(),
         version: format!("{:?}", req.version()),
+        trailers: Vec::new(),
     };
-    seen.lock().expect("lock").push(recorded.clone());
+    let index = {
+        let mut seen = seen.lock().expect("lock");
+        seen.push(recorded.clone());
+        seen.len() - 1
+    };
     let path = req.uri().path().to_owned();
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let (first, arg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    // `/cors` anywhere in the path, so it also sits under a public prefix.
+    let first = if path.split('/').any(|segment| segment == "cors") {
+        "cors"
+    } else {
+        first
+    };
     match first {
         "status" => {
             let code = arg.parse().unwrap_or(200);
@@ -291,13 +306,49 @@ async fn answer(
             r
         }
         "ws" => websocket(&mut req),
+        "cors" => {
+            // A service with its own permissive CORS: reflects any origin, with credentials.
+            let origin = req.headers().get("origin").cloned();
+            let mut r = respond(200, full("cors upstream"));
+            let h = r.headers_mut();
+            if let Some(origin) = origin {
+                h.insert("access-control-allow-origin", origin);
+            }
+            h.insert(
+                "access-control-allow-credentials",
+                "true".parse().expect("h"),
+            );
+            h.insert(
+                "access-control-allow-methods",
+                "GET,PUT,DELETE".parse().expect("h"),
+            );
+            h.insert(
+                "access-control-expose-headers",
+                "x-secret".parse().expect("h"),
+            );
+            h.insert("vary", "Accept-Encoding".parse().expect("h"));
+            r
+        }
         _ => {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
+            let collected = req.into_body().collect().await.ok();
+            let trailers: Vec<(String, String)> = collected
+                .as_ref()
+                .and_then(|c| c.trailers())
+                .map(|t| {
+                    t.iter()
+                        .map(|(n, v)| {
+                            (
+                                n.as_str().to_owned(),
+                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
+            if let Some(entry) = seen.lock().expect("lock").get_mut(index) {
+                entry.trailers = trailers;
+            }
+            let body = collected.map(|c| c.to_bytes()).unwrap_or_default();
             let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (n, v) in &recorded.headers {
                 headers.entry(n.clone()).or_default().push(v.clone());
