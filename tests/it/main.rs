@@ -5,6 +5,7 @@ mod support;
 
 mod attacks;
 mod binary;
+mod browser;
 mod cache;
 mod config;
 mod cors;
