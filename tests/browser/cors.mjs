@@ -129,8 +129,12 @@ try {
       },
       { f, timeoutMs: plan.timeout_ms || 10000 },
     );
-    // Chromium reports a CORS refusal on the console just after the promise rejects.
-    if (!outcome.resolved) await page.waitForTimeout(50);
+    // Chromium explains a refusal on the console around the time the promise rejects: wait
+    // (up to 2 s) for its `net::` line, which comes last.
+    for (let waited = 0; !outcome.resolved && waited < 2000; waited += 25) {
+      if (consoleLines.some((l) => l.includes('net::'))) break;
+      await page.waitForTimeout(25);
+    }
     process.stdout.write(
       `${JSON.stringify({ index, url: f.url, ...outcome, console: consoleLines })}\n`,
     );
