@@ -5,6 +5,7 @@ mod support;
 
 mod attacks;
 mod binary;
+mod browser;
 mod bypass;
 mod cache;
 mod config;
