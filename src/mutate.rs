@@ -69,6 +69,10 @@ const METHOD_OVERRIDES: &[&str] = &[
     "x-method-override",
 ];
 
+/// Headers tokengate sets itself whatever the peer: every other spelling of them is removed
+/// too (an upstream reading `_` as `-` would otherwise see two request ids, one the client's).
+const SET_BY_TOKENGATE: &[&str] = &["x-request-id"];
+
 /// Headers that describe the client connection; believed only from trusted proxies.
 const FORWARDING_PREFIX: &str = "x-forwarded-";
 const FORWARDING: &[&str] = &[
@@ -214,6 +218,7 @@ impl HeaderPolicy {
         let n = name.as_str();
         HOP_BY_HOP.contains(name)
             || METHOD_OVERRIDES.iter().any(|m| normalized_eq(n, m))
+            || SET_BY_TOKENGATE.iter().any(|m| normalized_eq(n, m))
             || self.is_identity(n)
             || (self.is_foreign_identity(n)
                 && !(trusted_peer && self.trusted_identity.iter().any(|t| normalized_eq(n, t))))
@@ -854,6 +859,7 @@ mod tests {
             ("X-Amzn-Oidc-Identity", "admin"),
             ("Cf-Access-Authenticated-User-Email", "a@b"),
             ("X-Goog-Authenticated-User-Email", "a@b"),
+            ("X_Request_Id", "client-chosen"),
             ("Accept", "*/*"),
         ];
         let mut h = headers(&sent);

@@ -122,3 +122,38 @@ async fn the_binary_serves_the_shipped_config_with_the_dev_issuer() {
         "did not exit cleanly on SIGTERM"
     );
 }
+
+/// `check` prints the identity headers of other systems it strips (the defaults and
+/// `forward.strip_headers`), what trusted proxies may still send, and warns when a browser
+/// app behind an upstream would have its preflights refused.
+#[test]
+fn check_prints_the_stripped_identity_headers_and_cors_warnings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sidecar.yaml");
+    std::fs::write(
+        &path,
+        "dev_issuer: { audience: a }\nupstream: { url: http://127.0.0.1:9 }\ntrusted_proxies: [10.0.0.0/8]\nforward:\n  strip_headers: [X-Legacy-User]\n  trusted_identity_headers: [X-Forwarded-User]\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for expected in [
+        "identity headers of other systems stripped from every request: x-forwarded-user, ",
+        "x-auth-request-*",
+        "oidc-claim-*",
+        "cf-access-*",
+        "x-legacy-user",
+        "kept from trusted_proxies only: x-forwarded-user",
+        "warning: an upstream is configured and cors: is not",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}

@@ -849,3 +849,230 @@ async fn cors_mode_upstream_forwards_preflights_without_a_token() {
     assert_eq!(r.status(), 401);
     assert_eq!(upstream.count(), before);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The property: whatever the client sends, under whatever name, version or section.
+
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Names no client value may reach the upstream under (tokengate's own identity headers,
+    /// other systems' identity headers, forwarding headers from an untrusted peer, the request
+    /// id), written as a client might.
+    const FORBIDDEN: &[&str] = &[
+        "x-auth-subject",
+        "x-auth-scopes",
+        "x-auth-admin",
+        "x-auth-request-user",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "forwarded",
+        "x-real-ip",
+        "remote-user",
+        "x-remote-user",
+        "x-user",
+        "x-userinfo",
+        "x-authenticated-userid",
+        "oidc-claim-email",
+        "oidc-access-token",
+        "x-consumer-username",
+        "x-pomerium-jwt-assertion",
+        "x-ms-client-principal-name",
+        "x-amzn-oidc-identity",
+        "cf-access-authenticated-user-email",
+        "x-goog-authenticated-user-email",
+        "x-request-id",
+        "x-http-method-override",
+    ];
+
+    /// A name from `FORBIDDEN` with random letter case and `-` written as `_` at random.
+    fn spelling() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(FORBIDDEN),
+            prop::collection::vec(any::<(bool, bool)>(), 40),
+        )
+            .prop_map(|(name, coins)| {
+                name.chars()
+                    .zip(coins)
+                    .map(|(c, (upper, underscore))| match c {
+                        '-' if underscore => '_',
+                        c if upper => c.to_ascii_uppercase(),
+                        c => c,
+                    })
+                    .collect()
+            })
+    }
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        http2: bool,
+        token: bool,
+        public: bool,
+        headers: Vec<String>,
+        connection: Vec<String>,
+        trailers: Vec<String>,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            prop::collection::vec(spelling(), 0..8),
+            prop::collection::vec(
+                prop_oneof![
+                    spelling(),
+                    Just("host".to_string()),
+                    Just("content-length".to_string()),
+                    Just("x-benign".to_string()),
+                    Just("upgrade".to_string()),
+                    Just("close".to_string()),
+                ],
+                0..5,
+            ),
+            prop::collection::vec(spelling(), 0..4),
+        )
+            .prop_map(
+                |(http2, token, public, headers, connection, trailers)| Case {
+                    http2,
+                    token,
+                    public,
+                    headers,
+                    connection,
+                    trailers,
+                },
+            )
+    }
+
+    struct Fixture {
+        runtime: tokio::runtime::Runtime,
+        stack: Stack,
+        upstream: EchoUpstream,
+    }
+
+    async fn send(stack: &Stack, case: &Case, n: usize) -> (u16, String) {
+        let tcp = TcpStream::connect(stack.proxy.addr).await.expect("connect");
+        let path = if case.public { "/public/p" } else { "/api/p" };
+        let mut request = http::Request::post(format!("http://gate.test:8080{path}"));
+        if !case.http2 {
+            request = request.header("host", "gate.test:8080");
+        }
+        if case.token {
+            request = request.header("authorization", format!("Bearer {}", stack.token()));
+        }
+        for name in &case.headers {
+            request = request.header(name.as_str(), format!("evil-{n}"));
+        }
+        if !case.connection.is_empty() {
+            request = request.header("connection", case.connection.join(", "));
+        }
+        request = request.header("x-benign", format!("ok-{n}"));
+        if !case.trailers.is_empty() {
+            request = request
+                .header("te", "trailers")
+                .header("trailer", case.trailers.join(", "));
+        }
+        let mut trailers = http::HeaderMap::new();
+        for name in &case.trailers {
+            if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+                trailers.append(name, format!("evil-{n}").parse().expect("value"));
+            }
+        }
+        let mut frames = vec![Ok::<_, std::convert::Infallible>(Frame::data(
+            Bytes::from_static(b"body"),
+        ))];
+        if !trailers.is_empty() {
+            frames.push(Ok(Frame::trailers(trailers)));
+        }
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let request = request.body(body).expect("request");
+        let response = if case.http2 {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                    .await
+                    .expect("h2 handshake");
+            tokio::spawn(connection);
+            sender.send_request(request).await.expect("send h2")
+        } else {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .expect("h1 handshake");
+            tokio::spawn(connection);
+            sender.send_request(request).await.expect("send h1")
+        };
+        let status = response.status().as_u16();
+        let id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let _ = response.into_body().collect().await;
+        (status, id)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// No generated request (identity-family names in any spelling, `Connection` lists
+        /// naming anything, trailers, HTTP/1.1 or HTTP/2, public or protected route) delivers
+        /// a client-chosen value under any of those names, in headers or trailers; and the
+        /// upstream always receives tokengate's `Host`, `X-Request-Id` and `X-Forwarded-*`.
+        #[test]
+        fn no_client_value_reaches_the_upstream_under_an_identity_name(case in case()) {
+            static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+            let fixture = FIXTURE.get_or_init(|| {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let (stack, upstream) = runtime.block_on(async {
+                    let upstream = EchoUpstream::start().await;
+                    let stack = Stack::start(&upstream.url(), "").await;
+                    (stack, upstream)
+                });
+                Fixture { runtime, stack, upstream }
+            });
+            static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (status, id) = fixture.runtime.block_on(send(&fixture.stack, &case, n));
+            if !case.public && !case.token {
+                prop_assert_eq!(status, 401);
+                return Ok(());
+            }
+            prop_assert_eq!(status, 200, "{:?}", case);
+            let seen = fixture.upstream.last().expect("reached");
+            // An ordinary header passes, unless the client made it hop-by-hop.
+            let benign = format!("ok-{n}");
+            let hop = case.connection.iter().any(|c| c == "x-benign");
+            prop_assert_eq!(seen.header("x-benign"), (!hop).then_some(benign.as_str()));
+            for (name, value) in seen.headers.iter().chain(seen.trailers.iter()) {
+                prop_assert!(!value.contains("evil"), "{}: {} reached the upstream ({:?})", name, value, case);
+            }
+            let one = |name: &str| -> Vec<&str> {
+                seen.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+            };
+            prop_assert_eq!(one("x-request-id"), vec![id.as_str()]);
+            prop_assert_eq!(one("host"), vec!["gate.test:8080"]);
+            prop_assert_eq!(one("x-forwarded-host"), vec!["gate.test:8080"]);
+            prop_assert_eq!(one("x-forwarded-for"), vec!["127.0.0.1"]);
+            prop_assert_eq!(one("x-forwarded-proto"), vec!["http"]);
+            // `auth: none` never turns a token into identity.
+            if case.token && !case.public {
+                prop_assert_eq!(one("x-auth-subject"), vec!["user-1"]);
+            } else {
+                prop_assert!(one("x-auth-subject").is_empty());
+            }
+        }
+    }
+}

@@ -147,3 +147,98 @@ fn shipped_configurations_are_valid() {
     assert_eq!(settings.rules.routes.len(), 5);
     assert!(settings.upstream.is_some() && settings.admin_listen.is_some());
 }
+
+/// Origins are compared byte for byte with what a browser sends: an entry a browser never
+/// sends could never match, so `check` refuses it and shows the form that would.
+#[test]
+fn cors_origins_must_be_written_as_browsers_send_them() {
+    let yaml = "\
+dev_issuer: { audience: a }
+cors:
+  allow_origins:
+    - https://App.Example.com
+    - https://app.example.com:443
+    - http://app.example.com:80
+    - https://user:pw@app.example.com
+    - https://app.example.com/path
+    - https://app.example.com/
+    - app.example.com
+    - https://good.example.com:8443
+";
+    let text = problems(yaml);
+    for expected in [
+        "proxy.yaml:4: cors.allow_origins[0]: a browser never sends the origin `https://App.Example.com`",
+        "hint: write `https://app.example.com`",
+        "proxy.yaml:5: cors.allow_origins[1]: a browser never sends the origin `https://app.example.com:443`",
+        "proxy.yaml:6: cors.allow_origins[2]",
+        "cors.allow_origins[3]: `https://user:pw@app.example.com` is not an origin",
+        "cors.allow_origins[4]: `https://app.example.com/path` is not an origin",
+        "cors.allow_origins[5]: a browser never sends the origin `https://app.example.com/`",
+        "cors.allow_origins[6]: `app.example.com` is not an origin",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("allow_origins[7]"), "{text}");
+}
+
+#[test]
+fn cors_mode_upstream_takes_no_policy_and_needs_an_upstream() {
+    let text =
+        problems("dev_issuer: { audience: a }\ncors: { mode: upstream, allow_origins: [\"*\"] }\n");
+    assert!(
+        text.contains(
+            "cors.allow_origins: with mode: upstream the upstream's own CORS headers decide"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "cors.mode: mode: upstream hands CORS to the upstream, and none is configured"
+        ),
+        "{text}"
+    );
+    let text = problems("dev_issuer: { audience: a }\ncors: { mode: browser }\n");
+    assert!(
+        text.contains("cors.mode: `browser` is not a CORS mode"),
+        "{text}"
+    );
+    assert_eq!(
+        problems("dev_issuer: { audience: a }\nupstream: { url: http://127.0.0.1:9 }\ncors: { mode: upstream }\n"),
+        ""
+    );
+}
+
+#[test]
+fn identity_header_settings_are_checked() {
+    let yaml = "\
+dev_issuer: { audience: a }
+forward:
+  headers:
+    X-Groups: { claim: groups, array_format: csv }
+    X-Roles: { claims: [roles], colour: red }
+  array_format: yaml
+  strip_headers: [X-Legacy-User, X-Tenant-*, \"*\", Host, X-Forwarded-*, \"bad name\"]
+  trusted_identity_headers: [X-Forwarded-User, X-Auth-Subject, X-Custom-Thing]
+";
+    let text = problems(yaml);
+    for expected in [
+        "forward.headers.X-Groups.array_format: `csv` is not an array format",
+        "forward.headers.X-Roles: unknown field `colour`",
+        "forward.array_format: `yaml` is not an array format",
+        "forward.strip_headers[2]: `*` is not a header name or Prefix* pattern",
+        "forward.strip_headers[3]: `Host` would strip a header the request needs",
+        "forward.strip_headers[4]: `X-Forwarded-*` would strip a header the request needs",
+        "forward.strip_headers[5]",
+        "forward.trusted_identity_headers[1]: X-Auth-Subject is one of tokengate's own identity headers",
+        "forward.trusted_identity_headers[2]: X-Custom-Thing is not a stripped identity header",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    for fine in [
+        "strip_headers[0]",
+        "strip_headers[1]",
+        "trusted_identity_headers[0]",
+    ] {
+        assert!(!text.contains(fine), "{fine} refused:\n{text}");
+    }
+}
