@@ -314,6 +314,73 @@ async fn connect_is_refused_in_every_form() {
     assert_eq!(upstream.count(), 0);
 }
 
+/// Raw HTTP/2 frames, for what client libraries normalise away: a connection-specific field
+/// (`connection`, `upgrade`, RFC 9113 §8.2.2) makes the stream malformed and nothing is
+/// forwarded; an underscored identity name and split cookies arrive translated.
+#[tokio::test]
+async fn raw_http2_requests_are_translated_or_refused() {
+    let upstream = RawUpstream::start(RawMode::Ok).await;
+    let s = Stack::start(&upstream.url(), "").await;
+    let token = format!("Bearer {}", s.token());
+    let exchange = |fields: Vec<(&'static str, String)>| {
+        let addr = s.proxy.addr;
+        async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            let borrowed: Vec<(&str, &str)> =
+                fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let mut bytes = h2frames::PREFACE.to_vec();
+            bytes.extend(h2frames::settings());
+            bytes.extend(h2frames::settings_ack());
+            bytes.extend(h2frames::headers(1, &borrowed, true));
+            stream.write_all(&bytes).await.expect("write");
+            h2frames::parse(&drain(&mut stream, Duration::from_millis(800)).await)
+        }
+    };
+    let base = |extra: &[(&'static str, &str)]| {
+        let mut fields: Vec<(&'static str, String)> = vec![
+            (":method", "GET".into()),
+            (":scheme", "http".into()),
+            (":path", "/api/raw".into()),
+            (":authority", "client.test".into()),
+            ("authorization", token.clone()),
+        ];
+        fields.extend(extra.iter().map(|(n, v)| (*n, v.to_string())));
+        fields
+    };
+    for field in [
+        ("connection", "keep-alive"),
+        ("upgrade", "h2c"),
+        ("te", "gzip"),
+    ] {
+        let before = upstream.requests().len();
+        let frames = exchange(base(&[field])).await;
+        assert!(
+            frames
+                .iter()
+                .any(|&(kind, _, id)| (kind == 3 && id == 1) || kind == 7),
+            "{field:?}: {frames:?}"
+        );
+        assert_eq!(upstream.requests().len(), before, "{field:?} was forwarded");
+    }
+    let frames = exchange(base(&[
+        ("x_auth_subject", "admin"),
+        ("x-forwarded-user", "admin"),
+        ("cookie", "a=1"),
+        ("cookie", "b=2"),
+    ]))
+    .await;
+    assert!(
+        frames.iter().any(|&(kind, _, id)| kind == 1 && id == 1),
+        "{frames:?}"
+    );
+    let seen = upstream.last();
+    assert_eq!(seen.values("x-auth-subject"), ["user-1"], "{}", seen.head);
+    assert!(seen.values("x_auth_subject").is_empty(), "{}", seen.head);
+    assert!(seen.values("x-forwarded-user").is_empty(), "{}", seen.head);
+    assert_eq!(seen.values("cookie"), ["a=1; b=2"], "{}", seen.head);
+    assert_eq!(seen.values("host"), ["client.test"], "{}", seen.head);
+}
+
 /// A chunked POST declaring `trailer_decl` and sending `trailers` after its body.
 fn chunked_with_trailers(token: &str, trailer_decl: &str, trailers: &str) -> Vec<u8> {
     format!(
