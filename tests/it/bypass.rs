@@ -804,6 +804,16 @@ async fn the_dev_issuer_answers_local_tools_only() {
         .all(|n| !n.as_str().starts_with("access-control-")));
 }
 
+/// `GET path` as a browser page on `origin` would send it (no credentials).
+async fn get_from_origin(proxy: &TestProxy, path: &str, origin: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(proxy.url(path))
+        .header("origin", origin)
+        .send()
+        .await
+        .expect("request")
+}
+
 fn cors_header(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
         .get(name)
@@ -822,12 +832,7 @@ async fn the_upstream_cannot_widen_the_cors_policy() {
     )
     .await;
     // An unlisted origin on a public route: the upstream reflects it, tokengate removes it.
-    let r = reqwest::Client::new()
-        .get(s.proxy.url("/public/cors/x"))
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .expect("request");
+    let r = get_from_origin(&s.proxy, "/public/cors/x", "https://evil.example").await;
     assert_eq!(r.status(), 200);
     for name in [
         "access-control-allow-origin",
@@ -844,12 +849,7 @@ async fn the_upstream_cannot_widen_the_cors_policy() {
         Some("Accept-Encoding, Origin")
     );
     // The listed origin gets tokengate's answer: no credentials, tokengate's exposed list.
-    let r = reqwest::Client::new()
-        .get(s.proxy.url("/public/cors/x"))
-        .header("origin", "https://app.example.com")
-        .send()
-        .await
-        .expect("request");
+    let r = get_from_origin(&s.proxy, "/public/cors/x", "https://app.example.com").await;
     assert_eq!(
         cors_header(&r, "access-control-allow-origin").as_deref(),
         Some("https://app.example.com")
@@ -862,12 +862,7 @@ async fn the_upstream_cannot_widen_the_cors_policy() {
 
     // allow_origins: ["*"] never goes out with the upstream's Allow-Credentials.
     let star = Stack::start(&upstream.url(), "cors: { allow_origins: [\"*\"] }\n").await;
-    let r = reqwest::Client::new()
-        .get(star.proxy.url("/public/cors/x"))
-        .header("origin", "https://anything.example")
-        .send()
-        .await
-        .expect("request");
+    let r = get_from_origin(&star.proxy, "/public/cors/x", "https://anything.example").await;
     assert_eq!(
         cors_header(&r, "access-control-allow-origin").as_deref(),
         Some("*")
