@@ -279,8 +279,13 @@ async fn serve_io<IO>(
                 activity.touch();
             });
             Ok::<_, Infallible>(response.map(|b| {
-                let watched = responses.watch(b).boxed();
-                Metered::new(watched, Arc::new(AtomicU64::new(0)), Some(done)).boxed()
+                // HTTP/1.1 needs no per-body watch: its socket tells (see serve_io).
+                let b = if is_http2 {
+                    responses.watch(b).boxed()
+                } else {
+                    b
+                };
+                Metered::new(b, Arc::new(AtomicU64::new(0)), Some(done)).boxed()
             }))
         }
     });
@@ -307,11 +312,18 @@ async fn serve_io<IO>(
                     info!(%peer, "closing a connection whose client stopped reading (send_timeout)");
                     return;
                 }
+                // HTTP/1.1 sends one response at a time and hyper takes its next frame
+                // whenever the socket has room, so the socket says all (and a slow reader
+                // that still makes progress is never cut). HTTP/2 streams stall on their
+                // own flow-control windows while the socket is free: each is watched.
+                if !http2.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let sweep = responses.sweep(watch.send_timeout);
                 let all_waiting_on_client = sweep.live > 0
                     && sweep.cut == sweep.live
                     && activity.active.load(Ordering::Relaxed) <= sweep.live;
-                if sweep.cut > 0 && (!http2.load(Ordering::Relaxed) || all_waiting_on_client) {
+                if all_waiting_on_client {
                     info!(%peer, streams = sweep.cut, "closing a connection whose client took no response data (send_timeout)");
                     return;
                 }

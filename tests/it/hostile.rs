@@ -171,6 +171,44 @@ async fn a_never_reading_http1_client_is_cut_off_and_its_upstream_released() {
     assert!(served >= 5, "the normal client was served {served} times");
 }
 
+/// The send timeout is about progress, not speed: a client that keeps reading, far slower
+/// than loopback allows (about 2 MiB a second), keeps its download for four send timeouts.
+/// Progress is counted in writes the kernel accepts, so the client must drain a part of
+/// the socket's send buffer within each send timeout (README "Limits").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_http1_reader_that_keeps_reading_is_not_cut_off() {
+    let (_issuer, upstream, proxy) = setup("send_timeout: 2s").await;
+    let mut reader = TcpStream::connect(proxy.addr).await.expect("connect");
+    reader
+        .write_all(format!("GET /big/{FIFTY_MIB} HTTP/1.1\r\nHost: slow\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    assert!(eventually(10, async || upstream.open_connections() >= 1).await);
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf))
+            .await
+            .expect("no data for 5 s")
+            .expect("read");
+        assert!(
+            n > 0,
+            "cut off after {total} bytes and {:?}",
+            started.elapsed()
+        );
+        total += n;
+        // 64 KiB every 30 ms at most: about 2 MiB/s.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(
+        upstream.open_connections(),
+        1,
+        "the upstream connection was released while the client was reading"
+    );
+    eprintln!("slow HTTP/1.1 reader: {total} bytes over 8 s, still served");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_window_http2_client_is_cut_off_and_cannot_pin_more_upstreams_than_its_streams() {
     let (_issuer, upstream, proxy) =
