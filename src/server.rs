@@ -182,7 +182,7 @@ fn log_connection_limit(max_connections: usize, descriptors: usize, pool_max_idl
             max_connections,
             with_upstream,
             pool_max_idle,
-            "the open-files limit holds only {with_upstream} client connections that each keep an upstream connection; beyond that, new connections wait in the backlog"
+            "the open-files limit holds only {with_upstream} client connections that each keep an upstream connection; beyond that, requests wait for a descriptor (then 503) and new connections wait in the backlog"
         );
     }
 }

@@ -632,3 +632,55 @@ async fn under_an_open_files_limit_of_1024_slow_readers_cannot_stop_metrics_or_c
         "the effective connection limit was not logged"
     );
 }
+
+#[test]
+fn check_warns_when_max_connections_exceeds_the_open_files_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &config,
+        "dev_issuer: {}\nupstream: { url: http://127.0.0.1:9 }\nlimits: { max_connections: 25000 }\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new("prlimit")
+        .args([
+            "--nofile=1024:1024",
+            "--",
+            process::BIN,
+            "check",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("prlimit (util-linux) must be installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(
+            "warning: limits.max_connections is 25000 but the open-files limit (1024) holds 432"
+        ),
+        "{stdout}"
+    );
+    std::fs::write(
+        &config,
+        "dev_issuer: {}\nlimits:\n  max_connections: 100\n  send_timeout: 0s\n",
+    )
+    .expect("write");
+    let quiet = std::process::Command::new("prlimit")
+        .args([
+            "--nofile=1024:1024",
+            "--",
+            process::BIN,
+            "check",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("prlimit");
+    let stderr = String::from_utf8_lossy(&quiet.stderr);
+    assert_eq!(quiet.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("proxy.yaml:4: limits.send_timeout: timeouts must be above zero"),
+        "{stderr}"
+    );
+}
