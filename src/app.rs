@@ -27,6 +27,7 @@ use crate::metrics::{method_class, Metrics, RequestLabels};
 use crate::mutate::{HeaderPolicy, TrailerFilter, TrailerRules};
 use crate::rejection::Rejection;
 use crate::route::{self, AuthMode, CanonicalPath, OwnEndpoint, OwnEndpoints, Rule};
+use crate::stall::ReadTimeout;
 use crate::token::{self, Extracted};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -206,8 +207,11 @@ impl App {
         let request_id = self.request_id(request.headers(), &peer);
 
         let bytes_in = Arc::new(AtomicU64::new(0));
-        let request = request
-            .map(|body| Metered::new(body.map_err(box_error), bytes_in.clone(), None).boxed());
+        let body_read_timeout = self.settings.limits.body_read_timeout;
+        let request = request.map(|body| {
+            let body = ReadTimeout::new(body.map_err(box_error), body_read_timeout);
+            Metered::new(body, bytes_in.clone(), None).boxed()
+        });
         let client = Client {
             peer,
             proto,

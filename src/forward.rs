@@ -24,6 +24,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use crate::body::Body;
@@ -42,6 +43,12 @@ pub enum UpstreamError {
     /// The upstream broke the exchange: 502.
     #[error("the upstream's response was invalid")]
     Protocol(String),
+    /// The client stopped sending its request body for `limits.body_read_timeout`: 408.
+    #[error("the request body did not arrive in time")]
+    ClientBodyTimeout,
+    /// No file descriptor could be had for an upstream connection in time: 503.
+    #[error("the proxy is at its connection limit")]
+    Overloaded,
 }
 
 impl UpstreamError {
@@ -50,6 +57,8 @@ impl UpstreamError {
             UpstreamError::Unreachable(_) => "upstream_unreachable",
             UpstreamError::Timeout => "upstream_timeout",
             UpstreamError::Protocol(_) => "upstream_protocol_error",
+            UpstreamError::ClientBodyTimeout => "body_read_timeout",
+            UpstreamError::Overloaded => "over_capacity",
         }
     }
 }
@@ -59,8 +68,12 @@ impl UpstreamError {
 pub struct Affinity {
     /// The connection, and the [`Upstream::id`] it belongs to: after a reload, a connection
     /// to the previous upstream is never used again.
-    sender: Mutex<Option<(u64, SendRequest<Body>)>>,
+    sender: Mutex<Option<Held>>,
 }
+
+/// A kept upstream connection: the upstream it belongs to, its sender, and the file
+/// descriptor it draws from the process's budget (`crate::fdlimit`).
+type Held = (u64, SendRequest<Body>, OwnedSemaphorePermit);
 
 /// Tells one [`Upstream`] (one configuration's) from another.
 static NEXT_UPSTREAM_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -68,7 +81,7 @@ static NEXT_UPSTREAM_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomi
 /// What [`Affinity`] has to offer a request.
 enum Kept {
     /// An idle connection: use it.
-    Ready(SendRequest<Body>),
+    Ready(SendRequest<Body>, OwnedSemaphorePermit),
     /// None yet, or the upstream closed it: open one.
     Nothing,
     /// Still streaming an earlier response: use the shared pool this once.
@@ -81,9 +94,11 @@ impl Affinity {
             return Kept::Busy;
         };
         match slot.take() {
-            Some((id, sender)) if id == upstream && sender.is_ready() => Kept::Ready(sender),
-            Some((id, sender)) if id == upstream && !sender.is_closed() => {
-                *slot = Some((id, sender));
+            Some((id, sender, fd)) if id == upstream && sender.is_ready() => {
+                Kept::Ready(sender, fd)
+            }
+            Some((id, sender, fd)) if id == upstream && !sender.is_closed() => {
+                *slot = Some((id, sender, fd));
                 Kept::Busy
             }
             // None yet, closed, or another configuration's (dropped: it closes).
@@ -91,9 +106,9 @@ impl Affinity {
         }
     }
 
-    fn keep(&self, upstream: u64, sender: SendRequest<Body>) {
+    fn keep(&self, upstream: u64, sender: SendRequest<Body>, fd: OwnedSemaphorePermit) {
         if let Ok(mut slot) = self.sender.lock() {
-            *slot = Some((upstream, sender));
+            *slot = Some((upstream, sender, fd));
         }
     }
 }
@@ -111,6 +126,8 @@ pub struct Upstream {
     /// The URL's path without a trailing `/`, prefixed to every forwarded path.
     base_path: String,
     timeout: Duration,
+    /// How long a request waits for a file descriptor for a new upstream connection.
+    connect_timeout: Duration,
     preserve_host: bool,
 }
 
@@ -143,6 +160,8 @@ impl Upstream {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
+            // Idle connections are kept outside the descriptor budget: bounded here.
+            .pool_max_idle_per_host(settings.pool_max_idle)
             .http1_writev(false)
             .http2_only(settings.http2)
             .build(connector);
@@ -167,6 +186,7 @@ impl Upstream {
                 .map_err(|e| format!("upstream authority: {e}"))?,
             base_path: url.path().trim_end_matches('/').to_owned(),
             timeout: settings.timeout,
+            connect_timeout: settings.connect_timeout,
             preserve_host: settings.preserve_host,
         })
     }
@@ -194,7 +214,7 @@ impl Upstream {
         };
         // A connection of the client connection's own is sent the origin-form target; the
         // pool needs the absolute URI to choose a connection.
-        let own_connection = matches!(kept, Some((_, Kept::Ready(_) | Kept::Nothing)));
+        let own_connection = matches!(kept, Some((_, Kept::Ready(..) | Kept::Nothing)));
         let uri = if own_connection {
             Uri::from(path_and_query)
         } else {
@@ -218,14 +238,19 @@ impl Upstream {
         }
 
         let started = Instant::now();
+        // A pooled request holds a descriptor of the budget for as long as its response
+        // (or the upgraded connection) lasts.
+        let mut pooled_fd = None;
         let sent = match kept {
-            Some((affinity, Kept::Ready(sender))) => {
-                tokio::time::timeout(self.timeout, self.send_kept(affinity, sender, request)).await
+            Some((affinity, Kept::Ready(sender, fd))) => {
+                tokio::time::timeout(self.timeout, self.send_kept(affinity, sender, fd, request))
+                    .await
             }
             Some((affinity, Kept::Nothing)) => {
                 tokio::time::timeout(self.timeout, self.send_fresh(affinity, request)).await
             }
             Some((_, Kept::Busy)) | None => {
+                pooled_fd = Some(self.descriptor().await?);
                 tokio::time::timeout(self.timeout, self.send_pooled(request)).await
             }
         };
@@ -242,7 +267,11 @@ impl Upstream {
             match client_upgrade {
                 Some(client_side) if upgrades_to_websocket(response.headers()) => {
                     let upstream_side = hyper::upgrade::on(&mut response);
-                    tokio::spawn(splice(client_side, upstream_side));
+                    let fd = pooled_fd.take();
+                    tokio::spawn(async move {
+                        splice(client_side, upstream_side).await;
+                        drop(fd);
+                    });
                 }
                 Some(_) => {
                     return Err(UpstreamError::Protocol(
@@ -254,13 +283,24 @@ impl Upstream {
         }
         mutate::strip_response(response.headers_mut(), switching);
         let response = response.map(|body| {
-            TrailerFilter::new(
+            let body = TrailerFilter::new(
                 body.map_err(|e| Box::new(e) as crate::body::BoxError),
                 TrailerRules::Response,
-            )
-            .boxed()
+            );
+            match pooled_fd {
+                Some(fd) => Holding { body, _fd: fd }.boxed(),
+                None => body.boxed(),
+            }
         });
         Ok((response, upstream_latency))
+    }
+
+    /// A descriptor of the budget for a new upstream connection, waiting up to
+    /// `upstream.connect_timeout`.
+    async fn descriptor(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
+        crate::fdlimit::for_upstream(self.connect_timeout)
+            .await
+            .ok_or(UpstreamError::Overloaded)
     }
 
     async fn send_pooled(
@@ -268,7 +308,9 @@ impl Upstream {
         request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         self.client.request(request).await.map_err(|e| {
-            if e.is_connect() {
+            if crate::stall::is_body_read_timeout(&e) {
+                UpstreamError::ClientBodyTimeout
+            } else if e.is_connect() {
                 UpstreamError::Unreachable(error_chain(&e))
             } else {
                 UpstreamError::Protocol(error_chain(&e))
@@ -282,16 +324,21 @@ impl Upstream {
         &self,
         affinity: &Affinity,
         mut sender: SendRequest<Body>,
+        fd: OwnedSemaphorePermit,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         match sender.try_send_request(request).await {
             Ok(response) => {
-                affinity.keep(self.id, sender);
+                affinity.keep(self.id, sender, fd);
                 Ok(response)
             }
             Err(mut e) => match e.take_message() {
-                Some(unsent) => self.send_fresh(affinity, unsent).await,
-                None => Err(UpstreamError::Protocol(error_chain(e.error()))),
+                Some(unsent) => {
+                    // The closed connection's descriptor is free again.
+                    drop(fd);
+                    self.send_fresh(affinity, unsent).await
+                }
+                None => Err(sent_error(e.error())),
             },
         }
     }
@@ -302,12 +349,13 @@ impl Upstream {
         affinity: &Affinity,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let fd = self.descriptor().await?;
         let mut sender = self.connect().await?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| UpstreamError::Protocol(error_chain(&e)))?;
-        affinity.keep(self.id, sender);
+            .map_err(|e| sent_error(&e))?;
+        affinity.keep(self.id, sender, fd);
         Ok(response)
     }
 
@@ -349,6 +397,44 @@ fn upgrades_to_websocket(headers: &http::HeaderMap) -> bool {
             .to_str()
             .is_ok_and(|v| v.trim().eq_ignore_ascii_case("websocket")),
         _ => false,
+    }
+}
+
+/// Why a request sent on a kept connection got no response.
+fn sent_error(e: &hyper::Error) -> UpstreamError {
+    if crate::stall::is_body_read_timeout(e) {
+        UpstreamError::ClientBodyTimeout
+    } else {
+        UpstreamError::Protocol(error_chain(e))
+    }
+}
+
+/// A response body that keeps a file descriptor of the budget until it is dropped.
+struct Holding<B> {
+    body: B,
+    _fd: OwnedSemaphorePermit,
+}
+
+impl<B> http_body::Body for Holding<B>
+where
+    B: http_body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -25,6 +25,7 @@ pub mod claims;
 pub mod config;
 pub mod cors;
 pub mod dev;
+pub mod fdlimit;
 pub mod forward;
 pub mod gateway;
 pub mod header_name;
@@ -36,6 +37,7 @@ pub mod mutate;
 pub mod rejection;
 pub mod route;
 pub mod server;
+pub mod stall;
 pub mod tls;
 pub mod token;
 

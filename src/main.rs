@@ -204,6 +204,17 @@ fn summary(s: &Settings) -> String {
     if s.upstream.is_some() && matches!(s.cors, Cors::Off) {
         out += "  warning: an upstream is configured and cors: is not: a browser app's preflights will get 401; set cors: { allow_origins: [...] }, or cors: { mode: upstream } if the upstream answers CORS itself\n";
     }
+    // `serve` raises the soft limit to the hard one, so the hard limit is what it will have.
+    if let Some((_, hard)) = tokengate::fdlimit::current() {
+        let pool_max_idle = s.upstream.as_ref().map_or(0, |u| u.pool_max_idle);
+        let allowed = tokengate::fdlimit::connections_for(hard, pool_max_idle);
+        if s.limits.max_connections > allowed {
+            out += &format!(
+                "  warning: limits.max_connections is {} but the open-files limit ({hard}) holds {allowed} client connections that each keep an upstream connection; raise the hard limit (LimitNOFILE= in systemd, ulimit -Hn) or lower max_connections\n",
+                s.limits.max_connections
+            );
+        }
+    }
     for (later, earlier) in s.rules.unreachable() {
         out += &format!(
             "  warning: routes[{later}] ({}) can never match: routes[{earlier}] ({}) comes first and covers it\n",
@@ -215,6 +226,31 @@ fn summary(s: &Settings) -> String {
 
 fn serve(settings: Settings, config_path: std::path::PathBuf, overrides: Overrides) -> ExitCode {
     init_logging(&settings);
+    // Before the runtime starts, so every descriptor it opens counts against the raised limit.
+    let raised = tokengate::fdlimit::raise();
+    match &raised.error {
+        None if raised.before == raised.hard => info!(
+            soft = raised.soft,
+            hard = raised.hard,
+            "open files limit: soft {} is already the hard limit; not raised",
+            raised.soft
+        ),
+        None => info!(
+            soft_before = raised.before,
+            soft = raised.soft,
+            hard = raised.hard,
+            "open files limit: soft {} raised to the hard limit {}",
+            raised.before,
+            raised.hard
+        ),
+        Some(why) => warn!(
+            soft = raised.soft,
+            hard = raised.hard,
+            error = %why,
+            "open files limit: soft {} not raised",
+            raised.soft
+        ),
+    }
     // One worker per core this process may run on (taskset and cgroup limits respected).
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     // On one core, a current-thread runtime does the same work without the multi-thread

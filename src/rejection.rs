@@ -92,6 +92,8 @@ impl Rejection {
             Rejection::Upstream(UpstreamError::Unreachable(_) | UpstreamError::Protocol(_)) => {
                 StatusCode::BAD_GATEWAY
             }
+            Rejection::Upstream(UpstreamError::ClientBodyTimeout) => StatusCode::REQUEST_TIMEOUT,
+            Rejection::Upstream(UpstreamError::Overloaded) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -160,6 +162,8 @@ impl Rejection {
             Rejection::Upstream(e) => (
                 match e {
                     UpstreamError::Timeout => "upstream_timeout",
+                    UpstreamError::ClientBodyTimeout => "request_timeout",
+                    UpstreamError::Overloaded => "over_capacity",
                     _ => "bad_gateway",
                 },
                 e.to_string(),
@@ -184,6 +188,13 @@ impl Rejection {
             }
             Rejection::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            Rejection::Upstream(UpstreamError::Overloaded) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // The rest of the body was never read: the HTTP/1.1 connection cannot be reused.
+            Rejection::Upstream(UpstreamError::ClientBodyTimeout) => {
+                headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -25,16 +25,32 @@ use crate::body::{full, Body, Metered};
 use crate::builtin::json_response;
 use crate::forward::Affinity;
 use crate::gateway::Gateway;
+use crate::stall::{Responses, SocketProgress, WatchedIo};
 
-/// How long an accept error (usually: out of file descriptors) pauses the loop.
+/// How long an accept error first pauses the loop; it doubles, up to [`ACCEPT_BACKOFF_MAX`],
+/// while accepting keeps failing (out of descriptors: waiting beats spinning on `EMFILE`).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// HTTP/2 PINGs: sent after this long without a frame from the client...
+pub const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// ...and the connection closed when one is not answered within this long (a client that
+/// stopped reading its socket cannot answer).
+pub const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Request data an HTTP/2 client may send on one stream before tokengate has passed it on
+/// (the stream's flow-control window), in bytes.
+pub const HTTP2_STREAM_WINDOW: u32 = 256 * 1024;
+/// The same for all streams of one connection together, in bytes.
+pub const HTTP2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Streams a client may reset before tokengate has accepted them (rapid reset, CVE-2023-44487).
+pub const HTTP2_MAX_PENDING_RESETS: usize = 20;
 
 /// Serves the gateway's current configuration on an already-bound listener until `shutdown`
 /// resolves, then stops accepting and lets in-flight requests finish for up to
 /// `shutdown_timeout` (keep-alive connections are told `Connection: close`).
 pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
     let settings = gateway.app().settings().clone();
-    let limits = settings.limits.clone();
+    let limits = Arc::new(settings.limits.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -43,20 +59,45 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         .timer(TokioTimer::new())
         // Also bounds how long an idle keep-alive connection waits for its next request.
         .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
         .max_buf_size(limits.max_header_bytes.max(8192));
+    // RFC 9113 §10.5: every resource a client can make the server hold is bounded.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_send_buf_size(limits.http2_max_send_buffer)
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+        .max_pending_accept_reset_streams(HTTP2_MAX_PENDING_RESETS)
+        .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let pool_max_idle = settings.upstream.as_ref().map_or(0, |u| u.pool_max_idle);
+    let descriptors = crate::fdlimit::budget(pool_max_idle);
+    log_connection_limit(
+        limits.max_connections,
+        descriptors.available_permits(),
+        pool_max_idle,
+    );
     tokio::pin!(shutdown);
+    let mut backoff = ACCEPT_BACKOFF;
 
     loop {
-        // Beyond max_connections, new connections wait in the kernel's backlog.
+        // Beyond max_connections, or with the descriptor budget spent, new connections wait
+        // in the kernel's backlog.
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let descriptor = tokio::select! {
+            permit = descriptors.clone().acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break,
             },
@@ -66,32 +107,31 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    warn!(%error, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    // Out of descriptors despite the budget (something else holds them):
+                    // wait, longer each time, instead of spinning.
+                    if backoff == ACCEPT_BACKOFF {
+                        warn!(%error, "accept failed; backing off");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
+        backoff = ACCEPT_BACKOFF;
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let limits = limits.clone();
         tokio::spawn(async move {
             let metrics_gateway = gateway.clone();
             let metrics = metrics_gateway.metrics();
             metrics.connections.inc();
-            serve_connection(
-                stream,
-                peer,
-                gateway.clone(),
-                &builder,
-                watcher,
-                limits.idle_timeout,
-                limits.header_read_timeout,
-            )
-            .await;
+            serve_connection(stream, peer, gateway.clone(), &builder, watcher, &limits).await;
             metrics.connections.dec();
+            drop(descriptor);
             drop(permit);
         });
     }
@@ -127,32 +167,60 @@ impl Activity {
     }
 }
 
+/// Says what the connection limit is, and warns when the open-files limit cannot hold it.
+fn log_connection_limit(max_connections: usize, descriptors: usize, pool_max_idle: usize) {
+    let effective = max_connections.min(descriptors);
+    let with_upstream = descriptors / 2;
+    info!(
+        max_connections,
+        effective,
+        descriptor_budget = descriptors,
+        "connection limit"
+    );
+    if max_connections > with_upstream {
+        warn!(
+            max_connections,
+            with_upstream,
+            pool_max_idle,
+            "the open-files limit holds only {with_upstream} client connections that each keep an upstream connection; beyond that, requests wait for a descriptor (then 503) and new connections wait in the backlog"
+        );
+    }
+}
+
+/// The per-connection limits the watchdog applies.
+struct Watch {
+    idle_timeout: Duration,
+    send_timeout: Duration,
+    max_headers: usize,
+}
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     gateway: Arc<Gateway>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
-    idle_timeout: Duration,
-    handshake_timeout: Duration,
+    limits: &crate::config::Limits,
 ) {
+    let watch = Watch {
+        idle_timeout: limits.idle_timeout,
+        send_timeout: limits.send_timeout,
+        max_headers: limits.max_headers,
+    };
+    // Watched below TLS: what counts is whether the client takes bytes off the socket.
+    let socket = SocketProgress::new();
+    let stream = WatchedIo::new(stream, socket.clone());
     match gateway.tls() {
         None => {
             serve_io(
-                stream,
-                peer,
-                gateway,
-                builder,
-                watcher,
-                idle_timeout,
-                "http",
+                stream, peer, gateway, builder, watcher, watch, socket, "http",
             )
             .await
         }
         Some(acceptor) => {
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+            match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    serve_io(tls, peer, gateway, builder, watcher, idle_timeout, "https").await
+                    serve_io(tls, peer, gateway, builder, watcher, watch, socket, "https").await
                 }
                 Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => debug!(%peer, "TLS handshake timed out"),
@@ -161,13 +229,15 @@ async fn serve_connection(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_io<IO>(
     io: IO,
     peer: SocketAddr,
     gateway: Arc<Gateway>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
-    idle_timeout: Duration,
+    watch: Watch,
+    socket: Arc<SocketProgress>,
     proto: &'static str,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -179,30 +249,50 @@ async fn serve_io<IO>(
     });
     let tracked = activity.clone();
     let affinity = Arc::new(Affinity::default());
+    let responses = Responses::new();
+    let watched = responses.clone();
+    let max_headers = watch.max_headers;
+    let http2 = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let saw_http2 = http2.clone();
     let service = service_fn(move |request: Request<Incoming>| {
         // Each request is served by the configuration current when it starts.
         let app = gateway.app();
         let activity = tracked.clone();
+        let responses = watched.clone();
+        let is_http2 = request.version() >= http::Version::HTTP_2;
+        saw_http2.store(is_http2, Ordering::Relaxed);
         // HTTP/2 streams run side by side: they share the pool instead.
-        let affinity = (request.version() < http::Version::HTTP_2).then(|| affinity.clone());
+        let affinity = (!is_http2).then(|| affinity.clone());
         activity.active.fetch_add(1, Ordering::Relaxed);
         activity.touch();
         async move {
-            let response = app
-                .handle_with(request, peer, proto, affinity.as_deref())
-                .await;
+            // hyper's HTTP/1.1 parser refuses more than max_headers with a 431; HTTP/2 has
+            // no such count, so the same limit is applied here.
+            let response = if is_http2 && request.headers().len() > max_headers {
+                too_many_headers()
+            } else {
+                app.handle_with(request, peer, proto, affinity.as_deref())
+                    .await
+            };
             let done = Box::new(move |_| {
                 activity.active.fetch_sub(1, Ordering::Relaxed);
                 activity.touch();
             });
-            Ok::<_, Infallible>(
-                response.map(|b| Metered::new(b, Arc::new(AtomicU64::new(0)), Some(done)).boxed()),
-            )
+            Ok::<_, Infallible>(response.map(|b| {
+                // HTTP/1.1 needs no per-body watch: its socket tells (see serve_io).
+                let b = if is_http2 {
+                    responses.watch(b).boxed()
+                } else {
+                    b
+                };
+                Metered::new(b, Arc::new(AtomicU64::new(0)), Some(done)).boxed()
+            }))
         }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let connection = watcher.watch(connection.into_owned());
     tokio::pin!(connection);
+    let tick = (watch.idle_timeout.min(watch.send_timeout) / 4).max(Duration::from_millis(50));
     loop {
         tokio::select! {
             result = &mut connection => {
@@ -211,9 +301,30 @@ async fn serve_io<IO>(
                 }
                 return;
             }
-            () = tokio::time::sleep(idle_timeout / 4) => {
-                if activity.idle_for().is_some_and(|idle| idle >= idle_timeout) {
+            () = tokio::time::sleep(tick) => {
+                if activity.idle_for().is_some_and(|idle| idle >= watch.idle_timeout) {
                     debug!(%peer, "closing an idle connection");
+                    return;
+                }
+                // Returning drops the connection: for HTTP/2 that ends every stream, and
+                // with them the upstream connections they held.
+                if socket.blocked_for().is_some_and(|t| t >= watch.send_timeout) {
+                    info!(%peer, "closing a connection whose client stopped reading (send_timeout)");
+                    return;
+                }
+                // HTTP/1.1 sends one response at a time and hyper takes its next frame
+                // whenever the socket has room, so the socket says all (and a slow reader
+                // that still makes progress is never cut). HTTP/2 streams stall on their
+                // own flow-control windows while the socket is free: each is watched.
+                if !http2.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let sweep = responses.sweep(watch.send_timeout);
+                let all_waiting_on_client = sweep.live > 0
+                    && sweep.cut == sweep.live
+                    && activity.active.load(Ordering::Relaxed) <= sweep.live;
+                if all_waiting_on_client {
+                    info!(%peer, streams = sweep.cut, "closing a connection whose client took no response data (send_timeout)");
                     return;
                 }
             }
@@ -221,14 +332,35 @@ async fn serve_io<IO>(
     }
 }
 
+/// 431 for an HTTP/2 request with more header fields than `limits.max_headers`.
+fn too_many_headers() -> Response<Body> {
+    json_response(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        &serde_json::json!({
+            "error": "request_header_fields_too_large",
+            "error_description": "the request has more header fields than limits.max_headers"
+        }),
+    )
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` on the admin listener until `shutdown`.
+/// At most [`crate::fdlimit::ADMIN_CONNECTIONS`] at once: their descriptors are part of the
+/// reserve kept outside the public listener's budget.
 pub async fn run_admin(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(crate::fdlimit::ADMIN_CONNECTIONS));
     loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            () = &mut shutdown => return,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -241,6 +373,7 @@ pub async fn run_admin(
         };
         let gateway = gateway.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |request: Request<Incoming>| {
                 let gateway = gateway.clone();
                 async move { Ok::<_, Infallible>(admin(&gateway, &request)) }

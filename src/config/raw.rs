@@ -70,6 +70,7 @@ pub struct RawUpstream {
     pub timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub pool_idle_timeout: Option<String>,
+    pub pool_max_idle: Option<usize>,
     pub preserve_host: Option<bool>,
     pub ca_file: Option<String>,
     pub server_name: Option<String>,
@@ -207,4 +208,9 @@ pub struct RawLimits {
     pub max_header_bytes: Option<usize>,
     pub max_token_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub send_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub max_headers: Option<usize>,
+    pub http2_max_concurrent_streams: Option<u32>,
+    pub http2_max_send_buffer: Option<usize>,
 }

@@ -67,6 +67,8 @@ pub struct UpstreamSettings {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub pool_idle_timeout: Duration,
+    /// Idle connections the shared pool keeps (beyond them, a finished connection closes).
+    pub pool_max_idle: usize,
     /// Send the client's `Host` (sidecar), or the upstream's authority.
     pub preserve_host: bool,
     pub ca_file: Option<PathBuf>,
@@ -278,15 +280,33 @@ pub struct LogSettings {
     pub level: String,
 }
 
+/// What one client may make tokengate spend (`limits:`).
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// How long the request head may take to arrive (and an idle HTTP/1.1 connection waits).
     pub header_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
+    /// Bytes of request head (HTTP/1.1) or header list (HTTP/2); beyond it, 431.
     pub max_header_bytes: usize,
+    /// Header fields in one request, either protocol; beyond it, 431.
+    pub max_headers: usize,
     pub max_token_bytes: usize,
-    /// Beyond this many open connections, new ones wait in the listen backlog.
+    /// Beyond this many open connections, new ones wait in the listen backlog. The server
+    /// may use fewer when the open-files limit cannot hold this many (see `crate::fdlimit`).
     pub max_connections: usize,
+    /// A response that the client lets make no write progress for this long is abandoned:
+    /// the HTTP/1.1 connection is closed, the HTTP/2 stream's upstream released and, when
+    /// no stream of the connection progresses, the connection closed.
+    pub send_timeout: Duration,
+    /// A request body that makes no progress for this long is abandoned (408 when no
+    /// response has been sent yet).
+    pub body_read_timeout: Duration,
+    /// Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub http2_max_concurrent_streams: u32,
+    /// Bytes of response data buffered per HTTP/2 stream while the client's flow-control
+    /// window or socket is full.
+    pub http2_max_send_buffer: usize,
 }
 
 impl Settings {

@@ -196,6 +196,30 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
             "the default is 25000",
         );
     }
+    let max_headers = raw.limits.max_headers.unwrap_or(100);
+    if !(16..=10_000).contains(&max_headers) {
+        issues.add(
+            "limits.max_headers",
+            format!("{max_headers} is out of range"),
+            "use 16 to 10000 header fields; the default is 100",
+        );
+    }
+    let http2_max_concurrent_streams = raw.limits.http2_max_concurrent_streams.unwrap_or(100);
+    if !(1..=1000).contains(&http2_max_concurrent_streams) {
+        issues.add(
+            "limits.http2_max_concurrent_streams",
+            format!("{http2_max_concurrent_streams} is out of range"),
+            "use 1 to 1000 streams (RFC 9113 recommends at least 100); the default is 100",
+        );
+    }
+    let http2_max_send_buffer = raw.limits.http2_max_send_buffer.unwrap_or(64 * 1024);
+    if !(16 * 1024..=16 * 1024 * 1024).contains(&http2_max_send_buffer) {
+        issues.add(
+            "limits.http2_max_send_buffer",
+            format!("{http2_max_send_buffer} is out of range"),
+            "use 16384 to 16777216 bytes per stream; the default is 65536",
+        );
+    }
     let limits = Limits {
         header_read_timeout: issues.duration(
             "limits.header_read_timeout",
@@ -208,15 +232,35 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
             Duration::from_secs(120),
         ),
         max_header_bytes,
+        max_headers,
         max_token_bytes,
         max_connections,
+        send_timeout: issues.duration(
+            "limits.send_timeout",
+            raw.limits.send_timeout.as_deref(),
+            Duration::from_secs(60),
+        ),
+        body_read_timeout: issues.duration(
+            "limits.body_read_timeout",
+            raw.limits.body_read_timeout.as_deref(),
+            Duration::from_secs(60),
+        ),
+        http2_max_concurrent_streams,
+        http2_max_send_buffer,
     };
-    if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
-        issues.add(
-            "limits",
-            "timeouts must be above zero",
-            "the defaults are header_read_timeout: 10s, idle_timeout: 120s",
-        );
+    for (field, value) in [
+        ("header_read_timeout", limits.header_read_timeout),
+        ("idle_timeout", limits.idle_timeout),
+        ("send_timeout", limits.send_timeout),
+        ("body_read_timeout", limits.body_read_timeout),
+    ] {
+        if value.is_zero() {
+            issues.add(
+                format!("limits.{field}"),
+                "timeouts must be above zero",
+                "the defaults are header_read_timeout: 10s, idle_timeout: 120s, send_timeout: 60s, body_read_timeout: 60s",
+            );
+        }
     }
     let tls = raw.tls.as_ref().map(|t| {
         for (field, path) in [
@@ -907,6 +951,14 @@ fn upstream(issues: &mut Issues, at: &str, url_text: &str, raw: &RawUpstream) ->
         raw.pool_idle_timeout.as_deref(),
         Duration::from_secs(90),
     );
+    let pool_max_idle = raw.pool_max_idle.unwrap_or(32);
+    if pool_max_idle > 10_000 {
+        issues.add(
+            "upstream.pool_max_idle",
+            format!("{pool_max_idle} is out of range"),
+            "use 0 to 10000 idle connections; the default is 32",
+        );
+    }
     if timeout.is_zero() || connect_timeout.is_zero() {
         issues.add(
             "upstream",
@@ -936,6 +988,7 @@ fn upstream(issues: &mut Issues, at: &str, url_text: &str, raw: &RawUpstream) ->
         timeout,
         connect_timeout,
         pool_idle_timeout,
+        pool_max_idle,
         preserve_host: raw.preserve_host.unwrap_or(true),
         ca_file: raw.ca_file.as_ref().map(PathBuf::from),
         server_name: raw.server_name.clone(),

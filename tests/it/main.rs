@@ -12,6 +12,7 @@ mod config;
 mod cors;
 mod extraction;
 mod forwarding;
+mod hostile;
 mod keys;
 mod operations;
 mod properties;

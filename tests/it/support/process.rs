@@ -64,7 +64,20 @@ fn status_field(pid: u32, field: &str) -> u64 {
 /// Starts the binary with `args` (plus `--listen 127.0.0.1:0 --log-format json`) in the
 /// repository root, and waits for it to say where it listens.
 pub fn spawn(args: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
+    spawn_under(&[], args)
+}
+
+/// As [`spawn`], run through `wrapper` (e.g. `["prlimit", "--nofile=1024", "--"]`).
+pub fn spawn_under(wrapper: &[&str], args: &[&str]) -> Running {
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = command
         .args(args)
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .current_dir(ROOT)

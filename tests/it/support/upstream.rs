@@ -54,6 +54,8 @@ pub struct EchoUpstream {
     seen: Arc<Mutex<Vec<Recorded>>>,
     count: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
+    /// Connections open now (plaintext upstreams only).
+    open: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -77,7 +79,9 @@ impl EchoUpstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
         let (seen2, count2, connections2) = (seen.clone(), count.clone(), connections.clone());
+        let open2 = open.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -85,6 +89,8 @@ impl EchoUpstream {
                 };
                 connections2.fetch_add(1, Ordering::SeqCst);
                 let (seen, count) = (seen2.clone(), count2.clone());
+                let open = open2.clone();
+                open.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let (seen, count) = (seen.clone(), count.clone());
@@ -98,6 +104,7 @@ impl EchoUpstream {
                     let _ = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
+                    open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -106,6 +113,7 @@ impl EchoUpstream {
             seen,
             count,
             connections,
+            open,
             task,
         }
     }
@@ -147,6 +155,7 @@ impl EchoUpstream {
             seen,
             count,
             connections,
+            open: Arc::new(AtomicUsize::new(0)),
             task,
         }
     }
@@ -163,6 +172,11 @@ impl EchoUpstream {
     /// How many connections it accepted.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many connections are open now (plaintext upstreams; TLS ones always say 0).
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     /// The last request that arrived.
