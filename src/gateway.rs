@@ -57,8 +57,11 @@ impl Gateway {
         &self.metrics
     }
 
-    /// Swaps in a new configuration (already validated). TLS files are read again. Settings
-    /// that belong to the sockets (listen addresses, TLS on or off) are reported, not applied.
+    /// Swaps in a new configuration (already validated). TLS files are read again. Every other
+    /// setting applies to requests that start after the swap, and `limits.*` (but
+    /// `max_connections`) to connections accepted after it; what only a restart can apply
+    /// (listen addresses, TLS on or off, `limits.max_connections`, `upstream.pool_max_idle`'s
+    /// share of the descriptor budget, the log format and level) is reported, not applied.
     pub fn reload(&self, settings: Settings) -> Result<NeedsRestart, String> {
         let old = self.app.load_full();
         let mut restart = Vec::new();
@@ -70,6 +73,21 @@ impl Gateway {
         }
         if settings.tls.is_some() != old.settings().tls.is_some() {
             restart.push("tls (turning it on or off)");
+        }
+        // Sized once for the process: the connection slots and the descriptor budget.
+        if settings.limits.max_connections != old.settings().limits.max_connections {
+            restart.push("limits.max_connections");
+        }
+        let pool = |s: &Settings| s.upstream.as_ref().map(|u| u.pool_max_idle);
+        if pool(&settings) != pool(old.settings()) {
+            restart.push("upstream.pool_max_idle (the descriptor budget keeps its start-up size)");
+        }
+        // The log subscriber is installed once, at start.
+        if settings.log.format != old.settings().log.format {
+            restart.push("log.format");
+        }
+        if settings.log.level != old.settings().log.level {
+            restart.push("log.level");
         }
         let tls = match (&settings.tls, self.tls.load_full()) {
             (Some(t), Some(_)) => Some(Arc::new(crate::tls::acceptor(t)?)),

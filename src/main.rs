@@ -306,6 +306,13 @@ fn serve(settings: Settings, config_path: std::path::PathBuf, overrides: Overrid
         } else {
             "http"
         };
+        // Installed before saying where we listen: whoever waits for that line may signal at
+        // once, and a SIGHUP with no handler yet would end the process (its default action).
+        #[cfg(unix)]
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        #[cfg(not(unix))]
+        let hangups = None::<()>;
+        let shutdown = shutdown_signal();
         info!(listen = %bound, scheme = tls, "tokengate listening");
 
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -321,10 +328,15 @@ fn serve(settings: Settings, config_path: std::path::PathBuf, overrides: Overrid
                 wait_for(stopped.clone()),
             ));
         }
-        tokio::spawn(reload_on_sighup(gateway.clone(), config_path, overrides));
+        tokio::spawn(reload_on_sighup(
+            hangups,
+            gateway.clone(),
+            config_path,
+            overrides,
+        ));
         // On a worker thread, so accepting and serving share one core's scheduler.
         let server = tokio::spawn(tokengate::run(listener, gateway, async move {
-            shutdown_signal().await;
+            shutdown.await;
             let _ = stop.send(true);
         }));
         match server.await {
@@ -343,12 +355,16 @@ async fn wait_for(mut stopped: tokio::sync::watch::Receiver<bool>) {
 
 /// SIGHUP: read the file again; swap in a valid configuration, or keep the old one and say
 /// why not, with the same messages as `tokengate check`.
-async fn reload_on_sighup(gateway: Arc<Gateway>, path: std::path::PathBuf, overrides: Overrides) {
-    #[cfg(unix)]
+#[cfg(unix)]
+async fn reload_on_sighup(
+    hangups: Option<tokio::signal::unix::Signal>,
+    gateway: Arc<Gateway>,
+    path: std::path::PathBuf,
+    overrides: Overrides,
+) {
     {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+        let Some(mut hangups) = hangups else {
+            warn!("cannot handle SIGHUP: reloads need a restart");
             return;
         };
         while hangups.recv().await.is_some() {
@@ -373,8 +389,15 @@ async fn reload_on_sighup(gateway: Arc<Gateway>, path: std::path::PathBuf, overr
             }
         }
     }
-    #[cfg(not(unix))]
-    let _ = (gateway, path, overrides);
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(
+    _hangups: Option<()>,
+    _gateway: Arc<Gateway>,
+    _path: std::path::PathBuf,
+    _overrides: Overrides,
+) {
 }
 
 fn init_logging(settings: &Settings) {
@@ -391,23 +414,37 @@ fn init_logging(settings: &Settings) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers SIGTERM and SIGINT now (so neither can arrive unhandled after start-up is
+/// logged); the future resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (term, interrupt) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => info!("SIGINT received"),
-        () = term => info!("SIGTERM received"),
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => info!("SIGINT received"),
+                () = wait(term) => info!("SIGTERM received"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            info!("interrupt received");
+        }
     }
 }

@@ -50,39 +50,19 @@ pub const HTTP2_MAX_PENDING_RESETS: usize = 20;
 /// `shutdown_timeout` (keep-alive connections are told `Connection: close`).
 pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
     let settings = gateway.app().settings().clone();
-    let limits = Arc::new(settings.limits.clone());
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        // Small responses go out in one write(2) instead of a writev(2) of several pieces.
-        .writev(false)
-        .timer(TokioTimer::new())
-        // Also bounds how long an idle keep-alive connection waits for its next request.
-        .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.max_headers)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    // RFC 9113 §10.5: every resource a client can make the server hold is bounded.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(limits.http2_max_concurrent_streams)
-        .max_send_buf_size(limits.http2_max_send_buffer)
-        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
-        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
-        .max_pending_accept_reset_streams(HTTP2_MAX_PENDING_RESETS)
-        .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT);
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Per-connection limits come from the configuration current when a connection is
+    // accepted, so a reload applies them to new connections; these two size process-wide
+    // pools once (a reload that changes them says a restart is needed).
+    let mut connections = ConnectionConfig::new(&settings);
+    let slots = Arc::new(Semaphore::new(settings.limits.max_connections));
     let pool_max_idle = settings.upstream.as_ref().map_or(0, |u| u.pool_max_idle);
     let descriptors = crate::fdlimit::budget(pool_max_idle);
     log_connection_limit(
-        limits.max_connections,
+        settings.limits.max_connections,
         descriptors.available_permits(),
         pool_max_idle,
     );
+    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     let mut backoff = ACCEPT_BACKOFF;
 
@@ -121,10 +101,10 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         };
         backoff = ACCEPT_BACKOFF;
         let _ = stream.set_nodelay(true);
+        connections.refresh(&gateway.app());
+        let (builder, limits) = (connections.builder.clone(), connections.limits.clone());
         let gateway = gateway.clone();
-        let builder = builder.clone();
         let watcher = graceful.watcher();
-        let limits = limits.clone();
         tokio::spawn(async move {
             let metrics_gateway = gateway.clone();
             let metrics = metrics_gateway.metrics();
@@ -136,11 +116,68 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         });
     }
     drop(listener);
-    info!("shutting down: draining in-flight requests");
+    // The drain honours the shutdown_timeout of the configuration serving now.
+    let shutdown_timeout = gateway.app().settings().shutdown_timeout;
+    info!(
+        shutdown_timeout_s = shutdown_timeout.as_secs_f64(),
+        "shutting down: draining in-flight requests"
+    );
     tokio::select! {
         () = graceful.shutdown() => info!("drained"),
-        () = tokio::time::sleep(settings.shutdown_timeout) => warn!("shutdown_timeout reached; closing the remaining connections"),
+        () = tokio::time::sleep(shutdown_timeout) => warn!("shutdown_timeout reached; closing the remaining connections"),
     }
+}
+
+/// The hyper connection builder and limits for new connections, rebuilt when a reload brings
+/// a new configuration (compared by its generation).
+struct ConnectionConfig {
+    generation: u64,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Arc<crate::config::Limits>,
+}
+
+impl ConnectionConfig {
+    fn new(settings: &crate::config::Settings) -> ConnectionConfig {
+        ConnectionConfig {
+            generation: settings.generation,
+            builder: Arc::new(connection_builder(&settings.limits)),
+            limits: Arc::new(settings.limits.clone()),
+        }
+    }
+
+    /// Takes `app`'s limits when they come from another configuration than the last.
+    fn refresh(&mut self, app: &crate::app::App) {
+        if app.settings().generation != self.generation {
+            *self = ConnectionConfig::new(app.settings());
+        }
+    }
+}
+
+/// hyper's server builder for one configuration's limits.
+fn connection_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        // Small responses go out in one write(2) instead of a writev(2) of several pieces.
+        .writev(false)
+        .timer(TokioTimer::new())
+        // Also bounds how long an idle keep-alive connection waits for its next request.
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    // RFC 9113 §10.5: every resource a client can make the server hold is bounded.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_send_buf_size(limits.http2_max_send_buffer)
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+        .max_pending_accept_reset_streams(HTTP2_MAX_PENDING_RESETS)
+        .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT);
+    builder
 }
 
 /// What the idle watchdog knows about a connection.

@@ -18,6 +18,7 @@ mod operations;
 mod properties;
 mod quickstart;
 mod readme;
+mod reload;
 mod routes;
 mod streaming;
 mod verification;
