@@ -10,6 +10,7 @@ mod bypass;
 mod cache;
 mod config;
 mod cors;
+mod deploy;
 mod extraction;
 mod forwarding;
 mod hostile;
