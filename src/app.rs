@@ -73,8 +73,11 @@ impl Outcome {
         self
     }
 
-    fn of(permit: &Permit, reason: &'static str) -> Outcome {
-        let token = permit.token();
+    fn of(principal: &Principal, reason: &'static str) -> Outcome {
+        let token = match principal {
+            Principal::Authenticated(token) => Some(token),
+            Principal::Anonymous => None,
+        };
         Outcome {
             reason,
             issuer: token.map(|t| t.issuer.clone()),
@@ -326,7 +329,7 @@ impl App {
                 no_cors: endpoint == OwnEndpoint::DevToken,
                 ..Outcome::default()
             };
-            allowed.map_err(|r| (r, context.clone()))?;
+            allowed.map_err(|wrong| (Rejection::from(wrong), context.clone()))?;
             return match self.own_endpoint(endpoint, request).await {
                 Ok((response, reason)) => Ok((response, Outcome { reason, ..context })),
                 Err(rejection) => Err((rejection, context)),
@@ -372,14 +375,14 @@ impl App {
             .await
             .map_err(|r| (r, context.clone()))?;
         // 4 authz
-        let permit = authz::authorize(rule, principal.clone()).map_err(|r| {
-            let who = Outcome::of(&Permit { principal }, "").within(&context);
-            (r, who)
+        let permit = authz::authorize(rule, principal.clone()).map_err(|denied| {
+            let who = Outcome::of(&principal, "").within(&context);
+            (Rejection::from(denied), who)
         })?;
         let outcome = Outcome {
             path: context.path,
             route: context.route,
-            ..Outcome::of(&permit, "ok")
+            ..Outcome::of(&permit.principal, "ok")
         };
 
         // 5 mutate + 6 dispatch

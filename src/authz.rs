@@ -7,8 +7,20 @@
 use std::sync::Arc;
 
 use crate::authn::{Principal, VerifiedToken};
-use crate::rejection::Rejection;
 use crate::route::{AuthMode, Rule};
+
+/// Why a route's rule refused the principal; `rejection` turns it into the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthzError {
+    /// The caller is anonymous and only a token could meet the rule (401, RFC 6750 §3.1:
+    /// a challenge without an error code).
+    TokenRequired,
+    /// A required scope is missing (403 `insufficient_scope`, RFC 6750 §3.1): the scopes
+    /// the route needs, space-separated.
+    InsufficientScope(String),
+    /// An issuer or claim condition of the route fails (403 `access_denied`): why.
+    AccessDenied(String),
+}
 
 /// Proof that a request passed its route's rule.
 #[derive(Debug, Clone)]
@@ -25,7 +37,8 @@ impl Permit {
     }
 }
 
-pub fn authorize(rule: &Rule, principal: Principal) -> Result<Permit, Rejection> {
+/// Applies `rule` to `principal`: a [`Permit`] when it holds, else why not.
+pub fn authorize(rule: &Rule, principal: Principal) -> Result<Permit, AuthzError> {
     let token = match (&principal, rule.auth) {
         (Principal::Authenticated(token), _) => token.clone(),
         (Principal::Anonymous, AuthMode::None) => return Ok(Permit { principal }),
@@ -33,21 +46,21 @@ pub fn authorize(rule: &Rule, principal: Principal) -> Result<Permit, Rejection>
             return Ok(Permit { principal })
         }
         // Conditions that only a token could meet: ask for one.
-        (Principal::Anonymous, _) => return Err(Rejection::MissingToken),
+        (Principal::Anonymous, _) => return Err(AuthzError::TokenRequired),
     };
     if let Some(issuers) = &rule.issuers {
         if !issuers.contains(&token.issuer) {
-            return Err(Rejection::AccessDenied(
+            return Err(AuthzError::AccessDenied(
                 "the token's issuer is not accepted on this route".into(),
             ));
         }
     }
     let held = |scope: &String| token.scopes().iter().any(|h| **h == **scope);
     if !rule.scopes.iter().all(held) {
-        return Err(Rejection::InsufficientScope(rule.scopes.join(" ")));
+        return Err(AuthzError::InsufficientScope(rule.scopes.join(" ")));
     }
     if !rule.any_scopes.is_empty() && !rule.any_scopes.iter().any(held) {
-        return Err(Rejection::InsufficientScope(rule.any_scopes.join(" ")));
+        return Err(AuthzError::InsufficientScope(rule.any_scopes.join(" ")));
     }
     // Parsed only for routes that look at claims.
     let claims = if rule.claims.is_empty() {
@@ -57,7 +70,7 @@ pub fn authorize(rule: &Rule, principal: Principal) -> Result<Permit, Rejection>
     };
     for claim in &rule.claims {
         if !claim.holds(&claims) {
-            return Err(Rejection::AccessDenied(format!(
+            return Err(AuthzError::AccessDenied(format!(
                 "the claim `{}` does not match",
                 claim.name
             )));
@@ -102,7 +115,7 @@ mod tests {
         assert!(authorize(&r, principal(json!({"scp": ["write", "read"]}))).is_ok());
         assert_eq!(
             authorize(&r, principal(json!({"scope": "read"}))).err(),
-            Some(Rejection::InsufficientScope("read write".into()))
+            Some(AuthzError::InsufficientScope("read write".into()))
         );
         assert!(authorize(&r, principal(json!({"scope": "read write"}))).is_ok());
     }
@@ -113,7 +126,7 @@ mod tests {
         assert!(authorize(&r, principal(json!({"scp": ["b"]}))).is_ok());
         assert_eq!(
             authorize(&r, principal(json!({"scp": ["c"]}))).err(),
-            Some(Rejection::InsufficientScope("a b".into()))
+            Some(AuthzError::InsufficientScope("a b".into()))
         );
     }
 
@@ -125,13 +138,13 @@ mod tests {
             Predicate::AnyOf(vec![json!("gold")]),
         )];
         assert!(
-            matches!(authorize(&r, principal(json!({"tier": "tin"}))), Err(Rejection::AccessDenied(m)) if m.contains("tier"))
+            matches!(authorize(&r, principal(json!({"tier": "tin"}))), Err(AuthzError::AccessDenied(m)) if m.contains("tier"))
         );
         let mut r = Rule::required();
         r.issuers = Some(vec!["https://other".into()]);
         assert!(matches!(
             authorize(&r, principal(json!({}))),
-            Err(Rejection::AccessDenied(_))
+            Err(AuthzError::AccessDenied(_))
         ));
     }
 
@@ -146,11 +159,11 @@ mod tests {
         scoped.auth = AuthMode::Optional;
         assert_eq!(
             authorize(&scoped, Principal::Anonymous).err(),
-            Some(Rejection::MissingToken)
+            Some(AuthzError::TokenRequired)
         );
         assert_eq!(
             authorize(&Rule::required(), Principal::Anonymous).err(),
-            Some(Rejection::MissingToken)
+            Some(AuthzError::TokenRequired)
         );
     }
 }

@@ -7,10 +7,11 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use crate::authn::TokenError;
+use crate::authz::AuthzError;
 use crate::body::{full, Body};
 use crate::dev::BadTokenRequest;
 use crate::forward::UpstreamError;
-use crate::route::PathError;
+use crate::route::{PathError, WrongMethod};
 use crate::token::ExtractError;
 
 /// The realm named in every challenge.
@@ -50,6 +51,22 @@ pub enum Rejection {
     /// Authenticated, but the route's claim or issuer condition fails (403).
     AccessDenied(String),
     Upstream(UpstreamError),
+}
+
+impl From<AuthzError> for Rejection {
+    fn from(e: AuthzError) -> Rejection {
+        match e {
+            AuthzError::TokenRequired => Rejection::MissingToken,
+            AuthzError::InsufficientScope(scopes) => Rejection::InsufficientScope(scopes),
+            AuthzError::AccessDenied(why) => Rejection::AccessDenied(why),
+        }
+    }
+}
+
+impl From<WrongMethod> for Rejection {
+    fn from(e: WrongMethod) -> Rejection {
+        Rejection::MethodNotAllowed { allow: e.allow }
+    }
 }
 
 impl Rejection {

@@ -403,6 +403,13 @@ pub struct OwnEndpoints {
 
 const GET_HEAD: &str = "GET, HEAD";
 
+/// An own endpoint asked with a method it does not answer (405): the methods it does, for
+/// `Allow` (RFC 9110 §15.5.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrongMethod {
+    pub allow: &'static str,
+}
+
 impl OwnEndpoints {
     /// The own endpoint at this canonical path, if any, and whether the method is allowed
     /// there (`Err`: 405). `/_dev/token` is decided by its path before any preflight, so a
@@ -412,7 +419,7 @@ impl OwnEndpoints {
         method: &Method,
         path: &str,
         headers: &http::HeaderMap,
-    ) -> Option<(OwnEndpoint, Result<(), crate::rejection::Rejection>)> {
+    ) -> Option<(OwnEndpoint, Result<(), WrongMethod>)> {
         let dev_token = self.dev_issuer && path == "/_dev/token";
         if !dev_token && self.cors && crate::cors::is_preflight(method, headers) {
             return Some((OwnEndpoint::Preflight, Ok(())));
@@ -435,7 +442,7 @@ impl OwnEndpoints {
             if method_ok {
                 Ok(())
             } else {
-                Err(crate::rejection::Rejection::MethodNotAllowed { allow })
+                Err(WrongMethod { allow })
             },
         ))
     }
@@ -638,10 +645,7 @@ mod tests {
         );
         assert_eq!(
             own.route(&Method::POST, "/healthz", &h),
-            Some((
-                OwnEndpoint::Health,
-                Err(crate::rejection::Rejection::MethodNotAllowed { allow: GET_HEAD })
-            ))
+            Some((OwnEndpoint::Health, Err(WrongMethod { allow: GET_HEAD })))
         );
         assert_eq!(own.route(&Method::POST, "/_dev/token", &h), None);
         let dev = OwnEndpoints {
@@ -664,10 +668,7 @@ mod tests {
         );
         assert_eq!(
             dev.route(&Method::OPTIONS, "/_dev/token", &preflight),
-            Some((
-                OwnEndpoint::DevToken,
-                Err(crate::rejection::Rejection::MethodNotAllowed { allow: "POST" })
-            ))
+            Some((OwnEndpoint::DevToken, Err(WrongMethod { allow: "POST" })))
         );
         assert_eq!(
             dev.route(&Method::OPTIONS, "/api", &preflight),
