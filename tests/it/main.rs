@@ -19,6 +19,7 @@ mod operations;
 mod properties;
 mod quickstart;
 mod readme;
+mod redteam;
 mod reload;
 mod routes;
 mod streaming;
