@@ -120,7 +120,7 @@ impl App {
             (None, _) => None,
         };
         let upstream = match &settings.upstream {
-            Some(u) => Some(Upstream::new(u)?),
+            Some(u) => Some(Upstream::new(u, settings.limits.idle_timeout)?),
             None => None,
         };
         let keys = KeyStore::reusing(
@@ -306,6 +306,17 @@ impl App {
     }
 
     async fn pipeline(&self, mut request: Request<Body>, client: &Client<'_>) -> Handled {
+        // Methods are case-sensitive (RFC 9110 §9.1), but Django, Flask and Symfony upper-case
+        // them: a `post` that no `POST` rule matched would run as POST there. Refused, as
+        // nginx does.
+        if !request
+            .method()
+            .as_str()
+            .bytes()
+            .all(|b| !b.is_ascii_lowercase())
+        {
+            return Err((Rejection::MethodNotUpperCase, Outcome::default()));
+        }
         // A tunnel is never opened: tokengate forwards requests, not connections.
         if request.method() == Method::CONNECT {
             return Err((
@@ -356,8 +367,11 @@ impl App {
             .match_request(request.method(), &canonical);
         // `cors: { mode: upstream }`: the upstream answers preflights, and a browser sends
         // them without credentials, so they go without a token (and without one forwarded).
+        // (HTTP/2 needs no Content-Length or Transfer-Encoding to carry a body: the stream's
+        // own end is what says there is none.)
         let upstream_preflight = matches!(self.settings.cors, Cors::Upstream)
-            && cors::is_well_formed_preflight(request.method(), request.headers());
+            && cors::is_well_formed_preflight(request.method(), request.headers())
+            && request.body().is_end_stream();
         if upstream_preflight {
             rule = &self.preflight_rule;
             request.headers_mut().remove(http::header::AUTHORIZATION);
@@ -632,7 +646,8 @@ fn host_is_unambiguous<B>(request: &Request<B>) -> bool {
         (Some(authority), Some(host)) => host
             .to_str()
             .is_ok_and(|h| h.eq_ignore_ascii_case(authority.as_str())),
-        (None, None) => request.version() != http::Version::HTTP_11,
-        _ => true,
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused, absolute-form or not.
+        (_, None) => request.version() != http::Version::HTTP_11,
+        (None, Some(_)) => true,
     }
 }

@@ -11,7 +11,7 @@
 //! spawns per request to wait for the connection to become idle. Upgrades, HTTP/2 upstreams
 //! and a client connection whose upstream connection is still busy use the shared pool.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -129,10 +129,15 @@ pub struct Upstream {
     /// How long a request waits for a file descriptor for a new upstream connection.
     connect_timeout: Duration,
     preserve_host: bool,
+    /// A spliced WebSocket with no bytes either way for this long is closed
+    /// (`limits.idle_timeout`).
+    splice_idle: Duration,
 }
 
 impl Upstream {
-    pub fn new(settings: &UpstreamSettings) -> Result<Upstream, String> {
+    /// The upstream of `settings`; spliced WebSockets are closed after `splice_idle` without a
+    /// byte either way.
+    pub fn new(settings: &UpstreamSettings, splice_idle: Duration) -> Result<Upstream, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -188,6 +193,7 @@ impl Upstream {
             timeout: settings.timeout,
             connect_timeout: settings.connect_timeout,
             preserve_host: settings.preserve_host,
+            splice_idle,
         })
     }
 
@@ -268,8 +274,9 @@ impl Upstream {
                 Some(client_side) if upgrades_to_websocket(response.headers()) => {
                     let upstream_side = hyper::upgrade::on(&mut response);
                     let fd = pooled_fd.take();
+                    let idle = self.splice_idle;
                     tokio::spawn(async move {
-                        splice(client_side, upstream_side).await;
+                        splice(client_side, upstream_side, idle).await;
                         drop(fd);
                     });
                 }
@@ -438,8 +445,10 @@ where
     }
 }
 
-/// Copies bytes both ways between the two upgraded connections until either side closes.
-async fn splice(client: OnUpgrade, upstream: OnUpgrade) {
+/// Copies bytes both ways between the two upgraded connections until either side closes, or
+/// no byte has moved either way for `idle` (a peer that stopped reading stalls both ways,
+/// so this also bounds how long one can hold the tunnel).
+async fn splice(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
     let (client, upstream) = match tokio::join!(client, upstream) {
         (Ok(c), Ok(u)) => (c, u),
         (c, u) => {
@@ -451,10 +460,109 @@ async fn splice(client: OnUpgrade, upstream: OnUpgrade) {
             return;
         }
     };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        debug!(error = %e, "upgraded connection ended");
+    let moved = Arc::new(Moved::new());
+    let mut client = Touching::new(TokioIo::new(client), moved.clone());
+    let mut upstream = Touching::new(TokioIo::new(upstream), moved.clone());
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    tokio::pin!(copy);
+    loop {
+        tokio::select! {
+            ended = &mut copy => {
+                if let Err(e) = ended {
+                    debug!(error = %e, "upgraded connection ended");
+                }
+                return;
+            }
+            () = tokio::time::sleep(idle / 4) => {
+                if moved.quiet_for() >= idle {
+                    debug!(idle_s = idle.as_secs(), "closing an idle upgraded connection");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// When a byte last moved through a splice.
+struct Moved {
+    start: Instant,
+    /// Milliseconds since `start`.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Moved {
+    fn new() -> Moved {
+        Moved {
+            start: Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(std::sync::atomic::Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// An upgraded connection that records in [`Moved`] every read or write that moved bytes.
+struct Touching<IO> {
+    inner: IO,
+    moved: Arc<Moved>,
+}
+
+impl<IO> Touching<IO> {
+    fn new(inner: IO, moved: Arc<Moved>) -> Touching<IO> {
+        Touching { inner, moved }
+    }
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Touching<IO> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.moved.touch();
+        }
+        polled
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Touching<IO> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            this.moved.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -77,12 +77,21 @@ const SET_BY_TOKENGATE: &[&str] = &["x-request-id"];
 const FORWARDING_PREFIX: &str = "x-forwarded-";
 const FORWARDING: &[&str] = &[
     "forwarded",
+    "forwarded-for",
+    "x-forwarded",
     "x-real-ip",
     "x-original-url",
     "x-original-uri",
     "x-original-method",
     "x-rewrite-url",
     "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-originating-ip",
+    "x-host",
 ];
 
 /// Fields that must not be sent in a trailer section, or that a recipient would act on as if
@@ -169,10 +178,11 @@ impl HeaderPolicy {
         }
     }
 
+    /// Whether `peer` is in `trusted_proxies`. An IPv4 peer reaching a dual-stack listener as
+    /// `::ffff:a.b.c.d` is compared as `a.b.c.d`, so an IPv4 entry matches it.
     pub fn is_trusted(&self, peer: &SocketAddr) -> bool {
-        self.trusted_proxies
-            .iter()
-            .any(|net| net.contains(&peer.ip()))
+        let ip = peer.ip().to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
     /// Removes everything the upstream must not take from the client. `websocket` keeps the
@@ -222,7 +232,10 @@ impl HeaderPolicy {
             || self.is_identity(n)
             || (self.is_foreign_identity(n)
                 && !(trusted_peer && self.trusted_identity.iter().any(|t| normalized_eq(n, t))))
-            || (!trusted_peer && is_forwarding(n))
+            // From a trusted proxy, forwarding headers are believed under their own
+            // spelling only: `X_Forwarded_For` beside tokengate's `X-Forwarded-For` would reach
+            // an upstream that reads `_` as `-` as a second, unvouched-for value.
+            || (is_forwarding(n) && (!trusted_peer || n.contains('_')))
     }
 
     /// Whether a request trailer field may reach the upstream: it must survive the header
@@ -250,15 +263,31 @@ impl HeaderPolicy {
         permit: &Permit,
         request_id: &HeaderValue,
     ) {
-        let peer_ip = peer.ip().to_string();
-        let chain = match (
-            origin.trusted_peer,
-            headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
-        ) {
-            (true, Some(existing)) if !existing.trim().is_empty() => {
-                format!("{existing}, {peer_ip}")
-            }
-            _ => peer_ip,
+        let peer_ip = peer.ip().to_canonical().to_string();
+        // A trusted proxy's chain is every X-Forwarded-For line it sent, in order (HAProxy
+        // adds a line of its own after the client's); any line that is not text voids it.
+        let existing = origin
+            .trusted_peer
+            .then(|| {
+                headers
+                    .get_all(&X_FORWARDED_FOR)
+                    .iter()
+                    .map(|v| v.to_str().map(str::trim))
+                    .collect::<Result<Vec<&str>, _>>()
+                    .ok()
+            })
+            .flatten()
+            .map(|lines| {
+                lines
+                    .into_iter()
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .filter(|chain| !chain.is_empty());
+        let chain = match existing {
+            Some(existing) => format!("{existing}, {peer_ip}"),
+            None => peer_ip,
         };
         if let Ok(v) = HeaderValue::from_str(&chain) {
             headers.insert(X_FORWARDED_FOR.clone(), v);
@@ -540,7 +569,7 @@ fn render(value: &Value, separator: &str, format: ArrayFormat) -> Option<String>
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                if text.contains(separator) || text.bytes().any(is_control) {
+                if splits_on(&text, separator) {
                     return None;
                 }
                 parts.push(text);
@@ -549,6 +578,19 @@ fn render(value: &Value, separator: &str, format: ArrayFormat) -> Option<String>
         }
         (other, _) => Some(other.to_string()),
     }
+}
+
+/// Whether a list joined by `separator` could split inside `element`, as upstreams split:
+/// on the separator itself, on it trimmed (`", "` lists are read by splitting on `,`), and,
+/// for a white-space separator, on any Unicode white space (Go's `strings.Fields`, Python's
+/// `str.split()`, JavaScript's `/\s+/` all split on U+00A0 or U+2028). Control characters
+/// never pass.
+fn splits_on(element: &str, separator: &str) -> bool {
+    let trimmed = separator.trim();
+    element.chars().any(char::is_control)
+        || element.contains(separator)
+        || (!trimmed.is_empty() && element.contains(trimmed))
+        || (trimmed.is_empty() && element.chars().any(char::is_whitespace))
 }
 
 fn is_control(b: u8) -> bool {

@@ -37,6 +37,9 @@ pub enum Rejection {
     MethodNotAllowed {
         allow: &'static str,
     },
+    /// A method with lower-case letters (400): upstreams that upper-case methods would run
+    /// another method than the rules matched.
+    MethodNotUpperCase,
     BadDevTokenRequest(BadTokenRequest),
     /// `/_dev/token` asked by a request that may come from a web page or a foreign host name
     /// (403): the reason.
@@ -82,6 +85,7 @@ impl Rejection {
             Rejection::KeysUnavailable { .. } => "keys_unavailable",
             Rejection::NotFound => "not_found",
             Rejection::MethodNotAllowed { .. } => "method_not_allowed",
+            Rejection::MethodNotUpperCase => "method_invalid",
             Rejection::BadDevTokenRequest(_) => "dev_token_request_invalid",
             Rejection::DevTokenForbidden(_) => "dev_token_forbidden",
             Rejection::BodyTooLarge => "body_too_large",
@@ -101,7 +105,8 @@ impl Rejection {
             Rejection::InvalidRequest(_)
             | Rejection::BadDevTokenRequest(_)
             | Rejection::BadPath(_)
-            | Rejection::AmbiguousHost => StatusCode::BAD_REQUEST,
+            | Rejection::AmbiguousHost
+            | Rejection::MethodNotUpperCase => StatusCode::BAD_REQUEST,
             Rejection::InsufficientScope(_)
             | Rejection::AccessDenied(_)
             | Rejection::DevTokenForbidden(_) => StatusCode::FORBIDDEN,
@@ -155,6 +160,11 @@ impl Rejection {
                 None,
             ),
             Rejection::BadDevTokenRequest(e) => ("invalid_request", e.to_string(), None),
+            Rejection::MethodNotUpperCase => (
+                "invalid_request",
+                "methods are written in upper case".to_owned(),
+                None,
+            ),
             Rejection::DevTokenForbidden(why) => ("access_denied", (*why).to_owned(), None),
             Rejection::BodyTooLarge => (
                 "invalid_request",

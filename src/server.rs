@@ -109,10 +109,19 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             let metrics_gateway = gateway.clone();
             let metrics = metrics_gateway.metrics();
             metrics.connections.inc();
-            serve_connection(stream, peer, gateway.clone(), &builder, watcher, &limits).await;
+            // The slot and the descriptor live as long as the socket (an upgraded one too).
+            let admitted = vec![permit, descriptor];
+            serve_connection(
+                stream,
+                peer,
+                admitted,
+                gateway.clone(),
+                &builder,
+                watcher,
+                &limits,
+            )
+            .await;
             metrics.connections.dec();
-            drop(descriptor);
-            drop(permit);
         });
     }
     drop(listener);
@@ -234,6 +243,7 @@ struct Watch {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    admitted: Vec<tokio::sync::OwnedSemaphorePermit>,
     gateway: Arc<Gateway>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
@@ -246,7 +256,7 @@ async fn serve_connection(
     };
     // Watched below TLS: what counts is whether the client takes bytes off the socket.
     let socket = SocketProgress::new();
-    let stream = WatchedIo::new(stream, socket.clone());
+    let stream = WatchedIo::new(stream, socket.clone(), admitted);
     match gateway.tls() {
         None => {
             serve_io(

@@ -69,14 +69,27 @@ impl SocketProgress {
 }
 
 /// A client socket whose write progress is recorded in a [`SocketProgress`].
+///
+/// It also holds what the connection was admitted with (its `max_connections` slot and its
+/// descriptor of the budget): they are released when the socket is, which for an upgraded
+/// (WebSocket) connection is when the splice ends, not when hyper hands the socket over.
 pub struct WatchedIo<IO> {
     inner: IO,
     progress: Arc<SocketProgress>,
+    _admitted: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<IO> WatchedIo<IO> {
-    pub fn new(inner: IO, progress: Arc<SocketProgress>) -> WatchedIo<IO> {
-        WatchedIo { inner, progress }
+    pub fn new(
+        inner: IO,
+        progress: Arc<SocketProgress>,
+        admitted: Vec<tokio::sync::OwnedSemaphorePermit>,
+    ) -> WatchedIo<IO> {
+        WatchedIo {
+            inner,
+            progress,
+            _admitted: admitted,
+        }
     }
 
     fn record(&self, polled: &Poll<std::io::Result<usize>>) {

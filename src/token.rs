@@ -114,11 +114,17 @@ pub fn query_has_token(query: &str) -> bool {
 }
 
 /// `name` (already percent-decoded, `+` read as a space) read as `access_token`: any letter
-/// case, surrounding white space ignored, PHP's folding of ` ` `.` `[` into `_`, and an array
-/// suffix such as `access_token[]` or `access_token[x]`.
+/// case, surrounding white space ignored, PHP's folding of ` ` `.` `[` into `_`, an array
+/// suffix such as `access_token[]` or `access_token[x]`, and anything after a NUL byte (PHP
+/// decodes the name and then reads it as a C string: `access_token%00x` is `access_token`).
 fn names_access_token(name: &str) -> bool {
     const TARGET: &[u8] = b"access_token";
-    let name = name.trim().as_bytes();
+    let name = name
+        .split('\0')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .as_bytes();
     if name.len() < TARGET.len() {
         return false;
     }
@@ -249,6 +255,8 @@ mod tests {
             "access_token[0]=a",
             "access_token",
             "access_token=",
+            "access_token%00=a",
+            "access_token%00junk=a",
         ] {
             assert!(query_has_token(query), "{query}");
         }

@@ -169,22 +169,28 @@ proptest! {
 /// `access_token` as some client could write it and some server would still read it.
 fn access_token_spelling() -> impl Strategy<Value = String> {
     let letters = "access_token".bytes().collect::<Vec<_>>();
-    prop::collection::vec((any::<bool>(), 0u8..4), letters.len()).prop_map(move |choices| {
-        letters
-            .iter()
-            .zip(choices)
-            .map(|(&b, (upper, how))| {
-                let b = if upper { b.to_ascii_uppercase() } else { b };
-                match (b, how) {
-                    (b'_', 1) => ".".to_string(),
-                    (b'_', 2) => "+".to_string(),
-                    (b'_', 3) => "[".to_string(),
-                    (b, 1 | 2) => format!("%{b:02X}"),
-                    (b, _) => char::from(b).to_string(),
-                }
-            })
-            .collect()
-    })
+    let suffix = prop::sample::select(vec!["", "%00", "%00x", "[]", "[0]"]);
+    (
+        prop::collection::vec((any::<bool>(), 0u8..4), letters.len()),
+        suffix,
+    )
+        .prop_map(move |(choices, suffix)| {
+            let name: String = letters
+                .iter()
+                .zip(choices)
+                .map(|(&b, (upper, how))| {
+                    let b = if upper { b.to_ascii_uppercase() } else { b };
+                    match (b, how) {
+                        (b'_', 1) => ".".to_string(),
+                        (b'_', 2) => "+".to_string(),
+                        (b'_', 3) => "[".to_string(),
+                        (b, 1 | 2) => format!("%{b:02X}"),
+                        (b, _) => char::from(b).to_string(),
+                    }
+                })
+                .collect();
+            name + suffix
+        })
 }
 
 // ---------------------------------------------------------------------------------------------

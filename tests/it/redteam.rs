@@ -102,7 +102,10 @@ async fn redteam_a_nul_terminated_access_token_parameter_is_still_a_credential()
         .expect("send");
     let beside = r.status().as_u16();
     let r = client
-        .get(s.proxy.url(&format!("/optional/x?access_token%00junk={other}")))
+        .get(
+            s.proxy
+                .url(&format!("/optional/x?access_token%00junk={other}")),
+        )
         .send()
         .await
         .expect("send");
@@ -195,7 +198,11 @@ async fn redteam_every_x_forwarded_for_line_from_a_trusted_proxy_stays_in_the_ch
 #[tokio::test]
 async fn redteam_list_claims_with_unicode_white_space_are_not_joined_ambiguously() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(&upstream.url(), "forward:\n  headers:\n    X-Groups: groups\n").await;
+    let s = Stack::start(
+        &upstream.url(),
+        "forward:\n  headers:\n    X-Groups: groups\n",
+    )
+    .await;
     let mut ambiguous = Vec::new();
     for space in ['\u{a0}', '\u{85}', '\u{2028}', '\u{3000}', '\u{2003}'] {
         let groups = vec!["Everyone".to_owned(), format!("not{space}admin")];
@@ -206,7 +213,10 @@ async fn redteam_list_claims_with_unicode_white_space_are_not_joined_ambiguously
         if let Some(value) = seen.first() {
             let read: Vec<&str> = value.split_whitespace().collect();
             if read != groups {
-                ambiguous.push(format!("U+{:04X}: sent {value:?}, read back {read:?}", space as u32));
+                ambiguous.push(format!(
+                    "U+{:04X}: sent {value:?}, read back {read:?}",
+                    space as u32
+                ));
             }
         }
     }
@@ -284,7 +294,12 @@ async fn redteam_an_absolute_form_http11_request_without_host_is_refused() {
         b"GET http://gate.test/public/x HTTP/1.1\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(status, 400, "{text}\nupstream got {:?}", upstream.requests());
+    assert_eq!(
+        status,
+        400,
+        "{text}\nupstream got {:?}",
+        upstream.requests()
+    );
     assert!(upstream.requests().is_empty());
 }
 
