@@ -91,6 +91,7 @@ impl DevIssuer {
     pub fn key_set(&self) -> KeySet {
         KeySet {
             keys: vec![self.public.clone()],
+            conflicts: Vec::new(),
         }
     }
 

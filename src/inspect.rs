@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::authn::{self, claim_checks, Jws};
 use crate::config::Settings;
-use crate::jwk::{KeySet, Selection, SUPPORTED_ALGORITHMS};
+use crate::jwk::{JwksError, KeySet, Selection, Skipped, SUPPORTED_ALGORITHMS};
 use crate::jwks::KeyStore;
 
 /// Where the keys come from.
@@ -32,6 +32,13 @@ struct Lines {
 }
 
 impl Lines {
+    /// One `note` line per skipped key: not a failure of the token, but often its cause.
+    fn skipped(&mut self, skipped: &[Skipped]) {
+        for s in skipped {
+            let _ = writeln!(self.text, "note  key skipped: {s} ({})", s.reason);
+        }
+    }
+
     fn check(&mut self, name: &str, result: Result<String, String>) {
         let (mark, detail) = match result {
             Ok(d) => ("PASS", d),
@@ -84,8 +91,14 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
 
     let (set, issuer) = match keys {
         Keys::Jwks(bytes) => match KeySet::parse(bytes, &SUPPORTED_ALGORITHMS) {
-            Ok((set, _)) => (Some(set), None),
+            Ok((set, skipped)) => {
+                out.skipped(&skipped);
+                (Some(set), None)
+            }
             Err(e) => {
+                if let JwksError::NoUsableKeys(skipped) = &e {
+                    out.skipped(skipped);
+                }
                 out.check("keys", Err(e.to_string()));
                 (None, None)
             }
@@ -103,10 +116,9 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
                 }
                 Some(issuer) => {
                     out.check("issuer", Ok(format!("{iss} is configured")));
-                    (
-                        load_keys(settings, iss, &issuer.algorithms).await,
-                        Some(issuer),
-                    )
+                    let (set, skipped) = load_keys(settings, iss, &issuer.algorithms).await;
+                    out.skipped(&skipped);
+                    (set, Some(issuer))
                 }
             }
         }
@@ -140,9 +152,16 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
             "signature",
             Err(format!("no key for kid {kid:?} and {:?}", jws.alg)),
         ),
-        Some(Selection::Ambiguous) => {
+        Some(Selection::NoKidSeveralKeys) => {
             out.check("signature", Err("no kid, and several keys fit".into()))
         }
+        Some(Selection::KidConflict) => out.check(
+            "signature",
+            Err(format!(
+                "the issuer publishes two different keys under kid {kid:?} for {:?}",
+                jws.alg
+            )),
+        ),
         None => out.check("signature", Err("no keys to check it with".into())),
     }
 
@@ -190,8 +209,13 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
     }
 }
 
-/// Fetches the issuer's keys the way the proxy would (discovery, jwks_uri or file).
-async fn load_keys(settings: &Settings, issuer: &str, allowed: &[Algorithm]) -> Option<KeySet> {
+/// Fetches the issuer's keys the way the proxy would (discovery, jwks_uri or file), with the
+/// keys that load skipped.
+async fn load_keys(
+    settings: &Settings,
+    issuer: &str,
+    allowed: &[Algorithm],
+) -> (Option<KeySet>, Vec<Skipped>) {
     // The dev issuer's key is only knowable when it is kept in a key file.
     let dev = settings
         .dev_issuer
@@ -202,13 +226,21 @@ async fn load_keys(settings: &Settings, issuer: &str, allowed: &[Algorithm]) -> 
     store.start();
     let deadline =
         tokio::time::Instant::now() + settings.keys.fetch_timeout + Duration::from_secs(1);
+    let skipped = |store: &KeyStore| {
+        store
+            .skipped_keys()
+            .into_iter()
+            .find(|(i, _)| *i == issuer)
+            .map(|(_, s)| s)
+            .unwrap_or_default()
+    };
     while tokio::time::Instant::now() < deadline {
         if !store.issuers_without_keys().contains(&issuer) {
-            return store.key_set(issuer, allowed);
+            return (store.key_set(issuer, allowed), skipped(&store));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    None
+    (None, skipped(&store))
 }
 
 /// What a claim check looked at, in words.

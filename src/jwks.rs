@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use url::Url;
 
 use crate::config::{IssuerSettings, KeySource, KeyTimings, Settings};
-use crate::jwk::{KeySet, Selection, VerifyingKey};
+use crate::jwk::{JwksError, KeySet, Selection, Skipped, VerifyingKey};
 use crate::metrics::{FetchCounters, Metrics};
 
 /// The largest discovery or JWKS document we read.
@@ -37,7 +37,9 @@ pub enum KeyError {
     /// Keys are loaded, but none has the token's `kid` (after one refetch, if allowed).
     UnknownKey,
     /// The token has no `kid` and several keys fit.
-    Ambiguous,
+    NoKid,
+    /// The token's `kid` names two different keys that fit its algorithm.
+    KidConflict,
     /// The issuer has no usable keys yet (or they went stale): 503, try again.
     Unavailable,
 }
@@ -195,7 +197,34 @@ impl KeyStore {
             .filter(|k| k.algorithms.iter().any(|a| allowed.contains(a)))
             .cloned()
             .collect();
-        Some(KeySet { keys })
+        let conflicts = loaded
+            .set
+            .conflicts
+            .iter()
+            .filter(|(_, alg)| allowed.contains(alg))
+            .cloned()
+            .collect();
+        Some(KeySet { keys, conflicts })
+    }
+
+    /// The keys each issuer's last load skipped, with their reasons (for `/readyz`,
+    /// `inspect`), sorted by issuer.
+    pub fn skipped_keys(&self) -> Vec<(&str, Vec<Skipped>)> {
+        let mut all: Vec<(&str, Vec<Skipped>)> = self
+            .issuers
+            .values()
+            .map(|k| {
+                let skipped = k
+                    .skipped
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                (k.issuer.as_str(), skipped)
+            })
+            .filter(|(_, s)| !s.is_empty())
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all
     }
 
     /// Issuers that have no usable keys, for `/readyz`.
@@ -234,6 +263,8 @@ struct IssuerKeys {
     counters: FetchCounters,
     /// The background task; aborted when the issuer is dropped.
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The keys the last load skipped (whether or not another key was usable).
+    skipped: std::sync::Mutex<Vec<Skipped>>,
 }
 
 impl Drop for IssuerKeys {
@@ -275,6 +306,7 @@ impl IssuerKeys {
             attempts: AtomicU64::new(0),
             counters,
             task: std::sync::Mutex::new(None),
+            skipped: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -285,6 +317,38 @@ impl IssuerKeys {
             && self.source == other.source
             && self.allow_http == other.allow_http
             && self.timings == other.timings
+    }
+
+    /// Parses a JWKS document and reports what it skipped: one warning per skipped key and
+    /// per `kid` with two different keys, at every load (usable keys or not), each counted in
+    /// `tokengate_jwks_keys_skipped_total{issuer,reason}` and remembered for `/readyz`.
+    fn parse_and_report(&self, bytes: &[u8]) -> Result<KeySet, JwksError> {
+        let parsed = KeySet::parse(bytes, &self.allowed);
+        let skipped = match &parsed {
+            Ok((_, skipped)) | Err(JwksError::NoUsableKeys(skipped)) => skipped.clone(),
+            Err(JwksError::NotAJwks) => Vec::new(),
+        };
+        for s in &skipped {
+            warn!(issuer = %self.issuer, kid = %s.kid, reason = s.reason, detail = %s.detail, "JWK skipped");
+            self.counters.key_skipped(s.reason);
+        }
+        if let Ok((set, _)) = &parsed {
+            for kid in set.conflicting_kids() {
+                warn!(
+                    issuer = %self.issuer,
+                    kid = %kid,
+                    "the JWKS publishes two different keys under this kid: tokens naming it are refused (kid_ambiguous); other kids keep working"
+                );
+                self.counters.key_skipped("kid_ambiguous");
+            }
+        }
+        if !matches!(parsed, Err(JwksError::NotAJwks)) {
+            *self
+                .skipped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = skipped;
+        }
+        parsed.map(|(set, _)| set)
     }
 
     fn store(&self, set: KeySet, ttl: Duration) {
@@ -315,7 +379,8 @@ impl IssuerKeys {
         if let Some(loaded) = self.usable() {
             match loaded.set.select(kid, alg) {
                 Selection::Found(key) => return Ok(key),
-                Selection::Ambiguous => return Err(KeyError::Ambiguous),
+                Selection::NoKidSeveralKeys => return Err(KeyError::NoKid),
+                Selection::KidConflict => return Err(KeyError::KidConflict),
                 Selection::NotFound => {}
             }
         }
@@ -328,7 +393,8 @@ impl IssuerKeys {
             None => Err(KeyError::Unavailable),
             Some(loaded) => match loaded.set.select(kid, alg) {
                 Selection::Found(key) => Ok(key),
-                Selection::Ambiguous => Err(KeyError::Ambiguous),
+                Selection::NoKidSeveralKeys => Err(KeyError::NoKid),
+                Selection::KidConflict => Err(KeyError::KidConflict),
                 Selection::NotFound => Err(KeyError::UnknownKey),
             },
         }
@@ -400,10 +466,7 @@ impl IssuerKeys {
             state.discovered = None;
         }
         let (body, headers) = fetched?;
-        let (set, skipped) = KeySet::parse(&body, &self.allowed)?;
-        for s in skipped {
-            warn!(issuer = %self.issuer, kid = %s.kid, reason = %s.reason, "JWK skipped");
-        }
+        let set = self.parse_and_report(&body)?;
         let ttl = cache_lifetime(&headers, &self.timings);
         Ok((set, ttl))
     }
@@ -533,12 +596,9 @@ async fn watch_file(keys: Weak<IssuerKeys>, path: PathBuf) {
                     path: path.clone(),
                     error: e.to_string(),
                 })
-                .and_then(|bytes| KeySet::parse(&bytes, &keys.allowed).map_err(FetchError::from));
+                .and_then(|bytes| keys.parse_and_report(&bytes).map_err(FetchError::from));
             match loaded {
-                Ok((set, skipped)) => {
-                    for s in skipped {
-                        warn!(issuer = %keys.issuer, kid = %s.kid, reason = %s.reason, "JWK skipped");
-                    }
+                Ok(set) => {
                     info!(issuer = %keys.issuer, keys = set.len(), file = %path.display(), "keys loaded from file");
                     keys.store(set, Duration::MAX);
                     keys.counters.ok.inc();

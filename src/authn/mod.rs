@@ -124,7 +124,11 @@ pub enum TokenError {
     #[error("no key of the issuer matches the token's kid")]
     UnknownKey,
     #[error("the token names no kid and the issuer has several keys")]
-    AmbiguousKey,
+    KidMissing,
+    /// The issuer publishes two different keys under the token's `kid` for its algorithm
+    /// (RFC 7517 §4.5 asks that they be distinguishable): neither is tried.
+    #[error("the issuer publishes two different keys under kid {0:?}")]
+    KidAmbiguous(String),
     #[error("the token's signature is invalid")]
     BadSignature,
     #[error("the token has expired")]
@@ -158,7 +162,8 @@ impl TokenError {
             TokenError::CriticalHeader => "crit_unsupported",
             TokenError::UnknownIssuer => "issuer_unknown",
             TokenError::UnknownKey => "kid_unknown",
-            TokenError::AmbiguousKey => "kid_ambiguous",
+            TokenError::KidMissing => "kid_missing",
+            TokenError::KidAmbiguous(_) => "kid_ambiguous",
             TokenError::BadSignature => "signature_invalid",
             TokenError::Expired => "token_expired",
             TokenError::NotYetValid => "token_not_yet_valid",
@@ -250,7 +255,15 @@ async fn verify_uncached(
         .map_err(|e| match e {
             KeyError::UnknownIssuer => AuthnError::Invalid(TokenError::UnknownIssuer),
             KeyError::UnknownKey => AuthnError::Invalid(TokenError::UnknownKey),
-            KeyError::Ambiguous => AuthnError::Invalid(TokenError::AmbiguousKey),
+            KeyError::NoKid => AuthnError::Invalid(TokenError::KidMissing),
+            KeyError::KidConflict => AuthnError::Invalid(TokenError::KidAmbiguous(
+                jws.kid
+                    .as_deref()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(64)
+                    .collect(),
+            )),
             KeyError::Unavailable => AuthnError::KeysUnavailable {
                 issuer: issuer.issuer.clone(),
             },

@@ -13,6 +13,7 @@ mod cors;
 mod extraction;
 mod forwarding;
 mod keys;
+mod keysets;
 mod operations;
 mod properties;
 mod quickstart;
