@@ -725,6 +725,7 @@ mod tests {
             audiences: vec!["a".into()],
             algorithms: vec![Algorithm::RS256],
             leeway: Duration::from_secs(60),
+            max_lifetime: None,
             key_source: KeySource::Discovery,
             allow_http,
             claims: Vec::new(),

@@ -137,6 +137,9 @@ pub enum TokenError {
     NotYetValid,
     #[error("the token was issued in the future")]
     IssuedInFuture,
+    /// `exp` lies further beyond now, or beyond `iat`, than the issuer's `max_lifetime`.
+    #[error("the token's lifetime is longer than the issuer allows")]
+    LifetimeTooLong,
     #[error("the token has no exp claim")]
     MissingExp,
     #[error("the claim `{0}` has the wrong type")]
@@ -168,6 +171,7 @@ impl TokenError {
             TokenError::Expired => "token_expired",
             TokenError::NotYetValid => "token_not_yet_valid",
             TokenError::IssuedInFuture => "token_issued_in_future",
+            TokenError::LifetimeTooLong => "token_lifetime_too_long",
             TokenError::MissingExp => "exp_missing",
             TokenError::ClaimType(_) => "claim_type",
             TokenError::Audience => "audience_mismatch",
@@ -319,6 +323,7 @@ pub fn check_claims(
     expiry(claims, now, leeway)?;
     not_before(claims, now, leeway)?;
     issued_at(claims, now, leeway)?;
+    lifetime(claims, now, leeway, issuer.max_lifetime)?;
     audience(claims, &issuer.audiences)?;
     claim_types(claims)?;
     if issuer.require_rfc9068 {
@@ -347,6 +352,10 @@ pub fn claim_checks(
         named("expiry", expiry(claims, now, leeway)),
         named("not before", not_before(claims, now, leeway)),
         named("issued at", issued_at(claims, now, leeway)),
+        named(
+            "lifetime",
+            lifetime(claims, now, leeway, issuer.max_lifetime),
+        ),
         named("audience", audience(claims, &issuer.audiences)),
         named("claim types", claim_types(claims)),
     ];
@@ -384,6 +393,30 @@ fn issued_at(claims: &Map<String, Value>, now: f64, leeway: f64) -> Result<(), T
         Some(iat) if iat > now + leeway => Err(TokenError::IssuedInFuture),
         _ => Ok(()),
     }
+}
+
+/// `max_lifetime`: `exp` at most that far beyond now (plus leeway) and beyond `iat`, so a
+/// token with `exp: 2e206` is not valid for ever. Runs after `expiry`, which proved `exp` a
+/// number.
+fn lifetime(
+    claims: &Map<String, Value>,
+    now: f64,
+    leeway: f64,
+    cap: Option<std::time::Duration>,
+) -> Result<(), TokenError> {
+    let Some(cap) = cap.map(|c| c.as_secs_f64()) else {
+        return Ok(());
+    };
+    let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingExp)?;
+    if exp - now > cap + leeway {
+        return Err(TokenError::LifetimeTooLong);
+    }
+    if let Some(iat) = numeric_date(claims, "iat")? {
+        if exp - iat > cap {
+            return Err(TokenError::LifetimeTooLong);
+        }
+    }
+    Ok(())
 }
 
 /// `aud` (a string or an array of strings) contains one of the configured audiences.
@@ -465,6 +498,7 @@ mod tests {
             audiences: vec!["api://default".into(), "api://other".into()],
             algorithms: vec![jsonwebtoken::Algorithm::RS256],
             leeway: Duration::from_secs(60),
+            max_lifetime: Some(Duration::from_secs(3600)),
             key_source: KeySource::Discovery,
             allow_http: false,
             claims: vec![ClaimRule::new("cid", Predicate::Equals(json!("client-1")))],
@@ -487,6 +521,23 @@ mod tests {
         let mut v = base();
         v[key] = value;
         v
+    }
+
+    #[test]
+    fn max_lifetime_caps_exp_beyond_now_and_beyond_iat() {
+        // max_lifetime 1h, leeway 60 s, now 1_000_000.
+        assert_eq!(check(with("exp", json!(1_003_660))), Ok(()));
+        assert_eq!(
+            check(with("exp", json!(1_003_661))),
+            Err(TokenError::LifetimeTooLong)
+        );
+        assert_eq!(
+            check(with("exp", json!(2e206))),
+            Err(TokenError::LifetimeTooLong)
+        );
+        let mut long = with("exp", json!(1_000_100));
+        long["iat"] = json!(990_000);
+        assert_eq!(check(long), Err(TokenError::LifetimeTooLong));
     }
 
     #[test]

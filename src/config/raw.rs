@@ -148,6 +148,8 @@ pub struct RawIssuer {
     pub audiences: Vec<String>,
     pub algorithms: Option<Vec<String>>,
     pub leeway: Option<String>,
+    /// The longest lifetime a token may claim (`exp` beyond now, or beyond `iat`).
+    pub max_lifetime: Option<String>,
     pub jwks_uri: Option<String>,
     pub jwks_file: Option<String>,
     #[serde(default)]

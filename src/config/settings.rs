@@ -172,6 +172,9 @@ pub struct IssuerSettings {
     /// The allow-list; a key only ever verifies the members that fit its type.
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
+    /// `max_lifetime`: a token whose `exp` lies further than this beyond now (plus leeway),
+    /// or beyond its own `iat`, is refused (`token_lifetime_too_long`). `None`: no cap.
+    pub max_lifetime: Option<Duration>,
     pub key_source: KeySource,
     pub allow_http: bool,
     pub claims: Vec<ClaimRule>,

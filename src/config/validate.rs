@@ -110,6 +110,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
             audiences: vec![dev.audience.clone()],
             algorithms: vec![Algorithm::RS256],
             leeway: Duration::from_secs(60),
+            max_lifetime: None,
             key_source: KeySource::DevIssuer,
             allow_http: false,
             claims: Vec::new(),
@@ -455,6 +456,19 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
         );
     }
 
+    let max_lifetime = raw.max_lifetime.as_deref().map(|text| {
+        let path = format!("{at}.max_lifetime");
+        let cap = issues.duration(&path, Some(text), Duration::ZERO);
+        if cap.is_zero() && parse_duration(text).is_some() {
+            issues.add(
+                path,
+                "a max_lifetime of zero would refuse every token",
+                "write the longest lifetime your IdP issues, e.g. 1h or 24h",
+            );
+        }
+        cap
+    });
+
     let scheme_ok =
         |url: &Url| url.scheme() == "https" || (raw.allow_http && url.scheme() == "http");
     let key_source = match (&raw.jwks_uri, &raw.jwks_file) {
@@ -532,6 +546,7 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
         audiences: raw.audiences.clone(),
         algorithms,
         leeway,
+        max_lifetime,
         key_source,
         allow_http: raw.allow_http,
         claims,

@@ -242,3 +242,16 @@ forward:
         assert!(!text.contains(fine), "{fine} refused:\n{text}");
     }
 }
+
+#[test]
+fn max_lifetime_is_a_positive_duration() {
+    let base = "issuers:\n  - issuer: https://idp.example.com\n    audiences: [a]\n";
+    assert!(problems(&format!("{base}    max_lifetime: 24h\n")).is_empty());
+    let text = problems(&format!("{base}    max_lifetime: forever\n"));
+    assert!(
+        text.contains("proxy.yaml:4: issuers[0].max_lifetime: `forever` is not a duration"),
+        "{text}"
+    );
+    let text = problems(&format!("{base}    max_lifetime: 0s\n"));
+    assert!(text.contains("would refuse every token"), "{text}");
+}

@@ -488,3 +488,32 @@ async fn an_over_long_token_is_refused_without_parsing() {
     );
     assert_rejected(&proxy, &long, "longer").await;
 }
+
+#[tokio::test]
+async fn max_lifetime_caps_how_long_a_token_is_valid() {
+    let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let capped = TestProxy::start(&issuer_config(&issuer, "    max_lifetime: 24h\n")).await;
+    let uncapped = TestProxy::for_issuer(&issuer).await;
+    capped.wait_ready().await;
+    uncapped.wait_ready().await;
+    let now = now() as f64;
+    let for_ever = issuer.token_with(&key, json!({"exp": 2e206}));
+    // Without the cap, what the IdP signed is what counts (documented in SECURITY.md).
+    assert_eq!(verdict(&uncapped, &for_ever).await.0, 200);
+    assert_rejected(&capped, &for_ever, "lifetime is longer").await;
+    let (_, _, body) = read(capped.get_with("/secure", &for_ever).await).await;
+    assert_eq!(body["error"], "invalid_token");
+    // Two days from now, issued now: beyond the cap either way.
+    let two_days = issuer.token_with(&key, json!({"iat": now, "exp": now + 2.0 * 86400.0}));
+    assert_rejected(&capped, &two_days, "lifetime is longer").await;
+    // Issued a week ago for eight days: the remaining hour is fine, the lifetime is not.
+    let old = issuer.token_with(
+        &key,
+        json!({"iat": now - 7.0 * 86400.0, "exp": now + 3600.0, "nbf": null}),
+    );
+    assert_rejected(&capped, &old, "lifetime is longer").await;
+    // An hour, issued now: accepted.
+    let hour = issuer.token_with(&key, json!({"iat": now, "exp": now + 3600.0}));
+    assert_eq!(verdict(&capped, &hour).await.0, 200);
+}
