@@ -204,11 +204,47 @@ fn summary(s: &Settings) -> String {
     if s.upstream.is_some() && matches!(s.cors, Cors::Off) {
         out += "  warning: an upstream is configured and cors: is not: a browser app's preflights will get 401; set cors: { allow_origins: [...] }, or cors: { mode: upstream } if the upstream answers CORS itself\n";
     }
+    out += &any_of_on_lists(s);
     for (later, earlier) in s.rules.unreachable() {
         out += &format!(
             "  warning: routes[{later}] ({}) can never match: routes[{earlier}] ({}) comes first and covers it\n",
             s.rules.routes[later].name, s.rules.routes[earlier].name
         );
+    }
+    out
+}
+
+/// Claims that usually hold arrays (or space-separated lists): `any_of` compares the whole
+/// value, so `groups: { any_of: [Admins] }` never matches `["Admins", "Everyone"]`.
+const LIST_CLAIMS: [&str; 4] = ["groups", "roles", "scp", "scope"];
+
+/// `check` warnings for `any_of` on a claim that is usually a list.
+fn any_of_on_lists(s: &Settings) -> String {
+    let mut places: Vec<(String, &tokengate::claims::ClaimRule)> = Vec::new();
+    for (i, issuer) in s.issuers.iter().enumerate() {
+        places.extend(issuer.claims.iter().map(|c| (format!("issuers[{i}]"), c)));
+    }
+    for (i, route) in s.rules.routes.iter().enumerate() {
+        places.extend(
+            route
+                .rule
+                .claims
+                .iter()
+                .map(|c| (format!("routes[{i}]"), c)),
+        );
+    }
+    places.extend(s.rules.default.claims.iter().map(|c| ("default".into(), c)));
+    let mut out = String::new();
+    for (at, rule) in places {
+        let last = rule.path.last().map(String::as_str).unwrap_or_default();
+        if matches!(rule.predicate, tokengate::claims::Predicate::AnyOf(_))
+            && LIST_CLAIMS.contains(&last)
+        {
+            out += &format!(
+                "  warning: {at}.claims.{}: any_of compares the whole value, and `{last}` is usually a list; for \"has any of these\" write {{ includes_any: [...] }}\n",
+                rule.name
+            );
+        }
     }
     out
 }

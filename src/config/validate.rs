@@ -577,7 +577,7 @@ fn claim_rule(
     value: &serde_yaml::Value,
 ) -> Option<ClaimRule> {
     let json = |v: &serde_yaml::Value| serde_json::to_value(v).ok();
-    let hint = "write `claim: value`, or one of `{ equals: v }`, `{ includes: [a, b] }`, `{ any_of: [a, b] }`";
+    let hint = "write `claim: value`, or one of `{ equals: v }`, `{ includes: [a, b] }`, `{ includes_any: [a, b] }`, `{ any_of: [a, b] }`";
     if name.is_empty() {
         issues.add(at, "the claim name is empty", hint);
         return None;
@@ -596,6 +596,7 @@ fn claim_rule(
             match key.as_str() {
                 Some("equals") => Predicate::Equals(json(arg)?),
                 Some("includes") => Predicate::Includes(list(arg)),
+                Some("includes_any") => Predicate::IncludesAny(list(arg)),
                 Some("any_of") => Predicate::AnyOf(list(arg)),
                 _ => {
                     issues.add(
@@ -616,7 +617,7 @@ fn claim_rule(
         }
         other => Predicate::Equals(json(other)?),
     };
-    if let Predicate::Includes(v) | Predicate::AnyOf(v) = &predicate {
+    if let Predicate::Includes(v) | Predicate::IncludesAny(v) | Predicate::AnyOf(v) = &predicate {
         if v.is_empty() {
             issues.add(at, "the list of values is empty", hint);
             return None;

@@ -157,3 +157,32 @@ fn check_prints_the_stripped_identity_headers_and_cors_warnings() {
         );
     }
 }
+
+#[test]
+fn check_warns_about_any_of_on_list_claims() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("groups.yaml");
+    std::fs::write(
+        &path,
+        "issuers:\n  - issuer: https://idp.example.com\n    audiences: [a]\n    claims:\n      groups: { any_of: [Admins] }\n      tier: { any_of: [gold] }\nroutes:\n  - { path: /x, claims: { realm_access.roles: { any_of: [r] }, scp: { includes_any: [a] } } }\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("warning: issuers[0].claims.groups: any_of compares the whole value")
+            && stdout.contains("includes_any"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: routes[0].claims.realm_access.roles: any_of"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("claims.tier"), "{stdout}");
+    assert!(!stdout.contains("claims.scp"), "{stdout}");
+}

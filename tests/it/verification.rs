@@ -517,3 +517,36 @@ async fn max_lifetime_caps_how_long_a_token_is_valid() {
     let hour = issuer.token_with(&key, json!({"iat": now, "exp": now + 3600.0}));
     assert_eq!(verdict(&capped, &hour).await.0, 200);
 }
+
+#[tokio::test]
+async fn includes_any_asks_for_one_of_several_members_in_issuers_and_routes() {
+    let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let asserting = TestProxy::start(&issuer_config(
+        &issuer,
+        "    claims:\n      groups: { includes_any: [Group1, Group2] }\n",
+    ))
+    .await;
+    let routed = TestProxy::start(&format!(
+        "{}routes:\n  - {{ path: /secure, claims: {{ scope: {{ includes_any: [admin, ops] }} }} }}\n",
+        issuer_config(&issuer, "")
+    ))
+    .await;
+    asserting.wait_ready().await;
+    routed.wait_ready().await;
+    for (groups, status) in [
+        (json!(["Everyone", "Group2"]), 200),
+        (json!("Group1 Everyone"), 200),
+        (json!(["Everyone"]), 401),
+        (json!("Group12"), 401),
+        (json!([]), 401),
+    ] {
+        let token = issuer.token_with(&key, json!({ "groups": groups }));
+        assert_eq!(verdict(&asserting, &token).await.0, status, "{groups}");
+    }
+    for (scope, status) in [("read ops", 200), ("read", 403), ("operations", 403)] {
+        let token = issuer.token_with(&key, json!({ "scope": scope }));
+        let got = routed.get_with("/secure", &token).await.status();
+        assert_eq!(got, status, "{scope}");
+    }
+}
