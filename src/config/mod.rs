@@ -91,6 +91,9 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Settings, ConfigErrors
 /// As [`load`], from text already read (`path` names it in messages).
 pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Settings, ConfigErrors> {
     let text = substitute_env(path, text, |name| std::env::var(name).ok())?;
+    if let Some(problem) = repeated_key(path, &text) {
+        return Err(ConfigErrors(vec![problem]));
+    }
     let deserializer = serde_yaml::Deserializer::from_str(&text);
     let raw: raw::RawConfig = match serde_path_to_error::deserialize(deserializer) {
         Ok(raw) => raw,
@@ -151,6 +154,64 @@ fn parse_problem(path: &Path, err: serde_path_to_error::Error<serde_yaml::Error>
         message,
         hint,
     }
+}
+
+/// YAML 1.2 §3.2.1.1: mapping keys are unique. serde would keep the last value of a repeated
+/// key (`{cid: good-client, cid: other-client}` asserts only `other-client`), so every
+/// mapping of the file is checked first, and a repeat is refused with its line and path.
+fn repeated_key(path: &Path, text: &str) -> Option<Problem> {
+    let strict = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
+    let Err(marked_yaml::LoadError::DuplicateKey(dup)) =
+        marked_yaml::parse_yaml_with_options(0, text, strict)
+    else {
+        // Any other error is serde_yaml's to report, with its own message.
+        return None;
+    };
+    let first = dup.prev_key.span().start().map(|m| (m.line(), m.column()));
+    let again = dup.key.span().start().map(|m| m.line());
+    let name = dup.key.as_str();
+    let yaml_path = marked_yaml::parse_yaml(0, text)
+        .ok()
+        .and_then(|root| path_of_key(&root, first?, ""))
+        .unwrap_or_else(|| name.to_owned());
+    Some(Problem {
+        file: path.to_owned(),
+        line: again.or(first.map(|(line, _)| line)),
+        path: yaml_path,
+        message: format!(
+            "`{name}` is repeated in this mapping{}",
+            first.map_or(String::new(), |(line, _)| format!(" (first on line {line})"))
+        ),
+        hint: Some(
+            "a key may appear once per mapping (YAML 1.2); keep one, or list several values under one key".into(),
+        ),
+    })
+}
+
+/// The dotted path of the mapping key that starts at `at` (line, column), if any.
+fn path_of_key(node: &marked_yaml::Node, at: (usize, usize), prefix: &str) -> Option<String> {
+    if let Some(map) = node.as_mapping() {
+        for (key, value) in map.iter() {
+            let here = if prefix.is_empty() {
+                key.as_str().to_owned()
+            } else {
+                format!("{prefix}.{}", key.as_str())
+            };
+            if key.span().start().map(|m| (m.line(), m.column())) == Some(at) {
+                return Some(here);
+            }
+            if let Some(found) = path_of_key(value, at, &here) {
+                return Some(found);
+            }
+        }
+    } else if let Some(seq) = node.as_sequence() {
+        for (i, item) in seq.iter().enumerate() {
+            if let Some(found) = path_of_key(item, at, &format!("{prefix}[{i}]")) {
+                return Some(found);
+            }
+        }
+    }
+    None
 }
 
 /// Replaces `${NAME}` with the environment variable's value. An unset variable is an error;
