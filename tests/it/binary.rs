@@ -186,3 +186,93 @@ fn check_warns_about_any_of_on_list_claims() {
     assert!(!stdout.contains("claims.tier"), "{stdout}");
     assert!(!stdout.contains("claims.scp"), "{stdout}");
 }
+
+/// The two injections reported against the shipped examples/okta.yaml: a client id that adds
+/// a second trusted issuer, and a domain that turns on allow_http with a chosen jwks_uri.
+#[test]
+fn check_refuses_a_variable_that_would_change_the_structure() {
+    let check = |vars: &[(&str, &str)], config: &std::path::Path| {
+        let out = Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(config)
+            .current_dir(ROOT)
+            .envs(vars.iter().copied())
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let okta = std::path::Path::new("examples/okta.yaml");
+    let (code, text) = check(
+        &[
+            ("OKTA_DOMAIN", "dev-1.okta.com"),
+            ("OKTA_CLIENT_ID", "0oa1"),
+        ],
+        okta,
+    );
+    assert_eq!(code, Some(0), "{text}");
+    let second_issuer = "0oa1\n  - issuer: https://evil.example\n    audiences: [api://default]";
+    let (code, text) = check(
+        &[
+            ("OKTA_DOMAIN", "dev-1.okta.com"),
+            ("OKTA_CLIENT_ID", second_issuer),
+        ],
+        okta,
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("okta.yaml:17: the value of `${OKTA_CLIENT_ID}` holds a newline"),
+        "{text}"
+    );
+    assert!(!text.contains("evil.example"), "{text}");
+    let domain = "evil.example/oauth2/default\n    allow_http: true\n    jwks_uri: http://evil.example/keys\n    x: https://x";
+    let (code, text) = check(&[("OKTA_DOMAIN", domain), ("OKTA_CLIENT_ID", "0oa1")], okta);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("okta.yaml:12: the value of `${OKTA_DOMAIN}`"),
+        "{text}"
+    );
+    // The same attacks without a newline, in flow style: the structure check refuses them.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flow = dir.path().join("flow.yaml");
+    std::fs::write(
+        &flow,
+        "issuers:\n  - { issuer: \"https://${OKTA_DOMAIN}/oauth2/default\", audiences: [api://default], claims: { cid: \"${OKTA_CLIENT_ID}\" } }\n",
+    )
+    .expect("write");
+    let (code, text) = check(
+        &[
+            (
+                "OKTA_DOMAIN",
+                "evil.example/x\", allow_http: true, jwks_uri: \"http://evil.example/keys",
+            ),
+            ("OKTA_CLIENT_ID", "0oa1"),
+        ],
+        &flow,
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("flow.yaml:2: `${OKTA_DOMAIN}` would change the structure of the file"),
+        "{text}"
+    );
+    assert!(text.contains("hint:"), "{text}");
+    // A repeated key, refused by check too.
+    let repeated = dir.path().join("repeated.yaml");
+    std::fs::write(
+        &repeated,
+        "issuers:\n  - issuer: https://idp.example.com\n    audiences: [a]\n    claims: {cid: good-client, cid: other-client}\n",
+    )
+    .expect("write");
+    let (code, text) = check(&[], &repeated);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("repeated.yaml:4: issuers[0].claims.cid: `cid` is repeated"),
+        "{text}"
+    );
+}
