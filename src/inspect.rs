@@ -75,18 +75,18 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
     );
     let claims = crate::authn::parse_claims(&jws.payload);
     match &claims {
-        Some(c) => {
+        Ok(c) => {
             let _ = writeln!(out.text, "claims:\n{}\n", pretty(&Value::Object(c.clone())));
         }
-        None if signature_only => {
-            let _ = writeln!(
-                out.text,
-                "payload: {} bytes (not a JSON object)\n",
-                jws.payload.len()
-            );
+        Err(why) if signature_only => {
+            let _ = writeln!(out.text, "payload: {} bytes ({why})\n", jws.payload.len());
         }
-        None => out.check("payload", Err("the payload is not a JSON object".into())),
+        Err(why) => out.check("payload", Err((*why).to_owned())),
     }
+    // With a configuration, the payload's `iss` chooses the issuer and its keys: when the
+    // payload cannot be read, the proxy stops there, and so does this report (no issuer or
+    // signature verdict that the proxy would never have reached).
+    let unread = matches!((&keys, &claims), (Keys::Config(_), Err(_)));
     let kid = jws.kid.as_deref();
 
     let (set, issuer) = match keys {
@@ -103,9 +103,23 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
                 (None, None)
             }
         },
+        Keys::Config(_) if unread => {
+            let _ = writeln!(
+                out.text,
+                "note  issuer, algorithm and signature not checked: the issuer is read from the payload"
+            );
+            if signature_only {
+                out.check(
+                    "signature",
+                    Err("no issuer to take keys from; use --jwks".into()),
+                );
+            }
+            (None, None)
+        }
         Keys::Config(settings) => {
             let iss = claims
                 .as_ref()
+                .ok()
                 .and_then(|c| c.get("iss"))
                 .and_then(Value::as_str)
                 .unwrap_or("");
@@ -139,6 +153,7 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
         );
     }
     match set.as_ref().map(|s| s.select(kid, jws.alg)) {
+        _ if unread => {}
         Some(Selection::Found(key)) => {
             let which = format!("kid {}", key.kid.as_deref().unwrap_or("(none)"));
             out.check(
@@ -166,7 +181,7 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
     }
 
     if !signature_only {
-        if let Some(claims) = &claims {
+        if let Ok(claims) = &claims {
             let now = authn::now();
             match issuer {
                 Some(issuer) => {

@@ -6,7 +6,7 @@ use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::json::parse_object;
+use super::json::{parse_part, Part};
 use super::TokenError;
 use crate::jwk::VerifyingKey;
 
@@ -42,8 +42,7 @@ impl<'a> Jws<'a> {
         let payload = decode_segment(p)?;
         // Checked for alphabet and length now; decoded by the crypto call.
         decode_segment(s)?;
-        let header = parse_object(&header_bytes)
-            .ok_or(TokenError::Malformed("the header is not a JSON object"))?;
+        let header = parse_part(&header_bytes, Part::Header).map_err(TokenError::Malformed)?;
 
         // RFC 7515 §4.1.11: we implement no extension, so any `crit` means we must refuse.
         if header.contains_key("crit") {

@@ -241,8 +241,7 @@ async fn verify_uncached(
     keys: &KeyStore,
 ) -> Result<(VerifiedToken, Arc<crate::jwk::VerifyingKey>, f64), AuthnError> {
     let jws = Jws::parse(token)?;
-    let claims = json::parse_object(&jws.payload)
-        .ok_or(TokenError::Malformed("the payload is not a JSON object"))?;
+    let claims = parse_claims(&jws.payload).map_err(TokenError::Malformed)?;
     let iss = match claims.get("iss") {
         Some(Value::String(iss)) => iss.as_str(),
         Some(_) => return Err(TokenError::ClaimType("iss").into()),
@@ -289,9 +288,11 @@ async fn verify_uncached(
     ))
 }
 
-/// The payload as a claims object (strict JSON: no duplicate members), if it is one.
-pub fn parse_claims(payload: &[u8]) -> Option<Map<String, Value>> {
-    json::parse_object(payload)
+/// The payload as a claims object (strict JSON: no duplicate members), or the true reason it
+/// is not one (a duplicate member, a number out of range, a lone surrogate, nesting too deep,
+/// not JSON, not an object).
+pub fn parse_claims(payload: &[u8]) -> Result<Map<String, Value>, &'static str> {
+    json::parse_part(payload, json::Part::Payload)
 }
 
 /// Seconds since the epoch, with fractions (NumericDate allows them, RFC 7519 §2).

@@ -550,3 +550,76 @@ async fn includes_any_asks_for_one_of_several_members_in_issuers_and_routes() {
         assert_eq!(got, status, "{scope}");
     }
 }
+
+/// A token whose payload is exactly `payload` (signed by `key`).
+fn with_payload_text(key: &TestKey, payload: &str) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header(key).to_string()),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let sig = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key.encoding, key.alg)
+        .unwrap_or_default();
+    format!("{signing_input}.{sig}")
+}
+
+#[tokio::test]
+async fn a_malformed_payload_is_refused_with_its_true_reason() {
+    let (issuer, key, proxy) = rsa_setup().await;
+    let good = issuer.claims().to_string();
+    let body = &good[1..good.len() - 1];
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let cases = [
+        (
+            format!("{{{body},\"sub\":\"again\"}}"),
+            "the payload has a duplicate member",
+        ),
+        (
+            format!("{{{body},\"n\":1e309}}"),
+            "the payload has a number out of range",
+        ),
+        (
+            format!("{{{body},\"name\":\"\\ud800\"}}"),
+            "the payload has a lone surrogate or an invalid escape",
+        ),
+        (
+            format!("{{{body},\"x\":{deep}}}"),
+            "the payload nests too deeply",
+        ),
+        ("[1,2]".to_owned(), "the payload is not a JSON object"),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [key.jwk]}).to_string()).expect("write");
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &config,
+        issuer_config(&issuer, &format!("    jwks_file: {}\n", jwks.display())),
+    )
+    .expect("write");
+    for (payload, reason) in cases {
+        let token = with_payload_text(&key, &payload);
+        assert_rejected(&proxy, &token, reason).await;
+        // inspect says the same, and nothing about an issuer or signature it never reached.
+        let out = std::process::Command::new(crate::support::process::BIN)
+            .args([
+                "inspect",
+                "--config",
+                config.to_str().unwrap_or_default(),
+                &token,
+            ])
+            .output()
+            .expect("inspect");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains(&format!("FAIL  payload          {reason}")),
+            "{text}"
+        );
+        assert!(
+            !text.contains("FAIL  issuer") && !text.contains("FAIL  signature"),
+            "{text}"
+        );
+        assert!(text.contains("REJECTED (1 check failed)"), "{text}");
+    }
+}
