@@ -153,7 +153,7 @@ impl App {
     pub fn start(&self) {
         if let Some(dev) = &self.dev {
             warn!(
-                issuer = %dev.issuer(),
+                issuer = %crate::logsafe::Escaped(dev.issuer()),
                 "DEV ISSUER ON: POST /_dev/token mints valid tokens for anyone who asks; never run this configuration in production"
             );
         }
@@ -469,7 +469,7 @@ impl App {
             Err(e) => {
                 warn!(
                     request_id = client.request_id.to_str().unwrap_or("-"),
-                    error = %e,
+                    error = %crate::logsafe::Escaped(&e),
                     detail = ?e,
                     "upstream request failed"
                 );

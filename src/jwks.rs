@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::config::{IssuerSettings, KeySource, KeyTimings, Settings};
 use crate::jwk::{JwksError, KeySet, Selection, Skipped, VerifyingKey};
+use crate::logsafe::Escaped;
 use crate::metrics::{FetchCounters, Metrics};
 
 /// The largest discovery or JWKS document we read.
@@ -329,14 +330,20 @@ impl IssuerKeys {
             Err(JwksError::NotAJwks) => Vec::new(),
         };
         for s in &skipped {
-            warn!(issuer = %self.issuer, kid = %s.kid, reason = s.reason, detail = %s.detail, "JWK skipped");
+            warn!(
+                issuer = %Escaped(&self.issuer),
+                kid = %Escaped(&s.kid),
+                reason = s.reason,
+                detail = %Escaped(&s.detail),
+                "JWK skipped"
+            );
             self.counters.key_skipped(s.reason);
         }
         if let Ok((set, _)) = &parsed {
             for kid in set.conflicting_kids() {
                 warn!(
-                    issuer = %self.issuer,
-                    kid = %kid,
+                    issuer = %Escaped(&self.issuer),
+                    kid = %Escaped(kid),
                     "the JWKS publishes two different keys under this kid: tokens naming it are refused (kid_ambiguous); other kids keep working"
                 );
                 self.counters.key_skipped("kid_ambiguous");
@@ -431,7 +438,7 @@ impl IssuerKeys {
         counter.inc();
         match &result {
             Ok((set, ttl)) => {
-                info!(issuer = %self.issuer, keys = set.len(), ttl_s = ttl.as_secs(), "keys loaded");
+                info!(issuer = %Escaped(&self.issuer), keys = set.len(), ttl_s = ttl.as_secs(), "keys loaded");
             }
             Err(error) => {
                 let serving = if self.usable().is_some() {
@@ -439,7 +446,7 @@ impl IssuerKeys {
                 } else {
                     "no keys yet: token requests get 503"
                 };
-                warn!(issuer = %self.issuer, %error, "key fetch failed; {serving}");
+                warn!(issuer = %Escaped(&self.issuer), error = %Escaped(error), "key fetch failed; {serving}");
             }
         }
         let result = result.map(|(set, ttl)| {
@@ -599,13 +606,13 @@ async fn watch_file(keys: Weak<IssuerKeys>, path: PathBuf) {
                 .and_then(|bytes| keys.parse_and_report(&bytes).map_err(FetchError::from));
             match loaded {
                 Ok(set) => {
-                    info!(issuer = %keys.issuer, keys = set.len(), file = %path.display(), "keys loaded from file");
+                    info!(issuer = %Escaped(&keys.issuer), keys = set.len(), file = %Escaped(path.display()), "keys loaded from file");
                     keys.store(set, Duration::MAX);
                     keys.counters.ok.inc();
                 }
                 Err(error) => {
                     keys.counters.failed.inc();
-                    warn!(issuer = %keys.issuer, %error, "jwks_file not loaded; keeping the keys we had")
+                    warn!(issuer = %Escaped(&keys.issuer), error = %Escaped(&error), "jwks_file not loaded; keeping the keys we had")
                 }
             }
             keys.attempts.fetch_add(1, Ordering::AcqRel);

@@ -31,6 +31,7 @@ pub mod header_name;
 pub mod inspect;
 pub mod jwk;
 pub mod jwks;
+pub mod logsafe;
 pub mod metrics;
 pub mod mutate;
 pub mod rejection;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tokengate::config::{self, Cors, LogFormat, Overrides, Settings};
 use tokengate::inspect::Keys;
+use tokengate::logsafe::Escaped;
 use tokengate::Gateway;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -275,7 +276,7 @@ fn serve(settings: Settings, config_path: std::path::PathBuf, overrides: Overrid
         let gateway = match Gateway::new(settings) {
             Ok(g) => Arc::new(g),
             Err(e) => {
-                error!(error = %e, "cannot start");
+                error!(error = %Escaped(&e), "cannot start");
                 return ExitCode::FAILURE;
             }
         };
@@ -352,12 +353,12 @@ async fn reload_on_sighup(gateway: Arc<Gateway>, path: std::path::PathBuf, overr
             return;
         };
         while hangups.recv().await.is_some() {
-            info!(file = %path.display(), "SIGHUP: reloading the configuration");
+            info!(file = %Escaped(path.display()), "SIGHUP: reloading the configuration");
             let settings = match config::load(&path, &overrides) {
                 Ok(s) => s,
                 Err(errors) => {
                     for problem in &errors.0 {
-                        error!(problem = %problem, "configuration rejected; the old one keeps serving");
+                        error!(problem = %Escaped(problem), "configuration rejected; the old one keeps serving");
                     }
                     continue;
                 }
@@ -369,7 +370,9 @@ async fn reload_on_sighup(gateway: Arc<Gateway>, path: std::path::PathBuf, overr
                     }
                     info!("configuration reloaded");
                 }
-                Err(e) => error!(error = %e, "reload failed; the old configuration keeps serving"),
+                Err(e) => {
+                    error!(error = %Escaped(&e), "reload failed; the old configuration keeps serving")
+                }
             }
         }
     }
@@ -382,8 +385,10 @@ fn init_logging(settings: &Settings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour escapes only on a terminal, never in a file or pipe, and never with NO_COLOR.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(tokengate::logsafe::colour_on_stderr())
         .with_writer(std::io::stderr);
     match settings.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -359,3 +359,56 @@ async fn every_skipped_key_is_logged_at_every_load_even_when_none_is_usable() {
         assert!(skipped(&logs, mixed.url(), kid, reason), "{kid}: {logs:?}");
     }
 }
+
+/// A `kid` with a newline (forging a whole access-log line in the text format) and an ESC
+/// byte (a terminal escape in the log file), published by the IdP in a key tokengate skips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_from_the_identity_provider_are_escaped_in_both_log_formats() {
+    // Under 64 characters: the whole kid is logged.
+    let forged = "k\nFORGED  INFO tokengate::access: status=200\u{1b}[2J";
+    let rsa = TestKey::load("rsa-a", "x", Algorithm::RS256).jwk;
+    let issuer = serving(vec![with(rsa, json!({"kid": forged, "use": "enc"}))]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(&config, issuer_config(&issuer, "")).expect("write");
+    for format in ["text", "json"] {
+        let running =
+            process::spawn_logging(&["--config", config.to_str().unwrap_or_default()], format);
+        let mut lines: Vec<String> = running.startup.clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !lines.iter().any(|l| l.contains("JWK skipped"))
+            && std::time::Instant::now() < deadline
+        {
+            if let Ok(line) = running.logs.recv_timeout(Duration::from_millis(100)) {
+                lines.push(line);
+            }
+        }
+        let skipped = lines
+            .iter()
+            .find(|l| l.contains("JWK skipped"))
+            .unwrap_or_else(|| panic!("{format}: no JWK skipped line: {lines:?}"));
+        for line in &lines {
+            assert!(
+                !line.contains('\u{1b}'),
+                "{format}: an ESC byte reached the log: {line:?}"
+            );
+            assert!(
+                !line.starts_with("FORGED"),
+                "{format}: a forged line: {lines:?}"
+            );
+        }
+        if format == "json" {
+            let event: Value = serde_json::from_str(skipped).expect("json");
+            // The same escaped text in both formats, so one grep finds it in either.
+            assert_eq!(
+                event["kid"],
+                "k\\nFORGED  INFO tokengate::access: status=200\\u{1b}[2J"
+            );
+        } else {
+            assert!(
+                skipped.contains("k\\nFORGED") && skipped.contains("\\u{1b}[2J"),
+                "{skipped}"
+            );
+        }
+    }
+}
