@@ -45,6 +45,9 @@ pub struct VerifyingKey {
     parsed: Vec<(Algorithm, ParsedPublicKey)>,
     /// SHA-256 of the key type and material: the same key fetched again compares equal.
     pub fingerprint: [u8; 32],
+    /// The key type with its size or curve, for people: `RSA 2048 bits`, `EC P-256`,
+    /// `OKP Ed25519`.
+    pub kind: String,
 }
 
 /// Public key material, as a JWK gives it.
@@ -59,6 +62,26 @@ pub enum PublicKey {
 }
 
 impl PublicKey {
+    /// `RSA 2048 bits`, `EC P-256`, `EC P-384`, `OKP Ed25519`.
+    pub fn describe(&self) -> String {
+        match self {
+            PublicKey::Rsa { n, .. } => {
+                let n = strip_leading_zeros(n);
+                let bits = n
+                    .first()
+                    .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
+                format!("RSA {bits} bits")
+            }
+            // An uncompressed point is 1 + 2 × the coordinate size.
+            PublicKey::Ec(point) => match point.len() {
+                65 => "EC P-256".into(),
+                97 => "EC P-384".into(),
+                n => format!("EC point of {n} bytes"),
+            },
+            PublicKey::Ed25519(_) => "OKP Ed25519".into(),
+        }
+    }
+
     fn parse_for(&self, alg: Algorithm) -> Result<ParsedPublicKey, String> {
         let rsa = |params: &'static sig::RsaParameters, n: &[u8], e: &[u8]| {
             RsaPublicKeyComponents { n, e }
@@ -122,6 +145,7 @@ impl VerifyingKey {
             algorithms,
             parsed,
             fingerprint,
+            kind: key.describe(),
         })
     }
 

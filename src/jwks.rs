@@ -480,6 +480,11 @@ impl IssuerKeys {
 
     /// OIDC Discovery §4, then RFC 8414 (appended, then inserted well-known path).
     async fn discover(&self) -> Result<Url, FetchError> {
+        self.discover_from().await.map(|(_, jwks)| jwks)
+    }
+
+    /// As [`IssuerKeys::discover`], with the discovery document's URL: (document, jwks_uri).
+    async fn discover_from(&self) -> Result<(Url, Url), FetchError> {
         let base = self.issuer.trim_end_matches('/');
         let mut candidates = vec![
             format!("{base}/.well-known/openid-configuration"),
@@ -494,17 +499,21 @@ impl IssuerKeys {
                 ));
             }
         }
-        let mut last = FetchError::BadDiscovery;
+        // The OIDC location's failure is the one to report: the RFC 8414 fallbacks usually
+        // answer 404 on an OIDC provider, which would hide a 503 or a timeout.
+        let mut first = None;
         for candidate in candidates {
             let Ok(url) = Url::parse(&candidate) else {
                 continue;
             };
             match self.get(&url).await {
-                Ok((body, _)) => return self.read_discovery(&body),
-                Err(e) => last = e,
+                Ok((body, _)) => return self.read_discovery(&body).map(|jwks| (url, jwks)),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
             }
         }
-        Err(last)
+        Err(first.unwrap_or(FetchError::BadDiscovery))
     }
 
     fn read_discovery(&self, body: &[u8]) -> Result<Url, FetchError> {
@@ -561,6 +570,107 @@ impl IssuerKeys {
             body.extend_from_slice(&chunk);
         }
         Ok((body, headers))
+    }
+}
+
+/// What `tokengate check --online` found for one issuer, fetched with the run-time code
+/// (same client, timeouts, redirect and https rules, discovery order and key hygiene).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub issuer: String,
+    /// The discovery document used, when keys are found by discovery.
+    pub discovery: Option<String>,
+    /// Where the keys came from: the JWKS URL or file (none for the dev issuer).
+    pub jwks: Option<String>,
+    /// Usable keys: `kid` (or `(no kid)`), type with size or curve, algorithms.
+    pub usable: Vec<(String, String, Vec<Algorithm>)>,
+    pub skipped: Vec<Skipped>,
+    /// Why the issuer has no usable key: unreachable, not a JWKS, every key skipped.
+    pub error: Option<String>,
+}
+
+/// Fetches discovery and the JWKS of every configured issuer once, as the proxy would at
+/// start, and reports each (`tokengate check --online`). Never starts background tasks.
+pub async fn probe(settings: &Settings) -> Vec<Probe> {
+    let store = KeyStore::new(settings, None);
+    let mut probes = Vec::new();
+    for issuer in &settings.issuers {
+        let Some(keys) = store.issuers.get(&issuer.issuer) else {
+            continue;
+        };
+        probes.push(keys.probe().await);
+    }
+    probes
+}
+
+impl IssuerKeys {
+    async fn probe(&self) -> Probe {
+        let mut probe = Probe {
+            issuer: self.issuer.clone(),
+            discovery: None,
+            jwks: None,
+            usable: Vec::new(),
+            skipped: Vec::new(),
+            error: None,
+        };
+        let body = match &self.source {
+            KeySource::DevIssuer => return probe,
+            KeySource::JwksFile(path) => {
+                probe.jwks = Some(path.display().to_string());
+                tokio::fs::read(path).await.map_err(|e| FetchError::File {
+                    path: path.clone(),
+                    error: e.to_string(),
+                })
+            }
+            KeySource::JwksUri(uri) => {
+                probe.jwks = Some(uri.to_string());
+                self.get(uri).await.map(|(body, _)| body)
+            }
+            KeySource::Discovery => match self.discover_from().await {
+                Ok((document, uri)) => {
+                    probe.discovery = Some(document.to_string());
+                    probe.jwks = Some(uri.to_string());
+                    self.get(&uri).await.map(|(body, _)| body)
+                }
+                Err(e) => {
+                    probe.error = Some(format!(
+                        "discovery failed at {}/.well-known/openid-configuration (and RFC 8414's locations): {e}",
+                        self.issuer.trim_end_matches('/')
+                    ));
+                    return probe;
+                }
+            },
+        };
+        let parsed = body.and_then(|b| KeySet::parse(&b, &self.allowed).map_err(FetchError::from));
+        match parsed {
+            Ok((set, skipped)) => {
+                probe.usable = set
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        (
+                            k.kid.clone().unwrap_or_else(|| "(no kid)".into()),
+                            k.kind.clone(),
+                            k.algorithms.clone(),
+                        )
+                    })
+                    .collect();
+                probe.skipped = skipped;
+                for kid in set.conflicting_kids() {
+                    probe.skipped.push(Skipped {
+                        kid: kid.to_owned(),
+                        reason: "kid_ambiguous",
+                        detail: "two different keys under this kid: its tokens are refused".into(),
+                    });
+                }
+            }
+            Err(FetchError::Jwks(JwksError::NoUsableKeys(skipped))) => {
+                probe.skipped = skipped;
+                probe.error = Some("no usable signing key".into());
+            }
+            Err(e) => probe.error = Some(e.to_string()),
+        }
+        probe
     }
 }
 

@@ -35,7 +35,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate the configuration and print a summary (exit 0), or every problem (exit 2).
-    Check,
+    Check {
+        /// Also fetch every issuer's discovery document and JWKS, as at run time, and list
+        /// each key as usable or skipped with its reason; exit 2 when an issuer cannot be
+        /// reached or has no usable key.
+        #[arg(long)]
+        online: bool,
+    },
     /// Decode a token and run every check on it, each with its verdict: exit 0 when it would
     /// be accepted, 1 when not. Keys come from --config (default) or --jwks.
     Inspect {
@@ -89,9 +95,13 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Check) => {
+        Some(Command::Check { online }) => {
             print!("{}", summary(&settings));
-            ExitCode::SUCCESS
+            if online {
+                check_online(&settings)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Some(Command::Inspect { .. }) | None => serve(settings, cli.config, overrides),
     }
@@ -213,6 +223,66 @@ fn summary(s: &Settings) -> String {
         );
     }
     out
+}
+
+/// `tokengate check --online`: every issuer's keys, fetched as the proxy fetches them.
+fn check_online(settings: &Settings) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let probes = runtime.block_on(tokengate::jwks::probe(settings));
+    let mut failed = 0;
+    let mut out = String::from("online:\n");
+    for p in &probes {
+        out += &format!("  issuer {}\n", Escaped(&p.issuer));
+        if let Some(d) = &p.discovery {
+            out += &format!("    discovery: {}\n", Escaped(d));
+        }
+        match &p.jwks {
+            Some(j) => out += &format!("    jwks: {}\n", Escaped(j)),
+            None if p.error.is_none() => out += "    keys: the dev issuer's, made at start\n",
+            None => {}
+        }
+        for (kid, kind, algorithms) in &p.usable {
+            let algorithms: Vec<String> = algorithms.iter().map(|a| format!("{a:?}")).collect();
+            out += &format!(
+                "    usable   kid {:?}  {kind}  {}\n",
+                Escaped(kid).to_string(),
+                algorithms.join(", ")
+            );
+        }
+        for s in &p.skipped {
+            out += &format!(
+                "    skipped  kid {:?}  {}: {}\n",
+                Escaped(&s.kid).to_string(),
+                s.reason,
+                Escaped(&s.detail)
+            );
+        }
+        if let Some(e) = &p.error {
+            failed += 1;
+            out += &format!("    FAILED: {}\n", Escaped(e));
+        }
+    }
+    print!("{out}");
+    if failed == 0 {
+        println!("online: every issuer has usable keys");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "online: {failed} issuer{} without usable keys; tokens for {} would get 503",
+            if failed == 1 { "" } else { "s" },
+            if failed == 1 { "it" } else { "them" }
+        );
+        ExitCode::from(CONFIG_ERROR)
+    }
 }
 
 /// Claims that usually hold arrays (or space-separated lists): `any_of` compares the whole

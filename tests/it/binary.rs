@@ -276,3 +276,59 @@ fn check_refuses_a_variable_that_would_change_the_structure() {
         "{text}"
     );
 }
+
+/// `check --online` against a TestIssuer that is up, one that is down and one serving only an
+/// unusable key: the same fetch code as at run time, per key usable or skipped with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_fetches_every_issuers_keys_as_at_run_time() {
+    use crate::support::{issuer_config, Mode, TestIssuer, TestKey};
+    let key = TestKey::load("rsa-a", "good-kid", jsonwebtoken::Algorithm::RS256);
+    let up = TestIssuer::start(vec![key.clone()]).await;
+    let down = TestIssuer::start(vec![key.clone()]).await;
+    down.set_mode(Mode::Down(503));
+    let unusable = TestIssuer::start(vec![]).await;
+    unusable.set_mode(Mode::Body(
+        serde_json::json!({"keys": [{"kty": "RSA", "kid": "enc-only", "use": "enc", "n": key.jwk["n"], "e": "AQAB"}]})
+            .to_string(),
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |issuers: &[&TestIssuer]| {
+        let mut yaml = String::from("keys: { fetch_timeout: 2s }\nissuers:\n");
+        for i in issuers {
+            yaml += &issuer_config(i, "").replace("issuers:\n", "");
+        }
+        let path = dir.path().join("online.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        let out = Command::new(BIN)
+            .args(["check", "--online", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = tokio::task::block_in_place(|| run(&[&up]));
+    assert_eq!(code, Some(0), "{text}");
+    for expected in [
+        format!("discovery: {}/.well-known/openid-configuration", up.url()),
+        format!("jwks: {}/keys", up.url()),
+        "usable   kid \"good-kid\"  RSA 2048 bits  RS256".to_owned(),
+        "every issuer has usable keys".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(up.discovery_fetches() >= 1 && up.jwks_fetches() >= 1);
+
+    let (code, text) = tokio::task::block_in_place(|| run(&[&up, &down, &unusable]));
+    assert_eq!(code, Some(2), "{text}");
+    for expected in [
+        "/.well-known/openid-configuration (and RFC 8414's locations): HTTP status 503",
+        "skipped  kid \"enc-only\"  use_not_sig: use is \"enc\", not \"sig\"",
+        "FAILED: no usable signing key",
+        "2 issuers without usable keys",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}
