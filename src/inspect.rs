@@ -9,15 +9,16 @@ use serde_json::Value;
 
 use crate::authn::{self, claim_checks, Jws};
 use crate::config::Settings;
-use crate::jwk::{JwksError, KeySet, Selection, Skipped, SUPPORTED_ALGORITHMS};
+use crate::jwk::{JwksError, KeySet, Selection, Skipped, HMAC_ALGORITHMS, SUPPORTED_ALGORITHMS};
 use crate::jwks::KeyStore;
 
 /// Where the keys come from.
 pub enum Keys<'a> {
     /// A configuration: its issuers, audiences, assertions and key sources.
     Config(&'a Settings),
-    /// A JWKS document (any supported algorithm; no issuer or audience checks).
-    Jwks(&'a [u8]),
+    /// A JWKS document (any supported asymmetric algorithm; no issuer or audience checks).
+    /// With `allow_hmac`, `kty: oct` keys are HMAC keys for HS256/384/512 too.
+    Jwks { jwks: &'a [u8], allow_hmac: bool },
 }
 
 /// The printed report and whether the token would be accepted.
@@ -90,7 +91,11 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
     let kid = jws.kid.as_deref();
 
     let (set, issuer) = match keys {
-        Keys::Jwks(bytes) => match KeySet::parse(bytes, &SUPPORTED_ALGORITHMS) {
+        Keys::Jwks { jwks, allow_hmac } => match KeySet::parse_with(
+            jwks,
+            &[&SUPPORTED_ALGORITHMS[..], &HMAC_ALGORITHMS[..]].concat(),
+            allow_hmac,
+        ) {
             Ok((set, skipped)) => {
                 out.skipped(&skipped);
                 (Some(set), None)

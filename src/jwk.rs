@@ -21,7 +21,36 @@ use serde_json::{Map, Value};
 
 use crate::config::parse_algorithm;
 
-/// Every signature algorithm tokengate can verify.
+/// The HMAC algorithms (RFC 7518 §3.2): only ever used by an issuer configured with a shared
+/// secret (`hmac:`), or by `tokengate inspect --allow-hmac`; never by a JWKS-keyed issuer.
+pub const HMAC_ALGORITHMS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+
+/// Whether `alg` is one of the HMAC algorithms.
+pub fn is_hmac(alg: Algorithm) -> bool {
+    HMAC_ALGORITHMS.contains(&alg)
+}
+
+/// The shortest HMAC key allowed for `alg`: its hash output size (RFC 7518 §3.2).
+pub fn hmac_min_key_bytes(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => 32,
+    }
+}
+
+/// A JWA name (RFC 7518 §3.1, exact case) → the algorithm, for every algorithm tokengate can
+/// verify, HMAC included. Whether it is allowed is the issuer's (or key's) to say.
+pub fn parse_jwa(name: &str) -> Option<Algorithm> {
+    parse_algorithm(name).or(match name {
+        "HS256" => Some(Algorithm::HS256),
+        "HS384" => Some(Algorithm::HS384),
+        "HS512" => Some(Algorithm::HS512),
+        _ => None,
+    })
+}
+
+/// Every asymmetric signature algorithm tokengate can verify.
 pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
@@ -42,12 +71,22 @@ pub struct VerifyingKey {
     pub algorithms: Vec<Algorithm>,
     /// The key parsed once per algorithm it may verify, so that a signature check (every
     /// cache miss) does not parse the key again.
-    parsed: Vec<(Algorithm, ParsedPublicKey)>,
+    parsed: Vec<(Algorithm, Verifier)>,
     /// SHA-256 of the key type and material: the same key fetched again compares equal.
     pub fingerprint: [u8; 32],
     /// The key type with its size or curve, for people: `RSA 2048 bits`, `EC P-256`,
     /// `OKP Ed25519`.
     pub kind: String,
+}
+
+/// How a key checks signatures of one algorithm. A key is one or the other, never both: a
+/// public key cannot be used as an HMAC secret (the algorithm confusion of CVE-2016-10555).
+#[derive(Clone)]
+enum Verifier {
+    Public(ParsedPublicKey),
+    /// A shared secret (RFC 7518 §3.2); aws-lc-rs compares the tag in constant time. Boxed:
+    /// an HMAC context is over a kilobyte, and public keys are the common case.
+    Hmac(Box<aws_lc_rs::hmac::Key>),
 }
 
 /// Public key material, as a JWK gives it.
@@ -131,22 +170,70 @@ impl VerifyingKey {
     ) -> Result<VerifyingKey, String> {
         let parsed = algorithms
             .iter()
-            .map(|alg| Ok((*alg, key.parse_for(*alg)?)))
+            .map(|alg| Ok((*alg, Verifier::Public(key.parse_for(*alg)?))))
             .collect::<Result<Vec<_>, String>>()?;
-        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        for part in material {
-            context.update(&(part.len() as u64).to_be_bytes());
-            context.update(part);
-        }
-        let mut fingerprint = [0u8; 32];
-        fingerprint.copy_from_slice(context.finish().as_ref());
         Ok(VerifyingKey {
             kid,
             algorithms,
             parsed,
-            fingerprint,
+            fingerprint: fingerprint(material),
             kind: key.describe(),
         })
+    }
+
+    /// An HMAC key for `algorithms` (each HS256, HS384 or HS512) from a shared secret at least
+    /// as long as each one's hash output (RFC 7518 §3.2); the reason otherwise.
+    pub fn hmac(
+        kid: Option<String>,
+        algorithms: Vec<Algorithm>,
+        secret: &[u8],
+    ) -> Result<VerifyingKey, String> {
+        let parsed = algorithms
+            .iter()
+            .map(|alg| {
+                let digest = match alg {
+                    Algorithm::HS256 => aws_lc_rs::hmac::HMAC_SHA256,
+                    Algorithm::HS384 => aws_lc_rs::hmac::HMAC_SHA384,
+                    Algorithm::HS512 => aws_lc_rs::hmac::HMAC_SHA512,
+                    other => return Err(format!("{other:?} is not an HMAC algorithm")),
+                };
+                if secret.len() < hmac_min_key_bytes(*alg) {
+                    return Err(format!(
+                        "an HMAC key of {} bytes is shorter than {alg:?}'s {}-byte hash output (RFC 7518 §3.2)",
+                        secret.len(),
+                        hmac_min_key_bytes(*alg)
+                    ));
+                }
+                Ok((
+                    *alg,
+                    Verifier::Hmac(Box::new(aws_lc_rs::hmac::Key::new(digest, secret))),
+                ))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(VerifyingKey {
+            kid,
+            algorithms,
+            parsed,
+            fingerprint: fingerprint(&[b"oct", secret]),
+            kind: format!("oct HMAC secret of {} bytes", secret.len()),
+        })
+    }
+
+    /// Whether this key may verify `alg`.
+    pub fn admits(&self, alg: Algorithm) -> bool {
+        self.parsed.iter().any(|(a, _)| *a == alg)
+    }
+
+    /// True when `signature` is this key's valid signature (or HMAC tag) of `message` under
+    /// `alg`; false for any other algorithm.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        match self.parsed.iter().find(|(a, _)| *a == alg) {
+            Some((_, Verifier::Public(key))) => key.verify_sig(message, signature).is_ok(),
+            Some((_, Verifier::Hmac(key))) => {
+                aws_lc_rs::hmac::verify(key, message, signature).is_ok()
+            }
+            None => false,
+        }
     }
 
     /// Adds the algorithms of `other`, the same key listed again (same `kid`, same material),
@@ -160,22 +247,31 @@ impl VerifyingKey {
         }
     }
 
-    /// The key parsed for `alg`, if it may verify `alg`.
-    pub fn for_algorithm(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
-        self.parsed.iter().find(|(a, _)| *a == alg).map(|(_, k)| k)
-    }
-
     /// The same key material under the same `kid`.
     pub fn same_as(&self, other: &VerifyingKey) -> bool {
         self.fingerprint == other.fingerprint && self.kid == other.kid
     }
 }
 
+/// SHA-256 over length-prefixed parts: the same key fetched again compares equal.
+fn fingerprint(material: &[&[u8]]) -> [u8; 32] {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in material {
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part);
+    }
+    let mut fingerprint = [0u8; 32];
+    fingerprint.copy_from_slice(context.finish().as_ref());
+    fingerprint
+}
+
+// Never the key material (an HMAC secret above all): kid, algorithms and kind only.
 impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifyingKey")
             .field("kid", &self.kid)
             .field("algorithms", &self.algorithms)
+            .field("kind", &self.kind)
             .finish()
     }
 }
@@ -206,6 +302,10 @@ pub enum Selection {
 pub enum JwksError {
     #[error("the JWKS is not a JSON object with a keys array")]
     NotAJwks,
+    /// With HMAC allowed (`inspect --allow-hmac`): the set holds both HMAC secrets and public
+    /// keys, which no issuer may mix.
+    #[error("the JWKS mixes HMAC secrets with public keys: an issuer is one or the other")]
+    MixedHmac,
     /// Every key was skipped (or there was none); each with its reason.
     #[error("the JWKS holds no usable signing key{}", describe_skipped(.0))]
     NoUsableKeys(Vec<Skipped>),
@@ -250,6 +350,15 @@ impl std::fmt::Display for SkipReason {
     }
 }
 
+/// Skip reasons that mean "this key could not be read" (rather than "it is not for us").
+const MALFORMED: [&str; 5] = [
+    "base64url_invalid",
+    "base64url_padded",
+    "member_missing",
+    "ec_coordinates_length",
+    "x5c_only",
+];
+
 fn skip(code: &'static str, detail: impl Into<String>) -> SkipReason {
     SkipReason {
         code,
@@ -262,14 +371,27 @@ impl KeySet {
     /// reason. Errors when none is usable ([`JwksError::NoUsableKeys`] still lists the
     /// skipped keys) or the document is not a JWKS.
     pub fn parse(bytes: &[u8], allowed: &[Algorithm]) -> Result<(KeySet, Vec<Skipped>), JwksError> {
+        KeySet::parse_with(bytes, allowed, false)
+    }
+
+    /// As [`KeySet::parse`]; with `allow_hmac`, `kty: oct` keys are HMAC keys for the HS
+    /// algorithms in `allowed` (`tokengate inspect --allow-hmac` only: the proxy never takes
+    /// an HMAC key from a JWKS).
+    pub fn parse_with(
+        bytes: &[u8],
+        allowed: &[Algorithm],
+        allow_hmac: bool,
+    ) -> Result<(KeySet, Vec<Skipped>), JwksError> {
         let doc: Value = serde_json::from_slice(bytes).map_err(|_| JwksError::NotAJwks)?;
         let Some(Value::Array(items)) = doc.get("keys") else {
             return Err(JwksError::NotAJwks);
         };
         let mut keys: Vec<VerifyingKey> = Vec::new();
         let mut skipped = Vec::new();
+        // (kid, kty) of keys skipped as unreadable: a usable key sharing both is ambiguous.
+        let mut unreadable: Vec<(&str, &str)> = Vec::new();
         for item in items {
-            match parse_key(item, allowed) {
+            match parse_key_with(item, allowed, allow_hmac) {
                 Ok(key) => {
                     // The same key again under the same kid: one key, algorithms merged.
                     match keys.iter_mut().find(|k| k.same_as(&key)) {
@@ -277,17 +399,27 @@ impl KeySet {
                         None => keys.push(key),
                     }
                 }
-                Err(reason) => skipped.push(Skipped {
-                    kid: item
-                        .get("kid")
-                        .and_then(Value::as_str)
-                        .unwrap_or("(no kid)")
-                        .chars()
-                        .take(64)
-                        .collect(),
-                    reason: reason.code,
-                    detail: reason.detail,
-                }),
+                Err(reason) => {
+                    if MALFORMED.contains(&reason.code) {
+                        if let (Some(kid), Some(kty)) = (
+                            item.get("kid").and_then(Value::as_str),
+                            item.get("kty").and_then(Value::as_str),
+                        ) {
+                            unreadable.push((kid, kty));
+                        }
+                    }
+                    skipped.push(Skipped {
+                        kid: item
+                            .get("kid")
+                            .and_then(Value::as_str)
+                            .unwrap_or("(no kid)")
+                            .chars()
+                            .take(64)
+                            .collect(),
+                        reason: reason.code,
+                        detail: reason.detail,
+                    })
+                }
             }
         }
         if keys.is_empty() {
@@ -309,12 +441,39 @@ impl KeySet {
                 }
             }
         }
+        // A kid that also names an unreadable key of the same type is two keys under one kid
+        // as well: another verifier may read the second one (Wycheproof's DuplicateKid).
+        for key in &keys {
+            let Some(kid) = &key.kid else { continue };
+            if unreadable
+                .iter()
+                .any(|(k, kty)| k == kid && key.kind.starts_with(kty))
+            {
+                for alg in &key.algorithms {
+                    if !conflicts.iter().any(|(k, x)| k == kid && x == alg) {
+                        conflicts.push((kid.clone(), *alg));
+                    }
+                }
+            }
+        }
+        let hmac = keys
+            .iter()
+            .filter(|k| k.algorithms.iter().any(|a| is_hmac(*a)))
+            .count();
+        if hmac > 0 && hmac < keys.len() {
+            return Err(JwksError::MixedHmac);
+        }
         let keys = keys.into_iter().map(Arc::new).collect();
         Ok((KeySet { keys, conflicts }, skipped))
     }
 
     /// The one key for this `kid` (or, without a `kid`, the one key at all) that admits `alg`.
     pub fn select(&self, kid: Option<&str>, alg: Algorithm) -> Selection {
+        if let Some(kid) = kid {
+            if self.conflicts.iter().any(|(k, a)| k == kid && *a == alg) {
+                return Selection::KidConflict;
+            }
+        }
         let mut fitting = self
             .keys
             .iter()
@@ -346,6 +505,16 @@ impl KeySet {
 
 /// One JWK → a verifying key, or the reason it is skipped.
 pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, SkipReason> {
+    parse_key_with(jwk, allowed, false)
+}
+
+/// As [`parse_key`]; with `allow_hmac`, a `kty: oct` key is an HMAC key (see
+/// [`KeySet::parse_with`]).
+pub fn parse_key_with(
+    jwk: &Value,
+    allowed: &[Algorithm],
+    allow_hmac: bool,
+) -> Result<VerifyingKey, SkipReason> {
     let Value::Object(jwk) = jwk else {
         return Err(skip("not_an_object", "not a JSON object"));
     };
@@ -369,7 +538,7 @@ pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, Ski
     }
     let named_alg = match jwk.get("alg") {
         None => None,
-        Some(Value::String(name)) => Some(parse_algorithm(name).ok_or_else(|| {
+        Some(Value::String(name)) => Some(parse_jwa(name).ok_or_else(|| {
             skip(
                 "alg_unsupported",
                 format!("alg {name} is not a supported signature algorithm"),
@@ -402,7 +571,13 @@ pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, Ski
             )
         }
         "OKP" => (ed_key(jwk)?, &[Algorithm::EdDSA]),
-        "oct" => return Err(skip("symmetric_key", "symmetric keys are never used")),
+        "oct" if allow_hmac => return hmac_key(jwk, kid, named_alg, allowed),
+        "oct" => {
+            return Err(skip(
+                "symmetric_key",
+                "symmetric (oct) keys are never taken from a JWKS",
+            ))
+        }
         other => {
             return Err(skip(
                 "kty_unsupported",
@@ -437,6 +612,41 @@ pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, Ski
     };
     VerifyingKey::new(kid, algorithms, &key, &[kty.as_bytes(), &material])
         .map_err(|e| skip(code, e))
+}
+
+/// A `kty: oct` JWK as an HMAC key (inspect --allow-hmac): the HS algorithms of `allowed`
+/// that its own `alg` (if any) names, each needing a key as long as its hash output.
+fn hmac_key(
+    jwk: &Map<String, Value>,
+    kid: Option<String>,
+    named_alg: Option<Algorithm>,
+    allowed: &[Algorithm],
+) -> Result<VerifyingKey, SkipReason> {
+    let secret = member(jwk, "k")?;
+    if let Some(alg) = named_alg.filter(|a| !is_hmac(*a)) {
+        return Err(skip(
+            "alg_mismatch",
+            format!("alg {alg:?} does not fit an oct key"),
+        ));
+    }
+    let algorithms: Vec<Algorithm> = HMAC_ALGORITHMS
+        .iter()
+        .copied()
+        .filter(|a| allowed.contains(a))
+        .filter(|a| named_alg.is_none_or(|n| n == *a))
+        .filter(|a| secret.len() >= hmac_min_key_bytes(*a))
+        .collect();
+    if algorithms.is_empty() {
+        let needed = named_alg.map_or(32, hmac_min_key_bytes);
+        return Err(skip(
+            "hmac_key_too_short",
+            format!(
+                "an HMAC key of {} bytes is shorter than the {needed}-byte hash output (RFC 7518 §3.2)",
+                secret.len()
+            ),
+        ));
+    }
+    VerifyingKey::hmac(kid, algorithms, &secret).map_err(|e| skip("key_rejected", e))
 }
 
 fn member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, SkipReason> {
@@ -613,11 +823,9 @@ mod tests {
     fn algorithms_are_allow_list_and_key_type_and_jwk_alg() {
         let key = parse_key(&rsa_jwk(2048), &[Algorithm::RS256, Algorithm::ES256]).ok();
         // Parsed once for each algorithm it may verify, and for no other.
-        assert!(key
-            .as_ref()
-            .is_some_and(|k| k.for_algorithm(Algorithm::RS256).is_some()
-                && k.for_algorithm(Algorithm::PS256).is_none()
-                && k.for_algorithm(Algorithm::ES256).is_none()));
+        assert!(key.as_ref().is_some_and(|k| k.admits(Algorithm::RS256)
+            && !k.admits(Algorithm::PS256)
+            && !k.admits(Algorithm::ES256)));
         assert_eq!(key.map(|k| k.algorithms), Some(vec![Algorithm::RS256]));
         let mut pinned = rsa_jwk(2048);
         pinned["alg"] = json!("PS256");
@@ -663,7 +871,7 @@ mod tests {
                 .map(|e| match e {
                     JwksError::NoUsableKeys(skipped) =>
                         skipped.iter().map(|s| s.reason).collect::<Vec<_>>(),
-                    JwksError::NotAJwks => Vec::new(),
+                    JwksError::NotAJwks | JwksError::MixedHmac => Vec::new(),
                 }),
             Some(vec!["rsa_too_small"])
         );

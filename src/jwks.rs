@@ -113,10 +113,29 @@ impl KeyStore {
                 let keys = match kept {
                     Some(old) => old.clone(),
                     None => {
-                        if issuer.key_source == KeySource::DevIssuer {
-                            if let Some(set) = dev_keys.take() {
-                                fresh.store(set, Duration::MAX);
+                        match &issuer.key_source {
+                            KeySource::DevIssuer => {
+                                if let Some(set) = dev_keys.take() {
+                                    fresh.store(set, Duration::MAX);
+                                }
                             }
+                            // The shared secret is the issuer's one key, for its HS algorithms
+                            // only (validated at load, so this cannot fail in practice).
+                            KeySource::Hmac(secret) => match VerifyingKey::hmac(
+                                None,
+                                issuer.algorithms.clone(),
+                                &secret.bytes,
+                            ) {
+                                Ok(key) => fresh.store(
+                                    KeySet {
+                                        keys: vec![Arc::new(key)],
+                                        conflicts: Vec::new(),
+                                    },
+                                    Duration::MAX,
+                                ),
+                                Err(e) => warn!(issuer = %Escaped(&issuer.issuer), error = %e, "HMAC secret not usable"),
+                            },
+                            _ => {}
                         }
                         Arc::new(fresh)
                     }
@@ -142,7 +161,7 @@ impl KeyStore {
             // that removed or changed it), and the Drop below aborts it while it sleeps.
             let weak = Arc::downgrade(keys);
             *slot = match keys.source.clone() {
-                KeySource::DevIssuer => None,
+                KeySource::DevIssuer | KeySource::Hmac(_) => None,
                 KeySource::JwksFile(path) => Some(tokio::spawn(watch_file(weak, path))),
                 KeySource::Discovery | KeySource::JwksUri(_) => {
                     Some(tokio::spawn(refresh_forever(weak)))
@@ -327,7 +346,7 @@ impl IssuerKeys {
         let parsed = KeySet::parse(bytes, &self.allowed);
         let skipped = match &parsed {
             Ok((_, skipped)) | Err(JwksError::NoUsableKeys(skipped)) => skipped.clone(),
-            Err(JwksError::NotAJwks) => Vec::new(),
+            Err(JwksError::NotAJwks | JwksError::MixedHmac) => Vec::new(),
         };
         for s in &skipped {
             warn!(
@@ -349,7 +368,7 @@ impl IssuerKeys {
                 self.counters.key_skipped("kid_ambiguous");
             }
         }
-        if !matches!(parsed, Err(JwksError::NotAJwks)) {
+        if !matches!(parsed, Err(JwksError::NotAJwks | JwksError::MixedHmac)) {
             *self
                 .skipped
                 .lock()
@@ -383,6 +402,15 @@ impl IssuerKeys {
         alg: Algorithm,
     ) -> Result<Arc<VerifyingKey>, KeyError> {
         let seen = self.attempts.load(Ordering::Acquire);
+        if matches!(self.source, KeySource::Hmac(_)) {
+            // One shared secret, whatever `kid` the token names (HMAC issuers rarely publish
+            // kids); it admits only the issuer's HS algorithms.
+            return self
+                .usable()
+                .and_then(|l| l.set.keys.first().cloned())
+                .filter(|k| k.admits(alg))
+                .ok_or(KeyError::Unavailable);
+        }
         if let Some(loaded) = self.usable() {
             match loaded.set.select(kid, alg) {
                 Selection::Found(key) => return Ok(key),
@@ -614,7 +642,7 @@ impl IssuerKeys {
             error: None,
         };
         let body = match &self.source {
-            KeySource::DevIssuer => return probe,
+            KeySource::DevIssuer | KeySource::Hmac(_) => return probe,
             KeySource::JwksFile(path) => {
                 probe.jwks = Some(path.display().to_string());
                 tokio::fs::read(path).await.map_err(|e| FetchError::File {

@@ -51,6 +51,10 @@ enum Command {
         /// Check only the JWS signature (for tokens that are not access tokens).
         #[arg(long)]
         signature_only: bool,
+        /// With --jwks: use `kty: oct` keys as HMAC secrets (HS256/384/512). Without it they
+        /// are skipped, as the proxy skips them in every JWKS.
+        #[arg(long, requires = "jwks")]
+        allow_hmac: bool,
         /// The token; read from standard input when absent.
         token: Option<String>,
     },
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
     if let Some(Command::Inspect {
         jwks,
         signature_only,
+        allow_hmac,
         token,
     }) = &cli.command
     {
@@ -83,7 +88,7 @@ fn main() -> ExitCode {
             &cli.config,
             &overrides,
             jwks.as_deref(),
-            *signature_only,
+            (*signature_only, *allow_hmac),
             token.clone(),
         );
     }
@@ -112,7 +117,7 @@ fn inspect(
     config_path: &std::path::Path,
     overrides: &Overrides,
     jwks: Option<&std::path::Path>,
-    signature_only: bool,
+    (signature_only, allow_hmac): (bool, bool),
     token: Option<String>,
 ) -> ExitCode {
     let token = match token {
@@ -140,7 +145,10 @@ fn inspect(
         Some(path) => match std::fs::read(path) {
             Ok(bytes) => runtime.block_on(tokengate::inspect::inspect(
                 &token,
-                Keys::Jwks(&bytes),
+                Keys::Jwks {
+                    jwks: &bytes,
+                    allow_hmac,
+                },
                 signature_only,
             )),
             Err(e) => {

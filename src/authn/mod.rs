@@ -250,6 +250,11 @@ async fn verify_uncached(
     // An unknown issuer fetches nothing.
     let issuer = settings.issuer(iss).ok_or(TokenError::UnknownIssuer)?;
     if !issuer.algorithms.contains(&jws.alg) {
+        // HMAC on an asymmetric issuer is not "not allowed" but impossible: it has no secret.
+        let hmac_issuer = matches!(issuer.key_source, crate::config::KeySource::Hmac(_));
+        if crate::jwk::is_hmac(jws.alg) && !hmac_issuer {
+            return Err(TokenError::UnsupportedAlgorithm.into());
+        }
         return Err(TokenError::AlgorithmNotAllowed.into());
     }
     let key = keys

@@ -409,7 +409,9 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
         );
     }
 
+    let hmac = raw.hmac.as_ref().and_then(|h| hmac_secret(issues, at, h));
     let algorithms = match &raw.algorithms {
+        None if raw.hmac.is_some() => vec![Algorithm::HS256],
         None => vec![Algorithm::RS256],
         Some(names) if names.is_empty() => {
             issues.add(
@@ -423,7 +425,24 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
             .iter()
             .enumerate()
             .filter_map(|(i, name)| {
-                let parsed = parse_algorithm(name);
+                let parsed = crate::jwk::parse_jwa(name);
+                let hmac_alg = parsed.is_some_and(crate::jwk::is_hmac);
+                if raw.hmac.is_some() && parsed.is_some() && !hmac_alg {
+                    issues.add(
+                        format!("{at}.algorithms[{i}]"),
+                        format!("an HMAC issuer verifies HS256, HS384 or HS512 only, not {name}"),
+                        "an issuer is HMAC or asymmetric, never both: configure the asymmetric keys as an issuer of their own",
+                    );
+                    return None;
+                }
+                if raw.hmac.is_none() && hmac_alg {
+                    issues.add(
+                        format!("{at}.algorithms[{i}]"),
+                        "HMAC needs a shared secret, and this issuer has none",
+                        "add hmac: { secret_file: PATH } or hmac: { secret_env: VAR } to an issuer of its own (its tokens are then HS only)",
+                    );
+                    return None;
+                }
                 if parsed.is_none() {
                     let why = if name.eq_ignore_ascii_case("none") {
                         "unsigned tokens are never accepted".to_owned()
@@ -469,9 +488,38 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
         cap
     });
 
+    if let Some(secret) = &hmac {
+        for alg in &algorithms {
+            let needed = crate::jwk::hmac_min_key_bytes(*alg);
+            if secret.bytes.len() < needed {
+                issues.add(
+                    format!("{at}.hmac"),
+                    format!(
+                        "the secret ({}) is {} bytes, shorter than {alg:?}'s {needed}-byte hash output",
+                        secret.origin,
+                        secret.bytes.len()
+                    ),
+                    "RFC 7518 §3.2: use a secret of at least that many bytes (e.g. openssl rand -base64 48)",
+                );
+            }
+        }
+    }
+    if raw.hmac.is_some() && (raw.jwks_uri.is_some() || raw.jwks_file.is_some()) {
+        issues.add(
+            format!("{at}.hmac"),
+            "an HMAC issuer takes its key from hmac:, not from jwks_uri or jwks_file",
+            "an issuer is HMAC or asymmetric, never both: remove jwks_uri/jwks_file, or configure them as an issuer of their own",
+        );
+    }
+
     let scheme_ok =
         |url: &Url| url.scheme() == "https" || (raw.allow_http && url.scheme() == "http");
     let key_source = match (&raw.jwks_uri, &raw.jwks_file) {
+        _ if raw.hmac.is_some() => match hmac {
+            Some(secret) => KeySource::Hmac(secret),
+            // Already reported; any source will do for a configuration that is refused.
+            None => KeySource::Discovery,
+        },
         (Some(_), Some(_)) => {
             issues.add(
                 at,
@@ -552,6 +600,59 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
         claims,
         require_rfc9068,
     }
+}
+
+/// The secret of `hmac:`: exactly one of `secret_file` (its bytes, without one final line
+/// break) or `secret_env` (the variable's value); never written in the file itself.
+fn hmac_secret(issues: &mut Issues, at: &str, raw: &super::raw::RawHmac) -> Option<HmacSecret> {
+    let path = format!("{at}.hmac");
+    let hint = "write hmac: { secret_file: /run/secrets/jwt } or hmac: { secret_env: JWT_SECRET }";
+    let (origin, bytes) = match (&raw.secret_file, &raw.secret_env) {
+        (Some(file), None) => match std::fs::read(file) {
+            Ok(mut bytes) => {
+                // Files written by `echo` or an editor end in a line break that is not part of
+                // the secret.
+                if bytes.ends_with(b"\n") {
+                    bytes.pop();
+                    if bytes.ends_with(b"\r") {
+                        bytes.pop();
+                    }
+                }
+                (format!("file {file}"), bytes)
+            }
+            Err(e) => {
+                issues.add(
+                    format!("{path}.secret_file"),
+                    format!("cannot read `{file}`: {e}"),
+                    "give the path of a file holding the shared secret",
+                );
+                return None;
+            }
+        },
+        (None, Some(name)) => match std::env::var_os(name) {
+            Some(value) => (format!("env {name}"), value.into_encoded_bytes()),
+            None => {
+                issues.add(
+                    format!("{path}.secret_env"),
+                    format!("environment variable {name} is not set"),
+                    format!("export {name}=... before starting"),
+                );
+                return None;
+            }
+        },
+        _ => {
+            issues.add(path, "name exactly one of secret_file and secret_env", hint);
+            return None;
+        }
+    };
+    if bytes.is_empty() {
+        issues.add(path, format!("the secret ({origin}) is empty"), hint);
+        return None;
+    }
+    Some(HmacSecret {
+        origin,
+        bytes: bytes.into(),
+    })
 }
 
 pub fn parse_algorithm(name: &str) -> Option<Algorithm> {

@@ -12,6 +12,7 @@ mod config;
 mod cors;
 mod extraction;
 mod forwarding;
+mod hmac;
 mod keys;
 mod keysets;
 mod operations;
