@@ -13,10 +13,10 @@
 
 use std::sync::Arc;
 
+use crate::algorithm::Algorithm;
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use crate::config::parse_algorithm;
@@ -51,7 +51,7 @@ pub fn parse_jwa(name: &str) -> Option<Algorithm> {
 }
 
 /// Every asymmetric signature algorithm tokengate can verify.
-pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 10] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
@@ -60,6 +60,7 @@ pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::PS512,
     Algorithm::ES256,
     Algorithm::ES384,
+    Algorithm::ES512,
     Algorithm::EdDSA,
 ];
 
@@ -115,6 +116,7 @@ impl PublicKey {
             PublicKey::Ec(point) => match point.len() {
                 65 => "EC P-256".into(),
                 97 => "EC P-384".into(),
+                133 => "EC P-521".into(),
                 n => format!("EC point of {n} bytes"),
             },
             PublicKey::Ed25519(_) => "OKP Ed25519".into(),
@@ -154,6 +156,7 @@ impl PublicKey {
             }
             (PublicKey::Ec(point), Algorithm::ES256) => other(&sig::ECDSA_P256_SHA256_FIXED, point),
             (PublicKey::Ec(point), Algorithm::ES384) => other(&sig::ECDSA_P384_SHA384_FIXED, point),
+            (PublicKey::Ec(point), Algorithm::ES512) => other(&sig::ECDSA_P521_SHA512_FIXED, point),
             (PublicKey::Ed25519(x), Algorithm::EdDSA) => other(&sig::ED25519, x),
             (_, alg) => Err(format!("{alg:?} does not fit this key")),
         }
@@ -566,7 +569,8 @@ pub fn parse_key_with(
                 key,
                 match alg {
                     Algorithm::ES256 => &[Algorithm::ES256],
-                    _ => &[Algorithm::ES384],
+                    Algorithm::ES384 => &[Algorithm::ES384],
+                    _ => &[Algorithm::ES512],
                 },
             )
         }
@@ -728,6 +732,8 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<((PublicKey, Vec<u8>), Algorithm),
     let (size, alg) = match jwk.get("crv").and_then(Value::as_str) {
         Some("P-256") => (32, Algorithm::ES256),
         Some("P-384") => (48, Algorithm::ES384),
+        // RFC 7518 §6.2.1.2: P-521 coordinates are 66 bytes.
+        Some("P-521") => (66, Algorithm::ES512),
         other => {
             return Err(skip(
                 "curve_unsupported",
@@ -803,7 +809,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const ALL: [Algorithm; 9] = SUPPORTED_ALGORITHMS;
+    const ALL: [Algorithm; 10] = SUPPORTED_ALGORITHMS;
 
     fn rsa_jwk(bits: usize) -> Value {
         let mut n = vec![0xC5u8; bits / 8];

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::algorithm::Algorithm;
 use arc_swap::ArcSwapOption;
-use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;

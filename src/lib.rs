@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod algorithm;
 pub mod app;
 pub mod authn;
 pub mod authz;

@@ -1,9 +1,9 @@
 //! Compact JWS (RFC 7515 §7.1): three strict base64url segments, a JOSE header we understand,
 //! and the signature check against one key.
 
+use crate::algorithm::Algorithm;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::json::{parse_part, Part};

@@ -502,7 +502,7 @@ mod tests {
         IssuerSettings {
             issuer: "https://idp.test".into(),
             audiences: vec!["api://default".into(), "api://other".into()],
-            algorithms: vec![jsonwebtoken::Algorithm::RS256],
+            algorithms: vec![crate::algorithm::Algorithm::RS256],
             leeway: Duration::from_secs(60),
             max_lifetime: Some(Duration::from_secs(3600)),
             key_source: KeySource::Discovery,

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::algorithm::Algorithm;
 use http::{HeaderName, HeaderValue, Method};
-use jsonwebtoken::Algorithm;
 use url::Url;
 
 use ipnet::IpNet;

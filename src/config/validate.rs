@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::algorithm::Algorithm;
 use http::{HeaderName, HeaderValue, Method};
-use jsonwebtoken::Algorithm;
 use url::Url;
 
 use std::sync::Arc;
@@ -34,7 +34,8 @@ const MAX_LEEWAY: Duration = Duration::from_secs(300);
 pub const DEV_ISSUER_DEFAULT: &str = "urn:tokengate:dev";
 /// The response headers a browser app may read by default (`cors.expose_headers`).
 const DEFAULT_EXPOSE_HEADERS: &[&str] = &["WWW-Authenticate", "Retry-After", "X-Request-Id"];
-const SUPPORTED_ALGORITHMS: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
+const SUPPORTED_ALGORITHMS: &str =
+    "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA";
 
 #[derive(Default)]
 struct Issues(Vec<Issue>);
@@ -655,6 +656,8 @@ fn hmac_secret(issues: &mut Issues, at: &str, raw: &super::raw::RawHmac) -> Opti
     })
 }
 
+/// An asymmetric JWA name (exact case) → the algorithm, for `algorithms:` and a JWK's `alg`;
+/// HMAC names are [`crate::jwk::parse_jwa`]'s, since only an `hmac:` issuer may use them.
 pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
     Some(match name {
         "RS256" => Algorithm::RS256,
@@ -665,6 +668,7 @@ pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
         "PS512" => Algorithm::PS512,
         "ES256" => Algorithm::ES256,
         "ES384" => Algorithm::ES384,
+        "ES512" => Algorithm::ES512,
         "EdDSA" => Algorithm::EdDSA,
         _ => return None,
     })

@@ -623,3 +623,62 @@ async fn a_malformed_payload_is_refused_with_its_true_reason() {
         assert!(text.contains("REJECTED (1 check failed)"), "{text}");
     }
 }
+
+/// ES512 (RFC 7518 §3.4) with a P-521 key generated here: verified when the issuer allows it,
+/// refused under the default allow-list, and refused with a tampered signature.
+#[tokio::test]
+async fn es512_with_a_p521_key_is_available_when_allowed() {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P521_SHA512_FIXED_SIGNING};
+    let pair = EcdsaKeyPair::generate(&ECDSA_P521_SHA512_FIXED_SIGNING).expect("P-521 key");
+    let point = pair.public_key().as_ref().to_vec();
+    assert_eq!(point.len(), 133, "04 || x (66 bytes) || y (66 bytes)");
+    let jwk = json!({
+        "kty": "EC", "crv": "P-521", "kid": "p521", "use": "sig", "alg": "ES512",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..67]),
+        "y": URL_SAFE_NO_PAD.encode(&point[67..]),
+    });
+    let issuer = TestIssuer::start(vec![]).await;
+    issuer.set_mode(crate::support::Mode::Body(
+        json!({ "keys": [jwk] }).to_string(),
+    ));
+    let sign = |claims: &Value| {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(json!({"alg": "ES512", "kid": "p521"}).to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = pair
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .expect("sign");
+        assert_eq!(sig.as_ref().len(), 132, "R || S, 66 bytes each");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    };
+    let token = sign(&issuer.claims());
+    let allowed = TestProxy::start(
+        &issuer_config(&issuer, "").replace("algorithms: [RS256,", "algorithms: [ES512, RS256,"),
+    )
+    .await;
+    allowed.wait_ready().await;
+    assert_eq!(verdict(&allowed, &token).await.0, 200);
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_rejected(&allowed, &tampered, "signature").await;
+    // Off by default, like the others: an issuer without ES512 in its list refuses it.
+    let default = TestProxy::start(&format!(
+        "issuers:\n  - {{ issuer: {}, audiences: [api://test], allow_http: true }}\n",
+        issuer.url()
+    ))
+    .await;
+    assert_rejected(&default, &token, "not allowed").await;
+    // And a P-256 token cannot pass as ES512: the key's curve decides.
+    let p256 = TestKey::load("ec-p256", "p521", Algorithm::ES256);
+    let forged = sign_raw(
+        &json!({"alg": "ES256", "kid": "p521"}),
+        &issuer.claims(),
+        &p256.encoding,
+        Algorithm::ES256,
+    );
+    assert_eq!(verdict(&allowed, &forged).await.0, 401);
+}
