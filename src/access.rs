@@ -31,7 +31,7 @@ impl AccessRecord {
             target: "tokengate::access",
             request_id = %self.request_id,
             method = %self.method,
-            path = %self.path,
+            path = %crate::logsafe::Escaped(&self.path),
             status = self.status,
             reason = self.reason,
             route = self.route.as_deref().unwrap_or("-"),

@@ -157,7 +157,7 @@ impl App {
     pub fn start(&self) {
         if let Some(dev) = &self.dev {
             warn!(
-                issuer = %dev.issuer(),
+                issuer = %crate::logsafe::Escaped(dev.issuer()),
                 "DEV ISSUER ON: POST /_dev/token mints valid tokens for anyone who asks; never run this configuration in production"
             );
         }
@@ -490,7 +490,7 @@ impl App {
             Err(e) => {
                 warn!(
                     request_id = client.request_id.to_str().unwrap_or("-"),
-                    error = %e,
+                    error = %crate::logsafe::Escaped(&e),
                     detail = ?e,
                     "upstream request failed"
                 );
@@ -531,17 +531,33 @@ impl App {
         }
     }
 
-    /// `/readyz`: 200 once every issuer has keys, else 503 naming those without.
+    /// `/readyz`: 200 once every issuer has keys, else 503 naming those without. Either way,
+    /// `skipped_keys` lists the keys the last load of each issuer skipped, with the reason
+    /// code and detail (`[{issuer, kid, reason, detail}]`), when there are any.
     pub fn readiness(&self) -> Response<Body> {
         let missing = self.keys.issuers_without_keys();
-        if missing.is_empty() {
-            json_response(StatusCode::OK, &json!({"status": "ready"}))
+        let skipped: Vec<serde_json::Value> = self
+            .keys
+            .skipped_keys()
+            .into_iter()
+            .flat_map(|(issuer, keys)| {
+                keys.into_iter().map(move |k| {
+                    json!({"issuer": issuer, "kid": k.kid, "reason": k.reason, "detail": k.detail})
+                })
+            })
+            .collect();
+        let (status, mut body) = if missing.is_empty() {
+            (StatusCode::OK, json!({"status": "ready"}))
         } else {
-            json_response(
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"status": "not ready", "issuers_without_keys": missing}),
+                json!({"status": "not ready", "issuers_without_keys": missing}),
             )
+        };
+        if !skipped.is_empty() {
+            body["skipped_keys"] = serde_json::Value::Array(skipped);
         }
+        json_response(status, &body)
     }
 
     async fn dev_token(&self, request: Request<Body>) -> Result<Response<Body>, Rejection> {

@@ -2,7 +2,9 @@
 //!
 //! Values are compared whole: `equals` is JSON equality, `includes` is a set test on an array
 //! or on the words of a space-separated string (never a substring test: `"unread"` does not
-//! include `"read"`), `any_of` accepts one of several whole values.
+//! include `"read"`), `includes_any` is the same set test needing only one of the listed
+//! values (a non-empty intersection: "the token's `groups` has any of these"), `any_of`
+//! accepts one of several whole values.
 
 use serde_json::{Map, Value};
 
@@ -19,6 +21,8 @@ pub enum Predicate {
     Equals(Value),
     /// Every listed value must be present.
     Includes(Vec<Value>),
+    /// At least one listed value must be present (a non-empty set intersection).
+    IncludesAny(Vec<Value>),
     /// The claim must equal one of these values.
     AnyOf(Vec<Value>),
 }
@@ -41,6 +45,7 @@ impl ClaimRule {
             Predicate::Equals(expected) => actual == expected,
             Predicate::AnyOf(options) => options.iter().any(|o| o == actual),
             Predicate::Includes(required) => required.iter().all(|r| contains_member(actual, r)),
+            Predicate::IncludesAny(wanted) => wanted.iter().any(|w| contains_member(actual, w)),
         }
     }
 }
@@ -111,6 +116,20 @@ mod tests {
         assert!(groups.holds(&claims(json!({"groups": ["Admins", "Everyone"]}))));
         assert!(!groups.holds(&claims(json!({"groups": ["EveryoneElse"]}))));
         assert!(!groups.holds(&claims(json!({"groups": "Everyone-ish"}))));
+    }
+
+    #[test]
+    fn includes_any_needs_one_value_as_a_member() {
+        let rule = ClaimRule::new(
+            "groups",
+            Predicate::IncludesAny(vec![json!("Group1"), json!("Group2")]),
+        );
+        assert!(rule.holds(&claims(json!({"groups": ["Everyone", "Group2"]}))));
+        assert!(rule.holds(&claims(json!({"groups": "Group1 Everyone"}))));
+        assert!(!rule.holds(&claims(json!({"groups": ["Everyone"]}))));
+        assert!(!rule.holds(&claims(json!({"groups": "Group12"}))));
+        assert!(!rule.holds(&claims(json!({"groups": []}))));
+        assert!(!rule.holds(&claims(json!({}))));
     }
 
     #[test]

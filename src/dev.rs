@@ -64,7 +64,7 @@ impl DevIssuer {
         let kid = thumbprint(&n, &e);
         let public = Arc::new(VerifyingKey::new(
             Some(kid.clone()),
-            vec![Algorithm::RS256],
+            vec![crate::algorithm::Algorithm::RS256],
             &PublicKey::Rsa {
                 n: n.clone(),
                 e: e.clone(),
@@ -91,6 +91,7 @@ impl DevIssuer {
     pub fn key_set(&self) -> KeySet {
         KeySet {
             keys: vec![self.public.clone()],
+            conflicts: Vec::new(),
         }
     }
 

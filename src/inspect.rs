@@ -4,20 +4,21 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
+use crate::algorithm::Algorithm;
 use serde_json::Value;
 
 use crate::authn::{self, claim_checks, Jws};
 use crate::config::Settings;
-use crate::jwk::{KeySet, Selection, SUPPORTED_ALGORITHMS};
+use crate::jwk::{JwksError, KeySet, Selection, Skipped, HMAC_ALGORITHMS, SUPPORTED_ALGORITHMS};
 use crate::jwks::KeyStore;
 
 /// Where the keys come from.
 pub enum Keys<'a> {
     /// A configuration: its issuers, audiences, assertions and key sources.
     Config(&'a Settings),
-    /// A JWKS document (any supported algorithm; no issuer or audience checks).
-    Jwks(&'a [u8]),
+    /// A JWKS document (any supported asymmetric algorithm; no issuer or audience checks).
+    /// With `allow_hmac`, `kty: oct` keys are HMAC keys for HS256/384/512 too.
+    Jwks { jwks: &'a [u8], allow_hmac: bool },
 }
 
 /// The printed report and whether the token would be accepted.
@@ -32,6 +33,13 @@ struct Lines {
 }
 
 impl Lines {
+    /// One `note` line per skipped key: not a failure of the token, but often its cause.
+    fn skipped(&mut self, skipped: &[Skipped]) {
+        for s in skipped {
+            let _ = writeln!(self.text, "note  key skipped: {s} ({})", s.reason);
+        }
+    }
+
     fn check(&mut self, name: &str, result: Result<String, String>) {
         let (mark, detail) = match result {
             Ok(d) => ("PASS", d),
@@ -68,31 +76,55 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
     );
     let claims = crate::authn::parse_claims(&jws.payload);
     match &claims {
-        Some(c) => {
+        Ok(c) => {
             let _ = writeln!(out.text, "claims:\n{}\n", pretty(&Value::Object(c.clone())));
         }
-        None if signature_only => {
-            let _ = writeln!(
-                out.text,
-                "payload: {} bytes (not a JSON object)\n",
-                jws.payload.len()
-            );
+        Err(why) if signature_only => {
+            let _ = writeln!(out.text, "payload: {} bytes ({why})\n", jws.payload.len());
         }
-        None => out.check("payload", Err("the payload is not a JSON object".into())),
+        Err(why) => out.check("payload", Err((*why).to_owned())),
     }
+    // With a configuration, the payload's `iss` chooses the issuer and its keys: when the
+    // payload cannot be read, the proxy stops there, and so does this report (no issuer or
+    // signature verdict that the proxy would never have reached).
+    let unread = matches!((&keys, &claims), (Keys::Config(_), Err(_)));
     let kid = jws.kid.as_deref();
 
     let (set, issuer) = match keys {
-        Keys::Jwks(bytes) => match KeySet::parse(bytes, &SUPPORTED_ALGORITHMS) {
-            Ok((set, _)) => (Some(set), None),
+        Keys::Jwks { jwks, allow_hmac } => match KeySet::parse_with(
+            jwks,
+            &[&SUPPORTED_ALGORITHMS[..], &HMAC_ALGORITHMS[..]].concat(),
+            allow_hmac,
+        ) {
+            Ok((set, skipped)) => {
+                out.skipped(&skipped);
+                (Some(set), None)
+            }
             Err(e) => {
+                if let JwksError::NoUsableKeys(skipped) = &e {
+                    out.skipped(skipped);
+                }
                 out.check("keys", Err(e.to_string()));
                 (None, None)
             }
         },
+        Keys::Config(_) if unread => {
+            let _ = writeln!(
+                out.text,
+                "note  issuer, algorithm and signature not checked: the issuer is read from the payload"
+            );
+            if signature_only {
+                out.check(
+                    "signature",
+                    Err("no issuer to take keys from; use --jwks".into()),
+                );
+            }
+            (None, None)
+        }
         Keys::Config(settings) => {
             let iss = claims
                 .as_ref()
+                .ok()
                 .and_then(|c| c.get("iss"))
                 .and_then(Value::as_str)
                 .unwrap_or("");
@@ -103,10 +135,9 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
                 }
                 Some(issuer) => {
                     out.check("issuer", Ok(format!("{iss} is configured")));
-                    (
-                        load_keys(settings, iss, &issuer.algorithms).await,
-                        Some(issuer),
-                    )
+                    let (set, skipped) = load_keys(settings, iss, &issuer.algorithms).await;
+                    out.skipped(&skipped);
+                    (set, Some(issuer))
                 }
             }
         }
@@ -127,6 +158,7 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
         );
     }
     match set.as_ref().map(|s| s.select(kid, jws.alg)) {
+        _ if unread => {}
         Some(Selection::Found(key)) => {
             let which = format!("kid {}", key.kid.as_deref().unwrap_or("(none)"));
             out.check(
@@ -140,14 +172,21 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
             "signature",
             Err(format!("no key for kid {kid:?} and {:?}", jws.alg)),
         ),
-        Some(Selection::Ambiguous) => {
+        Some(Selection::NoKidSeveralKeys) => {
             out.check("signature", Err("no kid, and several keys fit".into()))
         }
+        Some(Selection::KidConflict) => out.check(
+            "signature",
+            Err(format!(
+                "the issuer publishes two different keys under kid {kid:?} for {:?}",
+                jws.alg
+            )),
+        ),
         None => out.check("signature", Err("no keys to check it with".into())),
     }
 
     if !signature_only {
-        if let Some(claims) = &claims {
+        if let Ok(claims) = &claims {
             let now = authn::now();
             match issuer {
                 Some(issuer) => {
@@ -190,8 +229,13 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
     }
 }
 
-/// Fetches the issuer's keys the way the proxy would (discovery, jwks_uri or file).
-async fn load_keys(settings: &Settings, issuer: &str, allowed: &[Algorithm]) -> Option<KeySet> {
+/// Fetches the issuer's keys the way the proxy would (discovery, jwks_uri or file), with the
+/// keys that load skipped.
+async fn load_keys(
+    settings: &Settings,
+    issuer: &str,
+    allowed: &[Algorithm],
+) -> (Option<KeySet>, Vec<Skipped>) {
     // The dev issuer's key is only knowable when it is kept in a key file.
     let dev = settings
         .dev_issuer
@@ -202,13 +246,21 @@ async fn load_keys(settings: &Settings, issuer: &str, allowed: &[Algorithm]) -> 
     store.start();
     let deadline =
         tokio::time::Instant::now() + settings.keys.fetch_timeout + Duration::from_secs(1);
+    let skipped = |store: &KeyStore| {
+        store
+            .skipped_keys()
+            .into_iter()
+            .find(|(i, _)| *i == issuer)
+            .map(|(_, s)| s)
+            .unwrap_or_default()
+    };
     while tokio::time::Instant::now() < deadline {
         if !store.issuers_without_keys().contains(&issuer) {
-            return store.key_set(issuer, allowed);
+            return (store.key_set(issuer, allowed), skipped(&store));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    None
+    (None, skipped(&store))
 }
 
 /// What a claim check looked at, in words.

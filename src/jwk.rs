@@ -1,21 +1,57 @@
 //! JWK sets (RFC 7517) → the keys tokengate will verify with.
 //!
 //! Hygiene is applied key by key: a key that is not for signatures, has no allowed algorithm,
-//! is too weak or is malformed is skipped with a warning naming its `kid`, and the rest of the
-//! set still loads. Symmetric (`oct`) keys are never used.
+//! is too weak or is malformed is skipped with a reason ([`Skipped`]: a stable code for metrics
+//! and a detail for people), and the rest of the set still loads. Symmetric (`oct`) keys are
+//! never used.
+//!
+//! `kid`s (RFC 7517 §4.5): the same key listed twice under one `kid` (IdPs do this during
+//! rotations) counts once, its algorithms merged; two *different* keys under one `kid` that
+//! admit the same algorithm make that `kid` unusable for that algorithm
+//! ([`Selection::KidConflict`], listed in [`KeySet::conflicts`]); keys of different types under
+//! one `kid` stay selectable by algorithm.
 
 use std::sync::Arc;
 
+use crate::algorithm::Algorithm;
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use crate::config::parse_algorithm;
 
-/// Every signature algorithm tokengate can verify.
-pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
+/// The HMAC algorithms (RFC 7518 §3.2): only ever used by an issuer configured with a shared
+/// secret (`hmac:`), or by `tokengate inspect --allow-hmac`; never by a JWKS-keyed issuer.
+pub const HMAC_ALGORITHMS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+
+/// Whether `alg` is one of the HMAC algorithms.
+pub fn is_hmac(alg: Algorithm) -> bool {
+    HMAC_ALGORITHMS.contains(&alg)
+}
+
+/// The shortest HMAC key allowed for `alg`: its hash output size (RFC 7518 §3.2).
+pub fn hmac_min_key_bytes(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => 32,
+    }
+}
+
+/// A JWA name (RFC 7518 §3.1, exact case) → the algorithm, for every algorithm tokengate can
+/// verify, HMAC included. Whether it is allowed is the issuer's (or key's) to say.
+pub fn parse_jwa(name: &str) -> Option<Algorithm> {
+    parse_algorithm(name).or(match name {
+        "HS256" => Some(Algorithm::HS256),
+        "HS384" => Some(Algorithm::HS384),
+        "HS512" => Some(Algorithm::HS512),
+        _ => None,
+    })
+}
+
+/// Every asymmetric signature algorithm tokengate can verify.
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 10] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
@@ -24,6 +60,7 @@ pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::PS512,
     Algorithm::ES256,
     Algorithm::ES384,
+    Algorithm::ES512,
     Algorithm::EdDSA,
 ];
 
@@ -35,9 +72,22 @@ pub struct VerifyingKey {
     pub algorithms: Vec<Algorithm>,
     /// The key parsed once per algorithm it may verify, so that a signature check (every
     /// cache miss) does not parse the key again.
-    parsed: Vec<(Algorithm, ParsedPublicKey)>,
+    parsed: Vec<(Algorithm, Verifier)>,
     /// SHA-256 of the key type and material: the same key fetched again compares equal.
     pub fingerprint: [u8; 32],
+    /// The key type with its size or curve, for people: `RSA 2048 bits`, `EC P-256`,
+    /// `OKP Ed25519`.
+    pub kind: String,
+}
+
+/// How a key checks signatures of one algorithm. A key is one or the other, never both: a
+/// public key cannot be used as an HMAC secret (the algorithm confusion of CVE-2016-10555).
+#[derive(Clone)]
+enum Verifier {
+    Public(ParsedPublicKey),
+    /// A shared secret (RFC 7518 §3.2); aws-lc-rs compares the tag in constant time. Boxed:
+    /// an HMAC context is over a kilobyte, and public keys are the common case.
+    Hmac(Box<aws_lc_rs::hmac::Key>),
 }
 
 /// Public key material, as a JWK gives it.
@@ -52,6 +102,27 @@ pub enum PublicKey {
 }
 
 impl PublicKey {
+    /// `RSA 2048 bits`, `EC P-256`, `EC P-384`, `OKP Ed25519`.
+    pub fn describe(&self) -> String {
+        match self {
+            PublicKey::Rsa { n, .. } => {
+                let n = strip_leading_zeros(n);
+                let bits = n
+                    .first()
+                    .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
+                format!("RSA {bits} bits")
+            }
+            // An uncompressed point is 1 + 2 × the coordinate size.
+            PublicKey::Ec(point) => match point.len() {
+                65 => "EC P-256".into(),
+                97 => "EC P-384".into(),
+                133 => "EC P-521".into(),
+                n => format!("EC point of {n} bytes"),
+            },
+            PublicKey::Ed25519(_) => "OKP Ed25519".into(),
+        }
+    }
+
     fn parse_for(&self, alg: Algorithm) -> Result<ParsedPublicKey, String> {
         let rsa = |params: &'static sig::RsaParameters, n: &[u8], e: &[u8]| {
             RsaPublicKeyComponents { n, e }
@@ -85,6 +156,7 @@ impl PublicKey {
             }
             (PublicKey::Ec(point), Algorithm::ES256) => other(&sig::ECDSA_P256_SHA256_FIXED, point),
             (PublicKey::Ec(point), Algorithm::ES384) => other(&sig::ECDSA_P384_SHA384_FIXED, point),
+            (PublicKey::Ec(point), Algorithm::ES512) => other(&sig::ECDSA_P521_SHA512_FIXED, point),
             (PublicKey::Ed25519(x), Algorithm::EdDSA) => other(&sig::ED25519, x),
             (_, alg) => Err(format!("{alg:?} does not fit this key")),
         }
@@ -101,26 +173,81 @@ impl VerifyingKey {
     ) -> Result<VerifyingKey, String> {
         let parsed = algorithms
             .iter()
-            .map(|alg| Ok((*alg, key.parse_for(*alg)?)))
+            .map(|alg| Ok((*alg, Verifier::Public(key.parse_for(*alg)?))))
             .collect::<Result<Vec<_>, String>>()?;
-        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        for part in material {
-            context.update(&(part.len() as u64).to_be_bytes());
-            context.update(part);
-        }
-        let mut fingerprint = [0u8; 32];
-        fingerprint.copy_from_slice(context.finish().as_ref());
         Ok(VerifyingKey {
             kid,
             algorithms,
             parsed,
-            fingerprint,
+            fingerprint: fingerprint(material),
+            kind: key.describe(),
         })
     }
 
-    /// The key parsed for `alg`, if it may verify `alg`.
-    pub fn for_algorithm(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
-        self.parsed.iter().find(|(a, _)| *a == alg).map(|(_, k)| k)
+    /// An HMAC key for `algorithms` (each HS256, HS384 or HS512) from a shared secret at least
+    /// as long as each one's hash output (RFC 7518 §3.2); the reason otherwise.
+    pub fn hmac(
+        kid: Option<String>,
+        algorithms: Vec<Algorithm>,
+        secret: &[u8],
+    ) -> Result<VerifyingKey, String> {
+        let parsed = algorithms
+            .iter()
+            .map(|alg| {
+                let digest = match alg {
+                    Algorithm::HS256 => aws_lc_rs::hmac::HMAC_SHA256,
+                    Algorithm::HS384 => aws_lc_rs::hmac::HMAC_SHA384,
+                    Algorithm::HS512 => aws_lc_rs::hmac::HMAC_SHA512,
+                    other => return Err(format!("{other:?} is not an HMAC algorithm")),
+                };
+                if secret.len() < hmac_min_key_bytes(*alg) {
+                    return Err(format!(
+                        "an HMAC key of {} bytes is shorter than {alg:?}'s {}-byte hash output (RFC 7518 §3.2)",
+                        secret.len(),
+                        hmac_min_key_bytes(*alg)
+                    ));
+                }
+                Ok((
+                    *alg,
+                    Verifier::Hmac(Box::new(aws_lc_rs::hmac::Key::new(digest, secret))),
+                ))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(VerifyingKey {
+            kid,
+            algorithms,
+            parsed,
+            fingerprint: fingerprint(&[b"oct", secret]),
+            kind: format!("oct HMAC secret of {} bytes", secret.len()),
+        })
+    }
+
+    /// Whether this key may verify `alg`.
+    pub fn admits(&self, alg: Algorithm) -> bool {
+        self.parsed.iter().any(|(a, _)| *a == alg)
+    }
+
+    /// True when `signature` is this key's valid signature (or HMAC tag) of `message` under
+    /// `alg`; false for any other algorithm.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        match self.parsed.iter().find(|(a, _)| *a == alg) {
+            Some((_, Verifier::Public(key))) => key.verify_sig(message, signature).is_ok(),
+            Some((_, Verifier::Hmac(key))) => {
+                aws_lc_rs::hmac::verify(key, message, signature).is_ok()
+            }
+            None => false,
+        }
+    }
+
+    /// Adds the algorithms of `other`, the same key listed again (same `kid`, same material),
+    /// that this one does not have yet.
+    fn merge(&mut self, other: VerifyingKey) {
+        for (alg, parsed) in other.parsed {
+            if !self.algorithms.contains(&alg) {
+                self.algorithms.push(alg);
+                self.parsed.push((alg, parsed));
+            }
+        }
     }
 
     /// The same key material under the same `kid`.
@@ -129,11 +256,25 @@ impl VerifyingKey {
     }
 }
 
+/// SHA-256 over length-prefixed parts: the same key fetched again compares equal.
+fn fingerprint(material: &[&[u8]]) -> [u8; 32] {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in material {
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part);
+    }
+    let mut fingerprint = [0u8; 32];
+    fingerprint.copy_from_slice(context.finish().as_ref());
+    fingerprint
+}
+
+// Never the key material (an HMAC secret above all): kid, algorithms and kind only.
 impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifyingKey")
             .field("kid", &self.kid)
             .field("algorithms", &self.algorithms)
+            .field("kind", &self.kind)
             .finish()
     }
 }
@@ -141,7 +282,11 @@ impl std::fmt::Debug for VerifyingKey {
 /// The usable keys of one JWKS document.
 #[derive(Debug, Default)]
 pub struct KeySet {
+    /// Distinct keys: the same material under the same `kid` appears once.
     pub keys: Vec<Arc<VerifyingKey>>,
+    /// `kid`s under which the set publishes two different keys for one algorithm, with that
+    /// algorithm: tokens naming them are refused ([`Selection::KidConflict`]).
+    pub conflicts: Vec<(String, Algorithm)>,
 }
 
 /// Which key a token names.
@@ -149,8 +294,10 @@ pub struct KeySet {
 pub enum Selection {
     Found(Arc<VerifyingKey>),
     NotFound,
-    /// No `kid` and more than one key fits, or a `kid` shared by several keys.
-    Ambiguous,
+    /// The token names no `kid` and more than one key admits its algorithm.
+    NoKidSeveralKeys,
+    /// The token's `kid` names two different keys that admit its algorithm.
+    KidConflict,
 }
 
 /// Why a JWKS document was not used.
@@ -158,59 +305,196 @@ pub enum Selection {
 pub enum JwksError {
     #[error("the JWKS is not a JSON object with a keys array")]
     NotAJwks,
-    #[error("the JWKS holds no usable signing key")]
-    NoUsableKeys,
+    /// With HMAC allowed (`inspect --allow-hmac`): the set holds both HMAC secrets and public
+    /// keys, which no issuer may mix.
+    #[error("the JWKS mixes HMAC secrets with public keys: an issuer is one or the other")]
+    MixedHmac,
+    /// Every key was skipped (or there was none); each with its reason.
+    #[error("the JWKS holds no usable signing key{}", describe_skipped(.0))]
+    NoUsableKeys(Vec<Skipped>),
 }
 
-/// A key that was skipped, and why, for the caller to log.
+fn describe_skipped(skipped: &[Skipped]) -> String {
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let all: Vec<String> = skipped.iter().map(Skipped::to_string).collect();
+    format!(" ({})", all.join("; "))
+}
+
+/// A key that was skipped, and why, for the caller to log, count and show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
+    /// The key's `kid` (at most 64 characters; `(no kid)` when it has none).
     pub kid: String,
-    pub reason: String,
+    /// A stable code, the `reason` label of `tokengate_jwks_keys_skipped_total`
+    /// (e.g. `rsa_too_small`, `ec_coordinates_length`, `use_not_sig`).
+    pub reason: &'static str,
+    /// The reason in words, e.g. "RSA modulus of 1024 bits is under 2048".
+    pub detail: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "kid {:?}: {}", self.kid, self.detail)
+    }
+}
+
+/// Why one JWK is skipped: a stable code and the reason in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipReason {
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+/// Skip reasons that mean "this key could not be read" (rather than "it is not for us").
+const MALFORMED: [&str; 5] = [
+    "base64url_invalid",
+    "base64url_padded",
+    "member_missing",
+    "ec_coordinates_length",
+    "x5c_only",
+];
+
+fn skip(code: &'static str, detail: impl Into<String>) -> SkipReason {
+    SkipReason {
+        code,
+        detail: detail.into(),
+    }
 }
 
 impl KeySet {
-    /// Parses a JWKS, keeping the keys usable with `allowed`. Errors when none is.
+    /// Parses a JWKS, keeping the keys usable with `allowed`, with every skipped key and its
+    /// reason. Errors when none is usable ([`JwksError::NoUsableKeys`] still lists the
+    /// skipped keys) or the document is not a JWKS.
     pub fn parse(bytes: &[u8], allowed: &[Algorithm]) -> Result<(KeySet, Vec<Skipped>), JwksError> {
+        KeySet::parse_with(bytes, allowed, false)
+    }
+
+    /// As [`KeySet::parse`]; with `allow_hmac`, `kty: oct` keys are HMAC keys for the HS
+    /// algorithms in `allowed` (`tokengate inspect --allow-hmac` only: the proxy never takes
+    /// an HMAC key from a JWKS).
+    pub fn parse_with(
+        bytes: &[u8],
+        allowed: &[Algorithm],
+        allow_hmac: bool,
+    ) -> Result<(KeySet, Vec<Skipped>), JwksError> {
         let doc: Value = serde_json::from_slice(bytes).map_err(|_| JwksError::NotAJwks)?;
         let Some(Value::Array(items)) = doc.get("keys") else {
             return Err(JwksError::NotAJwks);
         };
-        let mut keys = Vec::new();
+        let mut keys: Vec<VerifyingKey> = Vec::new();
         let mut skipped = Vec::new();
+        // (kid, kty) of keys skipped as unreadable: a usable key sharing both is ambiguous.
+        let mut unreadable: Vec<(&str, &str)> = Vec::new();
         for item in items {
-            match parse_key(item, allowed) {
-                Ok(key) => keys.push(Arc::new(key)),
-                Err(reason) => skipped.push(Skipped {
-                    kid: item
-                        .get("kid")
-                        .and_then(Value::as_str)
-                        .unwrap_or("(no kid)")
-                        .chars()
-                        .take(64)
-                        .collect(),
-                    reason,
-                }),
+            match parse_key_with(item, allowed, allow_hmac) {
+                Ok(key) => {
+                    // The same key again under the same kid: one key, algorithms merged.
+                    match keys.iter_mut().find(|k| k.same_as(&key)) {
+                        Some(first) => first.merge(key),
+                        None => keys.push(key),
+                    }
+                }
+                Err(reason) => {
+                    if MALFORMED.contains(&reason.code) {
+                        if let (Some(kid), Some(kty)) = (
+                            item.get("kid").and_then(Value::as_str),
+                            item.get("kty").and_then(Value::as_str),
+                        ) {
+                            unreadable.push((kid, kty));
+                        }
+                    }
+                    skipped.push(Skipped {
+                        kid: item
+                            .get("kid")
+                            .and_then(Value::as_str)
+                            .unwrap_or("(no kid)")
+                            .chars()
+                            .take(64)
+                            .collect(),
+                        reason: reason.code,
+                        detail: reason.detail,
+                    })
+                }
             }
         }
         if keys.is_empty() {
-            return Err(JwksError::NoUsableKeys);
+            return Err(JwksError::NoUsableKeys(skipped));
         }
-        Ok((KeySet { keys }, skipped))
+        // Different keys under one kid for one algorithm: after the merge above, any two keys
+        // that share a kid and an algorithm are different keys.
+        let mut conflicts: Vec<(String, Algorithm)> = Vec::new();
+        for (i, a) in keys.iter().enumerate() {
+            let Some(kid) = &a.kid else { continue };
+            for b in &keys[i + 1..] {
+                if b.kid.as_ref() != Some(kid) {
+                    continue;
+                }
+                for alg in a.algorithms.iter().filter(|x| b.algorithms.contains(x)) {
+                    if !conflicts.iter().any(|(k, x)| k == kid && x == alg) {
+                        conflicts.push((kid.clone(), *alg));
+                    }
+                }
+            }
+        }
+        // A kid that also names an unreadable key of the same type is two keys under one kid
+        // as well: another verifier may read the second one (Wycheproof's DuplicateKid).
+        for key in &keys {
+            let Some(kid) = &key.kid else { continue };
+            if unreadable
+                .iter()
+                .any(|(k, kty)| k == kid && key.kind.starts_with(kty))
+            {
+                for alg in &key.algorithms {
+                    if !conflicts.iter().any(|(k, x)| k == kid && x == alg) {
+                        conflicts.push((kid.clone(), *alg));
+                    }
+                }
+            }
+        }
+        let hmac = keys
+            .iter()
+            .filter(|k| k.algorithms.iter().any(|a| is_hmac(*a)))
+            .count();
+        if hmac > 0 && hmac < keys.len() {
+            return Err(JwksError::MixedHmac);
+        }
+        let keys = keys.into_iter().map(Arc::new).collect();
+        Ok((KeySet { keys, conflicts }, skipped))
     }
 
     /// The one key for this `kid` (or, without a `kid`, the one key at all) that admits `alg`.
     pub fn select(&self, kid: Option<&str>, alg: Algorithm) -> Selection {
+        if let Some(kid) = kid {
+            if self.conflicts.iter().any(|(k, a)| k == kid && *a == alg) {
+                return Selection::KidConflict;
+            }
+        }
         let mut fitting = self
             .keys
             .iter()
             .filter(|k| k.algorithms.contains(&alg))
             .filter(|k| kid.is_none() || k.kid.as_deref() == kid);
-        match (fitting.next(), fitting.next()) {
-            (Some(key), None) => Selection::Found(key.clone()),
-            (None, _) => Selection::NotFound,
-            (Some(_), Some(_)) => Selection::Ambiguous,
+        match (fitting.next(), fitting.next(), kid) {
+            (Some(key), None, _) => Selection::Found(key.clone()),
+            (None, _, _) => Selection::NotFound,
+            (Some(_), Some(_), None) => Selection::NoKidSeveralKeys,
+            (Some(_), Some(_), Some(_)) => Selection::KidConflict,
         }
+    }
+
+    /// The `kid`s with two different keys for one algorithm, each once.
+    pub fn conflicting_kids(&self) -> Vec<&str> {
+        let mut kids: Vec<&str> = self.conflicts.iter().map(|(k, _)| k.as_str()).collect();
+        kids.dedup();
+        kids
     }
 
     pub fn len(&self) -> usize {
@@ -223,35 +507,47 @@ impl KeySet {
 }
 
 /// One JWK → a verifying key, or the reason it is skipped.
-pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, String> {
+pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, SkipReason> {
+    parse_key_with(jwk, allowed, false)
+}
+
+/// As [`parse_key`]; with `allow_hmac`, a `kty: oct` key is an HMAC key (see
+/// [`KeySet::parse_with`]).
+pub fn parse_key_with(
+    jwk: &Value,
+    allowed: &[Algorithm],
+    allow_hmac: bool,
+) -> Result<VerifyingKey, SkipReason> {
     let Value::Object(jwk) = jwk else {
-        return Err("not a JSON object".into());
+        return Err(skip("not_an_object", "not a JSON object"));
     };
     let kid = match jwk.get("kid") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("kid is not a string".into()),
+        Some(_) => return Err(skip("kid_not_string", "kid is not a string")),
     };
     match jwk.get("use") {
         None => {}
         Some(Value::String(u)) if u == "sig" => {}
-        Some(other) => return Err(format!("use is {other}, not \"sig\"")),
+        Some(other) => return Err(skip("use_not_sig", format!("use is {other}, not \"sig\""))),
     }
     if let Some(ops) = jwk.get("key_ops") {
         let verifies = ops
             .as_array()
             .is_some_and(|ops| ops.iter().any(|o| o == "verify"));
         if !verifies {
-            return Err("key_ops does not include verify".into());
+            return Err(skip("key_ops_no_verify", "key_ops does not include verify"));
         }
     }
     let named_alg = match jwk.get("alg") {
         None => None,
-        Some(Value::String(name)) => Some(
-            parse_algorithm(name)
-                .ok_or_else(|| format!("alg {name} is not a supported signature algorithm"))?,
-        ),
-        Some(_) => return Err("alg is not a string".into()),
+        Some(Value::String(name)) => Some(parse_jwa(name).ok_or_else(|| {
+            skip(
+                "alg_unsupported",
+                format!("alg {name} is not a supported signature algorithm"),
+            )
+        })?),
+        Some(_) => return Err(skip("alg_not_string", "alg is not a string")),
     };
 
     let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or("");
@@ -273,17 +569,32 @@ pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, Str
                 key,
                 match alg {
                     Algorithm::ES256 => &[Algorithm::ES256],
-                    _ => &[Algorithm::ES384],
+                    Algorithm::ES384 => &[Algorithm::ES384],
+                    _ => &[Algorithm::ES512],
                 },
             )
         }
         "OKP" => (ed_key(jwk)?, &[Algorithm::EdDSA]),
-        "oct" => return Err("symmetric keys are never used".into()),
-        other => return Err(format!("kty {other:?} is not supported")),
+        "oct" if allow_hmac => return hmac_key(jwk, kid, named_alg, allowed),
+        "oct" => {
+            return Err(skip(
+                "symmetric_key",
+                "symmetric (oct) keys are never taken from a JWKS",
+            ))
+        }
+        other => {
+            return Err(skip(
+                "kty_unsupported",
+                format!("kty {other:?} is not supported"),
+            ))
+        }
     };
     if let Some(alg) = named_alg {
         if !fits.contains(&alg) {
-            return Err(format!("alg {alg:?} does not fit a {kty} key"));
+            return Err(skip(
+                "alg_mismatch",
+                format!("alg {alg:?} does not fit a {kty} key"),
+            ));
         }
     }
     let algorithms: Vec<Algorithm> = fits
@@ -293,22 +604,80 @@ pub fn parse_key(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyingKey, Str
         .filter(|a| named_alg.is_none_or(|n| n == *a))
         .collect();
     if algorithms.is_empty() {
-        return Err("none of the issuer's allowed algorithms fits this key".into());
+        return Err(skip(
+            "alg_not_allowed",
+            "none of the issuer's allowed algorithms fits this key",
+        ));
     }
+    let code = if kty == "EC" {
+        "ec_point_invalid"
+    } else {
+        "key_rejected"
+    };
     VerifyingKey::new(kid, algorithms, &key, &[kty.as_bytes(), &material])
+        .map_err(|e| skip(code, e))
 }
 
-fn member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
-    let text = jwk
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("{name} is missing"))?;
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| format!("{name} is not base64url"))
+/// A `kty: oct` JWK as an HMAC key (inspect --allow-hmac): the HS algorithms of `allowed`
+/// that its own `alg` (if any) names, each needing a key as long as its hash output.
+fn hmac_key(
+    jwk: &Map<String, Value>,
+    kid: Option<String>,
+    named_alg: Option<Algorithm>,
+    allowed: &[Algorithm],
+) -> Result<VerifyingKey, SkipReason> {
+    let secret = member(jwk, "k")?;
+    if let Some(alg) = named_alg.filter(|a| !is_hmac(*a)) {
+        return Err(skip(
+            "alg_mismatch",
+            format!("alg {alg:?} does not fit an oct key"),
+        ));
+    }
+    let algorithms: Vec<Algorithm> = HMAC_ALGORITHMS
+        .iter()
+        .copied()
+        .filter(|a| allowed.contains(a))
+        .filter(|a| named_alg.is_none_or(|n| n == *a))
+        .filter(|a| secret.len() >= hmac_min_key_bytes(*a))
+        .collect();
+    if algorithms.is_empty() {
+        let needed = named_alg.map_or(32, hmac_min_key_bytes);
+        return Err(skip(
+            "hmac_key_too_short",
+            format!(
+                "an HMAC key of {} bytes is shorter than the {needed}-byte hash output (RFC 7518 §3.2)",
+                secret.len()
+            ),
+        ));
+    }
+    VerifyingKey::hmac(kid, algorithms, &secret).map_err(|e| skip("key_rejected", e))
 }
 
-fn rsa_key(jwk: &Map<String, Value>) -> Result<(PublicKey, Vec<u8>), String> {
+fn member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, SkipReason> {
+    let Some(text) = jwk.get(name).and_then(Value::as_str) else {
+        if jwk.contains_key("x5c") {
+            return Err(skip(
+                "x5c_only",
+                format!(
+                    "{name} is missing (tokengate reads the key from its members, never from x5c)"
+                ),
+            ));
+        }
+        return Err(skip("member_missing", format!("{name} is missing")));
+    };
+    URL_SAFE_NO_PAD.decode(text).map_err(|_| {
+        if text.ends_with('=') {
+            skip(
+                "base64url_padded",
+                format!("{name} is base64url with padding, which RFC 7518 §6 does not allow"),
+            )
+        } else {
+            skip("base64url_invalid", format!("{name} is not base64url"))
+        }
+    })
+}
+
+fn rsa_key(jwk: &Map<String, Value>) -> Result<(PublicKey, Vec<u8>), SkipReason> {
     let n = member(jwk, "n")?;
     let e = member(jwk, "e")?;
     let n = strip_leading_zeros(&n);
@@ -318,23 +687,37 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<(PublicKey, Vec<u8>), String> {
         .first()
         .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
     if bits < 2048 {
-        return Err(format!("RSA modulus of {bits} bits is under 2048"));
+        return Err(skip(
+            "rsa_too_small",
+            format!("RSA modulus of {bits} bits is under 2048"),
+        ));
     }
     if bits > 8192 {
-        return Err(format!("RSA modulus of {bits} bits is over 8192"));
+        return Err(skip(
+            "rsa_too_large",
+            format!("RSA modulus of {bits} bits is over 8192"),
+        ));
     }
     let e_value = e.iter().try_fold(0u64, |acc, b| {
         (acc <= u64::MAX >> 8).then(|| (acc << 8) | u64::from(*b))
     });
     match e_value {
         Some(e) if e >= 3 && e % 2 == 1 && e <= u64::from(u32::MAX) => {}
-        _ => return Err("RSA exponent is not an odd number from 3 to 2^32".into()),
+        _ => {
+            return Err(skip(
+                "rsa_exponent",
+                "RSA exponent is not an odd number from 3 to 2^32",
+            ))
+        }
     }
     if n.last().is_none_or(|b| b % 2 == 0) {
-        return Err("RSA modulus is even".into());
+        return Err(skip("rsa_even_modulus", "RSA modulus is even"));
     }
     if has_roca_fingerprint(n) {
-        return Err("RSA key has the ROCA fingerprint (CVE-2017-15361)".into());
+        return Err(skip(
+            "rsa_roca",
+            "RSA key has the ROCA fingerprint (CVE-2017-15361)",
+        ));
     }
     Ok((
         PublicKey::Rsa {
@@ -345,16 +728,30 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<(PublicKey, Vec<u8>), String> {
     ))
 }
 
-fn ec_key(jwk: &Map<String, Value>) -> Result<((PublicKey, Vec<u8>), Algorithm), String> {
+fn ec_key(jwk: &Map<String, Value>) -> Result<((PublicKey, Vec<u8>), Algorithm), SkipReason> {
     let (size, alg) = match jwk.get("crv").and_then(Value::as_str) {
         Some("P-256") => (32, Algorithm::ES256),
         Some("P-384") => (48, Algorithm::ES384),
-        other => return Err(format!("curve {other:?} is not supported")),
+        // RFC 7518 §6.2.1.2: P-521 coordinates are 66 bytes.
+        Some("P-521") => (66, Algorithm::ES512),
+        other => {
+            return Err(skip(
+                "curve_unsupported",
+                format!("curve {other:?} is not supported"),
+            ))
+        }
     };
     let x = member(jwk, "x")?;
     let y = member(jwk, "y")?;
     if x.len() != size || y.len() != size {
-        return Err("EC coordinates have the wrong length for the curve".into());
+        return Err(skip(
+            "ec_coordinates_length",
+            format!(
+                "EC coordinates of {} and {} bytes have the wrong length for the curve ({size})",
+                x.len(),
+                y.len()
+            ),
+        ));
     }
     let mut point = Vec::with_capacity(1 + 2 * size);
     point.push(0x04);
@@ -364,13 +761,16 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<((PublicKey, Vec<u8>), Algorithm),
     Ok(((PublicKey::Ec(point.clone()), point), alg))
 }
 
-fn ed_key(jwk: &Map<String, Value>) -> Result<(PublicKey, Vec<u8>), String> {
+fn ed_key(jwk: &Map<String, Value>) -> Result<(PublicKey, Vec<u8>), SkipReason> {
     if jwk.get("crv").and_then(Value::as_str) != Some("Ed25519") {
-        return Err("only the Ed25519 curve is supported for OKP keys".into());
+        return Err(skip(
+            "curve_unsupported",
+            "only the Ed25519 curve is supported for OKP keys",
+        ));
     }
     let x = member(jwk, "x")?;
     if x.len() != 32 {
-        return Err("Ed25519 key is not 32 bytes".into());
+        return Err(skip("ed25519_length", "Ed25519 key is not 32 bytes"));
     }
     Ok((PublicKey::Ed25519(x.clone()), x))
 }
@@ -409,7 +809,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const ALL: [Algorithm; 9] = SUPPORTED_ALGORITHMS;
+    const ALL: [Algorithm; 10] = SUPPORTED_ALGORITHMS;
 
     fn rsa_jwk(bits: usize) -> Value {
         let mut n = vec![0xC5u8; bits / 8];
@@ -429,11 +829,9 @@ mod tests {
     fn algorithms_are_allow_list_and_key_type_and_jwk_alg() {
         let key = parse_key(&rsa_jwk(2048), &[Algorithm::RS256, Algorithm::ES256]).ok();
         // Parsed once for each algorithm it may verify, and for no other.
-        assert!(key
-            .as_ref()
-            .is_some_and(|k| k.for_algorithm(Algorithm::RS256).is_some()
-                && k.for_algorithm(Algorithm::PS256).is_none()
-                && k.for_algorithm(Algorithm::ES256).is_none()));
+        assert!(key.as_ref().is_some_and(|k| k.admits(Algorithm::RS256)
+            && !k.admits(Algorithm::PS256)
+            && !k.admits(Algorithm::ES256)));
         assert_eq!(key.map(|k| k.algorithms), Some(vec![Algorithm::RS256]));
         let mut pinned = rsa_jwk(2048);
         pinned["alg"] = json!("PS256");
@@ -474,8 +872,14 @@ mod tests {
         assert_eq!(skipped.len(), 2);
         let none = json!({"keys": [rsa_jwk(1024)]});
         assert_eq!(
-            KeySet::parse(none.to_string().as_bytes(), &ALL).err(),
-            Some(JwksError::NoUsableKeys)
+            KeySet::parse(none.to_string().as_bytes(), &ALL)
+                .err()
+                .map(|e| match e {
+                    JwksError::NoUsableKeys(skipped) =>
+                        skipped.iter().map(|s| s.reason).collect::<Vec<_>>(),
+                    JwksError::NotAJwks | JwksError::MixedHmac => Vec::new(),
+                }),
+            Some(vec!["rsa_too_small"])
         );
         assert_eq!(KeySet::parse(b"[]", &ALL).err(), Some(JwksError::NotAJwks));
     }
@@ -497,11 +901,52 @@ mod tests {
         ));
         assert!(matches!(
             set.select(None, Algorithm::RS256),
-            Selection::Ambiguous
+            Selection::NoKidSeveralKeys
         ));
         assert!(matches!(
             set.select(Some("a"), Algorithm::ES256),
             Selection::NotFound
+        ));
+    }
+
+    #[test]
+    fn the_same_key_twice_under_one_kid_is_one_key_and_different_keys_conflict() {
+        let mut a = rsa_jwk(2048);
+        a["kid"] = json!("k");
+        let mut again = a.clone();
+        again["alg"] = json!("PS256");
+        let mut other = rsa_jwk(4096);
+        other["kid"] = json!("k2");
+        let doc = json!({"keys": [a, again, other]}).to_string();
+        let (set, skipped) = KeySet::parse(doc.as_bytes(), &ALL).unwrap_or_default();
+        assert!(skipped.is_empty());
+        assert_eq!(set.len(), 2, "the duplicate counts once");
+        assert!(set.conflicts.is_empty());
+        assert!(matches!(
+            set.select(Some("k"), Algorithm::RS256),
+            Selection::Found(_)
+        ));
+        assert!(matches!(
+            set.select(Some("k"), Algorithm::PS384),
+            Selection::Found(_)
+        ));
+
+        let mut b = rsa_jwk(3072);
+        b["kid"] = json!("k");
+        let mut c = rsa_jwk(2048);
+        c["kid"] = json!("k");
+        let mut d = rsa_jwk(4096);
+        d["kid"] = json!("d");
+        let doc = json!({"keys": [b, c, d]}).to_string();
+        let (set, _) = KeySet::parse(doc.as_bytes(), &ALL).unwrap_or_default();
+        assert_eq!(set.conflicting_kids(), vec!["k"]);
+        assert!(matches!(
+            set.select(Some("k"), Algorithm::RS256),
+            Selection::KidConflict
+        ));
+        assert!(matches!(
+            set.select(Some("d"), Algorithm::RS256),
+            Selection::Found(_)
         ));
     }
 }

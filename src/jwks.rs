@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::algorithm::Algorithm;
 use arc_swap::ArcSwapOption;
-use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -21,7 +21,8 @@ use tracing::{info, warn};
 use url::Url;
 
 use crate::config::{IssuerSettings, KeySource, KeyTimings, Settings};
-use crate::jwk::{KeySet, Selection, VerifyingKey};
+use crate::jwk::{JwksError, KeySet, Selection, Skipped, VerifyingKey};
+use crate::logsafe::Escaped;
 use crate::metrics::{FetchCounters, Metrics};
 
 /// The largest discovery or JWKS document we read.
@@ -37,7 +38,9 @@ pub enum KeyError {
     /// Keys are loaded, but none has the token's `kid` (after one refetch, if allowed).
     UnknownKey,
     /// The token has no `kid` and several keys fit.
-    Ambiguous,
+    NoKid,
+    /// The token's `kid` names two different keys that fit its algorithm.
+    KidConflict,
     /// The issuer has no usable keys yet (or they went stale): 503, try again.
     Unavailable,
 }
@@ -110,10 +113,29 @@ impl KeyStore {
                 let keys = match kept {
                     Some(old) => old.clone(),
                     None => {
-                        if issuer.key_source == KeySource::DevIssuer {
-                            if let Some(set) = dev_keys.take() {
-                                fresh.store(set, Duration::MAX);
+                        match &issuer.key_source {
+                            KeySource::DevIssuer => {
+                                if let Some(set) = dev_keys.take() {
+                                    fresh.store(set, Duration::MAX);
+                                }
                             }
+                            // The shared secret is the issuer's one key, for its HS algorithms
+                            // only (validated at load, so this cannot fail in practice).
+                            KeySource::Hmac(secret) => match VerifyingKey::hmac(
+                                None,
+                                issuer.algorithms.clone(),
+                                &secret.bytes,
+                            ) {
+                                Ok(key) => fresh.store(
+                                    KeySet {
+                                        keys: vec![Arc::new(key)],
+                                        conflicts: Vec::new(),
+                                    },
+                                    Duration::MAX,
+                                ),
+                                Err(e) => warn!(issuer = %Escaped(&issuer.issuer), error = %e, "HMAC secret not usable"),
+                            },
+                            _ => {}
                         }
                         Arc::new(fresh)
                     }
@@ -139,7 +161,7 @@ impl KeyStore {
             // that removed or changed it), and the Drop below aborts it while it sleeps.
             let weak = Arc::downgrade(keys);
             *slot = match keys.source.clone() {
-                KeySource::DevIssuer => None,
+                KeySource::DevIssuer | KeySource::Hmac(_) => None,
                 KeySource::JwksFile(path) => Some(tokio::spawn(watch_file(weak, path))),
                 KeySource::Discovery | KeySource::JwksUri(_) => {
                     Some(tokio::spawn(refresh_forever(weak)))
@@ -195,7 +217,34 @@ impl KeyStore {
             .filter(|k| k.algorithms.iter().any(|a| allowed.contains(a)))
             .cloned()
             .collect();
-        Some(KeySet { keys })
+        let conflicts = loaded
+            .set
+            .conflicts
+            .iter()
+            .filter(|(_, alg)| allowed.contains(alg))
+            .cloned()
+            .collect();
+        Some(KeySet { keys, conflicts })
+    }
+
+    /// The keys each issuer's last load skipped, with their reasons (for `/readyz`,
+    /// `inspect`), sorted by issuer.
+    pub fn skipped_keys(&self) -> Vec<(&str, Vec<Skipped>)> {
+        let mut all: Vec<(&str, Vec<Skipped>)> = self
+            .issuers
+            .values()
+            .map(|k| {
+                let skipped = k
+                    .skipped
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                (k.issuer.as_str(), skipped)
+            })
+            .filter(|(_, s)| !s.is_empty())
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all
     }
 
     /// Issuers that have no usable keys, for `/readyz`.
@@ -234,6 +283,8 @@ struct IssuerKeys {
     counters: FetchCounters,
     /// The background task; aborted when the issuer is dropped.
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The keys the last load skipped (whether or not another key was usable).
+    skipped: std::sync::Mutex<Vec<Skipped>>,
 }
 
 impl Drop for IssuerKeys {
@@ -275,6 +326,7 @@ impl IssuerKeys {
             attempts: AtomicU64::new(0),
             counters,
             task: std::sync::Mutex::new(None),
+            skipped: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -285,6 +337,44 @@ impl IssuerKeys {
             && self.source == other.source
             && self.allow_http == other.allow_http
             && self.timings == other.timings
+    }
+
+    /// Parses a JWKS document and reports what it skipped: one warning per skipped key and
+    /// per `kid` with two different keys, at every load (usable keys or not), each counted in
+    /// `tokengate_jwks_keys_skipped_total{issuer,reason}` and remembered for `/readyz`.
+    fn parse_and_report(&self, bytes: &[u8]) -> Result<KeySet, JwksError> {
+        let parsed = KeySet::parse(bytes, &self.allowed);
+        let skipped = match &parsed {
+            Ok((_, skipped)) | Err(JwksError::NoUsableKeys(skipped)) => skipped.clone(),
+            Err(JwksError::NotAJwks | JwksError::MixedHmac) => Vec::new(),
+        };
+        for s in &skipped {
+            warn!(
+                issuer = %Escaped(&self.issuer),
+                kid = %Escaped(&s.kid),
+                reason = s.reason,
+                detail = %Escaped(&s.detail),
+                "JWK skipped"
+            );
+            self.counters.key_skipped(s.reason);
+        }
+        if let Ok((set, _)) = &parsed {
+            for kid in set.conflicting_kids() {
+                warn!(
+                    issuer = %Escaped(&self.issuer),
+                    kid = %Escaped(kid),
+                    "the JWKS publishes two different keys under this kid: tokens naming it are refused (kid_ambiguous); other kids keep working"
+                );
+                self.counters.key_skipped("kid_ambiguous");
+            }
+        }
+        if !matches!(parsed, Err(JwksError::NotAJwks | JwksError::MixedHmac)) {
+            *self
+                .skipped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = skipped;
+        }
+        parsed.map(|(set, _)| set)
     }
 
     fn store(&self, set: KeySet, ttl: Duration) {
@@ -312,10 +402,20 @@ impl IssuerKeys {
         alg: Algorithm,
     ) -> Result<Arc<VerifyingKey>, KeyError> {
         let seen = self.attempts.load(Ordering::Acquire);
+        if matches!(self.source, KeySource::Hmac(_)) {
+            // One shared secret, whatever `kid` the token names (HMAC issuers rarely publish
+            // kids); it admits only the issuer's HS algorithms.
+            return self
+                .usable()
+                .and_then(|l| l.set.keys.first().cloned())
+                .filter(|k| k.admits(alg))
+                .ok_or(KeyError::Unavailable);
+        }
         if let Some(loaded) = self.usable() {
             match loaded.set.select(kid, alg) {
                 Selection::Found(key) => return Ok(key),
-                Selection::Ambiguous => return Err(KeyError::Ambiguous),
+                Selection::NoKidSeveralKeys => return Err(KeyError::NoKid),
+                Selection::KidConflict => return Err(KeyError::KidConflict),
                 Selection::NotFound => {}
             }
         }
@@ -328,7 +428,8 @@ impl IssuerKeys {
             None => Err(KeyError::Unavailable),
             Some(loaded) => match loaded.set.select(kid, alg) {
                 Selection::Found(key) => Ok(key),
-                Selection::Ambiguous => Err(KeyError::Ambiguous),
+                Selection::NoKidSeveralKeys => Err(KeyError::NoKid),
+                Selection::KidConflict => Err(KeyError::KidConflict),
                 Selection::NotFound => Err(KeyError::UnknownKey),
             },
         }
@@ -365,7 +466,7 @@ impl IssuerKeys {
         counter.inc();
         match &result {
             Ok((set, ttl)) => {
-                info!(issuer = %self.issuer, keys = set.len(), ttl_s = ttl.as_secs(), "keys loaded");
+                info!(issuer = %Escaped(&self.issuer), keys = set.len(), ttl_s = ttl.as_secs(), "keys loaded");
             }
             Err(error) => {
                 let serving = if self.usable().is_some() {
@@ -373,7 +474,7 @@ impl IssuerKeys {
                 } else {
                     "no keys yet: token requests get 503"
                 };
-                warn!(issuer = %self.issuer, %error, "key fetch failed; {serving}");
+                warn!(issuer = %Escaped(&self.issuer), error = %Escaped(error), "key fetch failed; {serving}");
             }
         }
         let result = result.map(|(set, ttl)| {
@@ -400,16 +501,18 @@ impl IssuerKeys {
             state.discovered = None;
         }
         let (body, headers) = fetched?;
-        let (set, skipped) = KeySet::parse(&body, &self.allowed)?;
-        for s in skipped {
-            warn!(issuer = %self.issuer, kid = %s.kid, reason = %s.reason, "JWK skipped");
-        }
+        let set = self.parse_and_report(&body)?;
         let ttl = cache_lifetime(&headers, &self.timings);
         Ok((set, ttl))
     }
 
     /// OIDC Discovery §4, then RFC 8414 (appended, then inserted well-known path).
     async fn discover(&self) -> Result<Url, FetchError> {
+        self.discover_from().await.map(|(_, jwks)| jwks)
+    }
+
+    /// As [`IssuerKeys::discover`], with the discovery document's URL: (document, jwks_uri).
+    async fn discover_from(&self) -> Result<(Url, Url), FetchError> {
         let base = self.issuer.trim_end_matches('/');
         let mut candidates = vec![
             format!("{base}/.well-known/openid-configuration"),
@@ -424,17 +527,21 @@ impl IssuerKeys {
                 ));
             }
         }
-        let mut last = FetchError::BadDiscovery;
+        // The OIDC location's failure is the one to report: the RFC 8414 fallbacks usually
+        // answer 404 on an OIDC provider, which would hide a 503 or a timeout.
+        let mut first = None;
         for candidate in candidates {
             let Ok(url) = Url::parse(&candidate) else {
                 continue;
             };
             match self.get(&url).await {
-                Ok((body, _)) => return self.read_discovery(&body),
-                Err(e) => last = e,
+                Ok((body, _)) => return self.read_discovery(&body).map(|jwks| (url, jwks)),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
             }
         }
-        Err(last)
+        Err(first.unwrap_or(FetchError::BadDiscovery))
     }
 
     fn read_discovery(&self, body: &[u8]) -> Result<Url, FetchError> {
@@ -494,6 +601,107 @@ impl IssuerKeys {
     }
 }
 
+/// What `tokengate check --online` found for one issuer, fetched with the run-time code
+/// (same client, timeouts, redirect and https rules, discovery order and key hygiene).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub issuer: String,
+    /// The discovery document used, when keys are found by discovery.
+    pub discovery: Option<String>,
+    /// Where the keys came from: the JWKS URL or file (none for the dev issuer).
+    pub jwks: Option<String>,
+    /// Usable keys: `kid` (or `(no kid)`), type with size or curve, algorithms.
+    pub usable: Vec<(String, String, Vec<Algorithm>)>,
+    pub skipped: Vec<Skipped>,
+    /// Why the issuer has no usable key: unreachable, not a JWKS, every key skipped.
+    pub error: Option<String>,
+}
+
+/// Fetches discovery and the JWKS of every configured issuer once, as the proxy would at
+/// start, and reports each (`tokengate check --online`). Never starts background tasks.
+pub async fn probe(settings: &Settings) -> Vec<Probe> {
+    let store = KeyStore::new(settings, None);
+    let mut probes = Vec::new();
+    for issuer in &settings.issuers {
+        let Some(keys) = store.issuers.get(&issuer.issuer) else {
+            continue;
+        };
+        probes.push(keys.probe().await);
+    }
+    probes
+}
+
+impl IssuerKeys {
+    async fn probe(&self) -> Probe {
+        let mut probe = Probe {
+            issuer: self.issuer.clone(),
+            discovery: None,
+            jwks: None,
+            usable: Vec::new(),
+            skipped: Vec::new(),
+            error: None,
+        };
+        let body = match &self.source {
+            KeySource::DevIssuer | KeySource::Hmac(_) => return probe,
+            KeySource::JwksFile(path) => {
+                probe.jwks = Some(path.display().to_string());
+                tokio::fs::read(path).await.map_err(|e| FetchError::File {
+                    path: path.clone(),
+                    error: e.to_string(),
+                })
+            }
+            KeySource::JwksUri(uri) => {
+                probe.jwks = Some(uri.to_string());
+                self.get(uri).await.map(|(body, _)| body)
+            }
+            KeySource::Discovery => match self.discover_from().await {
+                Ok((document, uri)) => {
+                    probe.discovery = Some(document.to_string());
+                    probe.jwks = Some(uri.to_string());
+                    self.get(&uri).await.map(|(body, _)| body)
+                }
+                Err(e) => {
+                    probe.error = Some(format!(
+                        "discovery failed at {}/.well-known/openid-configuration (and RFC 8414's locations): {e}",
+                        self.issuer.trim_end_matches('/')
+                    ));
+                    return probe;
+                }
+            },
+        };
+        let parsed = body.and_then(|b| KeySet::parse(&b, &self.allowed).map_err(FetchError::from));
+        match parsed {
+            Ok((set, skipped)) => {
+                probe.usable = set
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        (
+                            k.kid.clone().unwrap_or_else(|| "(no kid)".into()),
+                            k.kind.clone(),
+                            k.algorithms.clone(),
+                        )
+                    })
+                    .collect();
+                probe.skipped = skipped;
+                for kid in set.conflicting_kids() {
+                    probe.skipped.push(Skipped {
+                        kid: kid.to_owned(),
+                        reason: "kid_ambiguous",
+                        detail: "two different keys under this kid: its tokens are refused".into(),
+                    });
+                }
+            }
+            Err(FetchError::Jwks(JwksError::NoUsableKeys(skipped))) => {
+                probe.skipped = skipped;
+                probe.error = Some("no usable signing key".into());
+            }
+            Err(e) => probe.error = Some(e.to_string()),
+        }
+        probe
+    }
+}
+
 /// Fetches at start, refreshes before the keys expire, retries failures with backoff.
 async fn refresh_forever(keys: Weak<IssuerKeys>) {
     let mut failures: u32 = 0;
@@ -533,19 +741,16 @@ async fn watch_file(keys: Weak<IssuerKeys>, path: PathBuf) {
                     path: path.clone(),
                     error: e.to_string(),
                 })
-                .and_then(|bytes| KeySet::parse(&bytes, &keys.allowed).map_err(FetchError::from));
+                .and_then(|bytes| keys.parse_and_report(&bytes).map_err(FetchError::from));
             match loaded {
-                Ok((set, skipped)) => {
-                    for s in skipped {
-                        warn!(issuer = %keys.issuer, kid = %s.kid, reason = %s.reason, "JWK skipped");
-                    }
-                    info!(issuer = %keys.issuer, keys = set.len(), file = %path.display(), "keys loaded from file");
+                Ok(set) => {
+                    info!(issuer = %Escaped(&keys.issuer), keys = set.len(), file = %Escaped(path.display()), "keys loaded from file");
                     keys.store(set, Duration::MAX);
                     keys.counters.ok.inc();
                 }
                 Err(error) => {
                     keys.counters.failed.inc();
-                    warn!(issuer = %keys.issuer, %error, "jwks_file not loaded; keeping the keys we had")
+                    warn!(issuer = %Escaped(&keys.issuer), error = %Escaped(&error), "jwks_file not loaded; keeping the keys we had")
                 }
             }
             keys.attempts.fetch_add(1, Ordering::AcqRel);
@@ -665,6 +870,7 @@ mod tests {
             audiences: vec!["a".into()],
             algorithms: vec![Algorithm::RS256],
             leeway: Duration::from_secs(60),
+            max_lifetime: None,
             key_source: KeySource::Discovery,
             allow_http,
             claims: Vec::new(),

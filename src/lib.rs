@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod algorithm;
 pub mod app;
 pub mod authn;
 pub mod authz;
@@ -32,6 +33,7 @@ pub mod header_name;
 pub mod inspect;
 pub mod jwk;
 pub mod jwks;
+pub mod logsafe;
 pub mod metrics;
 pub mod mutate;
 pub mod rejection;

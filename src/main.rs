@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tokengate::config::{self, Cors, LogFormat, Overrides, Settings};
 use tokengate::inspect::Keys;
+use tokengate::logsafe::Escaped;
 use tokengate::Gateway;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -34,7 +35,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate the configuration and print a summary (exit 0), or every problem (exit 2).
-    Check,
+    Check {
+        /// Also fetch every issuer's discovery document and JWKS, as at run time, and list
+        /// each key as usable or skipped with its reason; exit 2 when an issuer cannot be
+        /// reached or has no usable key.
+        #[arg(long)]
+        online: bool,
+    },
     /// Decode a token and run every check on it, each with its verdict: exit 0 when it would
     /// be accepted, 1 when not. Keys come from --config (default) or --jwks.
     Inspect {
@@ -44,6 +51,10 @@ enum Command {
         /// Check only the JWS signature (for tokens that are not access tokens).
         #[arg(long)]
         signature_only: bool,
+        /// With --jwks: use `kty: oct` keys as HMAC secrets (HS256/384/512). Without it they
+        /// are skipped, as the proxy skips them in every JWKS.
+        #[arg(long, requires = "jwks")]
+        allow_hmac: bool,
         /// The token; read from standard input when absent.
         token: Option<String>,
     },
@@ -69,6 +80,7 @@ fn main() -> ExitCode {
     if let Some(Command::Inspect {
         jwks,
         signature_only,
+        allow_hmac,
         token,
     }) = &cli.command
     {
@@ -76,7 +88,7 @@ fn main() -> ExitCode {
             &cli.config,
             &overrides,
             jwks.as_deref(),
-            *signature_only,
+            (*signature_only, *allow_hmac),
             token.clone(),
         );
     }
@@ -88,9 +100,13 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Check) => {
+        Some(Command::Check { online }) => {
             print!("{}", summary(&settings));
-            ExitCode::SUCCESS
+            if online {
+                check_online(&settings)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Some(Command::Inspect { .. }) | None => serve(settings, cli.config, overrides),
     }
@@ -101,7 +117,7 @@ fn inspect(
     config_path: &std::path::Path,
     overrides: &Overrides,
     jwks: Option<&std::path::Path>,
-    signature_only: bool,
+    (signature_only, allow_hmac): (bool, bool),
     token: Option<String>,
 ) -> ExitCode {
     let token = match token {
@@ -129,7 +145,10 @@ fn inspect(
         Some(path) => match std::fs::read(path) {
             Ok(bytes) => runtime.block_on(tokengate::inspect::inspect(
                 &token,
-                Keys::Jwks(&bytes),
+                Keys::Jwks {
+                    jwks: &bytes,
+                    allow_hmac,
+                },
                 signature_only,
             )),
             Err(e) => {
@@ -215,11 +234,107 @@ fn summary(s: &Settings) -> String {
             );
         }
     }
+    out += &any_of_on_lists(s);
     for (later, earlier) in s.rules.unreachable() {
         out += &format!(
             "  warning: routes[{later}] ({}) can never match: routes[{earlier}] ({}) comes first and covers it\n",
             s.rules.routes[later].name, s.rules.routes[earlier].name
         );
+    }
+    out
+}
+
+/// `tokengate check --online`: every issuer's keys, fetched as the proxy fetches them.
+fn check_online(settings: &Settings) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let probes = runtime.block_on(tokengate::jwks::probe(settings));
+    let mut failed = 0;
+    let mut out = String::from("online:\n");
+    for p in &probes {
+        out += &format!("  issuer {}\n", Escaped(&p.issuer));
+        if let Some(d) = &p.discovery {
+            out += &format!("    discovery: {}\n", Escaped(d));
+        }
+        match &p.jwks {
+            Some(j) => out += &format!("    jwks: {}\n", Escaped(j)),
+            None if p.error.is_none() => out += "    keys: the dev issuer's, made at start\n",
+            None => {}
+        }
+        for (kid, kind, algorithms) in &p.usable {
+            let algorithms: Vec<String> = algorithms.iter().map(|a| format!("{a:?}")).collect();
+            out += &format!(
+                "    usable   kid {:?}  {kind}  {}\n",
+                Escaped(kid).to_string(),
+                algorithms.join(", ")
+            );
+        }
+        for s in &p.skipped {
+            out += &format!(
+                "    skipped  kid {:?}  {}: {}\n",
+                Escaped(&s.kid).to_string(),
+                s.reason,
+                Escaped(&s.detail)
+            );
+        }
+        if let Some(e) = &p.error {
+            failed += 1;
+            out += &format!("    FAILED: {}\n", Escaped(e));
+        }
+    }
+    print!("{out}");
+    if failed == 0 {
+        println!("online: every issuer has usable keys");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "online: {failed} issuer{} without usable keys; tokens for {} would get 503",
+            if failed == 1 { "" } else { "s" },
+            if failed == 1 { "it" } else { "them" }
+        );
+        ExitCode::from(CONFIG_ERROR)
+    }
+}
+
+/// Claims that usually hold arrays (or space-separated lists): `any_of` compares the whole
+/// value, so `groups: { any_of: [Admins] }` never matches `["Admins", "Everyone"]`.
+const LIST_CLAIMS: [&str; 4] = ["groups", "roles", "scp", "scope"];
+
+/// `check` warnings for `any_of` on a claim that is usually a list.
+fn any_of_on_lists(s: &Settings) -> String {
+    let mut places: Vec<(String, &tokengate::claims::ClaimRule)> = Vec::new();
+    for (i, issuer) in s.issuers.iter().enumerate() {
+        places.extend(issuer.claims.iter().map(|c| (format!("issuers[{i}]"), c)));
+    }
+    for (i, route) in s.rules.routes.iter().enumerate() {
+        places.extend(
+            route
+                .rule
+                .claims
+                .iter()
+                .map(|c| (format!("routes[{i}]"), c)),
+        );
+    }
+    places.extend(s.rules.default.claims.iter().map(|c| ("default".into(), c)));
+    let mut out = String::new();
+    for (at, rule) in places {
+        let last = rule.path.last().map(String::as_str).unwrap_or_default();
+        if matches!(rule.predicate, tokengate::claims::Predicate::AnyOf(_))
+            && LIST_CLAIMS.contains(&last)
+        {
+            out += &format!(
+                "  warning: {at}.claims.{}: any_of compares the whole value, and `{last}` is usually a list; for \"has any of these\" write {{ includes_any: [...] }}\n",
+                rule.name
+            );
+        }
     }
     out
 }
@@ -275,7 +390,7 @@ fn serve(settings: Settings, config_path: std::path::PathBuf, overrides: Overrid
         let gateway = match Gateway::new(settings) {
             Ok(g) => Arc::new(g),
             Err(e) => {
-                error!(error = %e, "cannot start");
+                error!(error = %Escaped(&e), "cannot start");
                 return ExitCode::FAILURE;
             }
         };
@@ -368,12 +483,12 @@ async fn reload_on_sighup(
             return;
         };
         while hangups.recv().await.is_some() {
-            info!(file = %path.display(), "SIGHUP: reloading the configuration");
+            info!(file = %Escaped(path.display()), "SIGHUP: reloading the configuration");
             let settings = match config::load(&path, &overrides) {
                 Ok(s) => s,
                 Err(errors) => {
                     for problem in &errors.0 {
-                        error!(problem = %problem, "configuration rejected; the old one keeps serving");
+                        error!(problem = %Escaped(problem), "configuration rejected; the old one keeps serving");
                     }
                     continue;
                 }
@@ -385,7 +500,9 @@ async fn reload_on_sighup(
                     }
                     info!("configuration reloaded");
                 }
-                Err(e) => error!(error = %e, "reload failed; the old configuration keeps serving"),
+                Err(e) => {
+                    error!(error = %Escaped(&e), "reload failed; the old configuration keeps serving")
+                }
             }
         }
     }
@@ -405,8 +522,10 @@ fn init_logging(settings: &Settings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour escapes only on a terminal, never in a file or pipe, and never with NO_COLOR.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(tokengate::logsafe::colour_on_stderr())
         .with_writer(std::io::stderr);
     match settings.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -35,6 +35,12 @@ struct FetchLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SkippedLabels {
+    issuer: String,
+    reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -44,6 +50,7 @@ pub struct Metrics {
     pub connections: Gauge,
     jwks_fetches: Family<FetchLabels, Counter>,
     keys_loaded: Family<IssuerLabels, Gauge>,
+    keys_skipped: Family<SkippedLabels, Counter>,
     seconds_since_fetch: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
     cache_hits: Counter,
     cache_misses: Counter,
@@ -108,6 +115,12 @@ impl Metrics {
             "Key fetches (or key file reads) by issuer and outcome",
             jwks_fetches.clone(),
         );
+        let keys_skipped = Family::<SkippedLabels, Counter>::default();
+        registry.register(
+            "jwks_keys_skipped",
+            "JWKs skipped at a key load, by issuer and reason code (counted at every load)",
+            keys_skipped.clone(),
+        );
         let keys_loaded = Family::<IssuerLabels, Gauge>::default();
         registry.register("keys_loaded", "Usable keys per issuer", keys_loaded.clone());
         let seconds_since_fetch = Family::<IssuerLabels, Gauge<f64, AtomicU64>>::default();
@@ -143,6 +156,7 @@ impl Metrics {
             connections,
             jwks_fetches,
             keys_loaded,
+            keys_skipped,
             seconds_since_fetch,
             cache_hits,
             cache_misses,
@@ -190,6 +204,20 @@ impl Metrics {
 pub struct FetchCounters {
     pub ok: Counter,
     pub failed: Counter,
+    issuer: String,
+    skipped: Family<SkippedLabels, Counter>,
+}
+
+impl FetchCounters {
+    /// Counts one key skipped at a load, under its stable reason code.
+    pub fn key_skipped(&self, reason: &'static str) {
+        self.skipped
+            .get_or_create(&SkippedLabels {
+                issuer: self.issuer.clone(),
+                reason,
+            })
+            .inc();
+    }
 }
 
 impl Metrics {
@@ -204,6 +232,8 @@ impl Metrics {
         FetchCounters {
             ok: counter("ok"),
             failed: counter("error"),
+            issuer: issuer.to_owned(),
+            skipped: self.keys_skipped.clone(),
         }
     }
 

@@ -332,7 +332,7 @@ impl HeaderPolicy {
             request_id = request_id.to_str().unwrap_or("-"),
             header = %name,
             claim,
-            issuer = %token.issuer,
+            issuer = %crate::logsafe::Escaped(&token.issuer),
             "claim header not sent: an element contains the separator or the value a control character, so the upstream could read it differently (forward.array_format: json sends arrays unambiguously)"
         );
     }

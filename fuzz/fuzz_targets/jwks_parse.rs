@@ -1,7 +1,7 @@
 //! Bytes → `jwk::KeySet::parse`. Never panics; whatever it keeps is usable and consistent.
 #![no_main]
 
-use jsonwebtoken::Algorithm;
+use tokengate::algorithm::Algorithm;
 use libfuzzer_sys::fuzz_target;
 use tokengate::jwk::{KeySet, Selection};
 use tokengate_fuzz::ALL;

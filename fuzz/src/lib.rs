@@ -10,13 +10,13 @@ use aws_lc_rs::signature::{
 };
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use jsonwebtoken::Algorithm;
+use tokengate::algorithm::Algorithm;
 use serde_json::{json, Value};
 use tokengate::config::{IssuerSettings, Overrides};
 use tokengate::jwk::KeySet;
 
 /// Every algorithm tokengate can verify.
-pub const ALL: [Algorithm; 9] = tokengate::jwk::SUPPORTED_ALGORITHMS;
+pub const ALL: [Algorithm; 10] = tokengate::jwk::SUPPORTED_ALGORITHMS;
 
 /// The issuer the fuzzed claims are checked against.
 pub const ISSUER: &str = "https://idp.fuzz.test";

@@ -124,7 +124,11 @@ pub enum TokenError {
     #[error("no key of the issuer matches the token's kid")]
     UnknownKey,
     #[error("the token names no kid and the issuer has several keys")]
-    AmbiguousKey,
+    KidMissing,
+    /// The issuer publishes two different keys under the token's `kid` for its algorithm
+    /// (RFC 7517 §4.5 asks that they be distinguishable): neither is tried.
+    #[error("the issuer publishes two different keys under kid {0:?}")]
+    KidAmbiguous(String),
     #[error("the token's signature is invalid")]
     BadSignature,
     #[error("the token has expired")]
@@ -133,6 +137,9 @@ pub enum TokenError {
     NotYetValid,
     #[error("the token was issued in the future")]
     IssuedInFuture,
+    /// `exp` lies further beyond now, or beyond `iat`, than the issuer's `max_lifetime`.
+    #[error("the token's lifetime is longer than the issuer allows")]
+    LifetimeTooLong,
     #[error("the token has no exp claim")]
     MissingExp,
     #[error("the claim `{0}` has the wrong type")]
@@ -158,11 +165,13 @@ impl TokenError {
             TokenError::CriticalHeader => "crit_unsupported",
             TokenError::UnknownIssuer => "issuer_unknown",
             TokenError::UnknownKey => "kid_unknown",
-            TokenError::AmbiguousKey => "kid_ambiguous",
+            TokenError::KidMissing => "kid_missing",
+            TokenError::KidAmbiguous(_) => "kid_ambiguous",
             TokenError::BadSignature => "signature_invalid",
             TokenError::Expired => "token_expired",
             TokenError::NotYetValid => "token_not_yet_valid",
             TokenError::IssuedInFuture => "token_issued_in_future",
+            TokenError::LifetimeTooLong => "token_lifetime_too_long",
             TokenError::MissingExp => "exp_missing",
             TokenError::ClaimType(_) => "claim_type",
             TokenError::Audience => "audience_mismatch",
@@ -232,8 +241,7 @@ async fn verify_uncached(
     keys: &KeyStore,
 ) -> Result<(VerifiedToken, Arc<crate::jwk::VerifyingKey>, f64), AuthnError> {
     let jws = Jws::parse(token)?;
-    let claims = json::parse_object(&jws.payload)
-        .ok_or(TokenError::Malformed("the payload is not a JSON object"))?;
+    let claims = parse_claims(&jws.payload).map_err(TokenError::Malformed)?;
     let iss = match claims.get("iss") {
         Some(Value::String(iss)) => iss.as_str(),
         Some(_) => return Err(TokenError::ClaimType("iss").into()),
@@ -242,6 +250,11 @@ async fn verify_uncached(
     // An unknown issuer fetches nothing.
     let issuer = settings.issuer(iss).ok_or(TokenError::UnknownIssuer)?;
     if !issuer.algorithms.contains(&jws.alg) {
+        // HMAC on an asymmetric issuer is not "not allowed" but impossible: it has no secret.
+        let hmac_issuer = matches!(issuer.key_source, crate::config::KeySource::Hmac(_));
+        if crate::jwk::is_hmac(jws.alg) && !hmac_issuer {
+            return Err(TokenError::UnsupportedAlgorithm.into());
+        }
         return Err(TokenError::AlgorithmNotAllowed.into());
     }
     let key = keys
@@ -250,7 +263,15 @@ async fn verify_uncached(
         .map_err(|e| match e {
             KeyError::UnknownIssuer => AuthnError::Invalid(TokenError::UnknownIssuer),
             KeyError::UnknownKey => AuthnError::Invalid(TokenError::UnknownKey),
-            KeyError::Ambiguous => AuthnError::Invalid(TokenError::AmbiguousKey),
+            KeyError::NoKid => AuthnError::Invalid(TokenError::KidMissing),
+            KeyError::KidConflict => AuthnError::Invalid(TokenError::KidAmbiguous(
+                jws.kid
+                    .as_deref()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(64)
+                    .collect(),
+            )),
             KeyError::Unavailable => AuthnError::KeysUnavailable {
                 issuer: issuer.issuer.clone(),
             },
@@ -272,9 +293,11 @@ async fn verify_uncached(
     ))
 }
 
-/// The payload as a claims object (strict JSON: no duplicate members), if it is one.
-pub fn parse_claims(payload: &[u8]) -> Option<Map<String, Value>> {
-    json::parse_object(payload)
+/// The payload as a claims object (strict JSON: no duplicate members), or the true reason it
+/// is not one (a duplicate member, a number out of range, a lone surrogate, nesting too deep,
+/// not JSON, not an object).
+pub fn parse_claims(payload: &[u8]) -> Result<Map<String, Value>, &'static str> {
+    json::parse_part(payload, json::Part::Payload)
 }
 
 /// Seconds since the epoch, with fractions (NumericDate allows them, RFC 7519 §2).
@@ -306,6 +329,7 @@ pub fn check_claims(
     expiry(claims, now, leeway)?;
     not_before(claims, now, leeway)?;
     issued_at(claims, now, leeway)?;
+    lifetime(claims, now, leeway, issuer.max_lifetime)?;
     audience(claims, &issuer.audiences)?;
     claim_types(claims)?;
     if issuer.require_rfc9068 {
@@ -334,6 +358,10 @@ pub fn claim_checks(
         named("expiry", expiry(claims, now, leeway)),
         named("not before", not_before(claims, now, leeway)),
         named("issued at", issued_at(claims, now, leeway)),
+        named(
+            "lifetime",
+            lifetime(claims, now, leeway, issuer.max_lifetime),
+        ),
         named("audience", audience(claims, &issuer.audiences)),
         named("claim types", claim_types(claims)),
     ];
@@ -371,6 +399,30 @@ fn issued_at(claims: &Map<String, Value>, now: f64, leeway: f64) -> Result<(), T
         Some(iat) if iat > now + leeway => Err(TokenError::IssuedInFuture),
         _ => Ok(()),
     }
+}
+
+/// `max_lifetime`: `exp` at most that far beyond now (plus leeway) and beyond `iat`, so a
+/// token with `exp: 2e206` is not valid for ever. Runs after `expiry`, which proved `exp` a
+/// number.
+fn lifetime(
+    claims: &Map<String, Value>,
+    now: f64,
+    leeway: f64,
+    cap: Option<std::time::Duration>,
+) -> Result<(), TokenError> {
+    let Some(cap) = cap.map(|c| c.as_secs_f64()) else {
+        return Ok(());
+    };
+    let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingExp)?;
+    if exp - now > cap + leeway {
+        return Err(TokenError::LifetimeTooLong);
+    }
+    if let Some(iat) = numeric_date(claims, "iat")? {
+        if exp - iat > cap {
+            return Err(TokenError::LifetimeTooLong);
+        }
+    }
+    Ok(())
 }
 
 /// `aud` (a string or an array of strings) contains one of the configured audiences.
@@ -450,8 +502,9 @@ mod tests {
         IssuerSettings {
             issuer: "https://idp.test".into(),
             audiences: vec!["api://default".into(), "api://other".into()],
-            algorithms: vec![jsonwebtoken::Algorithm::RS256],
+            algorithms: vec![crate::algorithm::Algorithm::RS256],
             leeway: Duration::from_secs(60),
+            max_lifetime: Some(Duration::from_secs(3600)),
             key_source: KeySource::Discovery,
             allow_http: false,
             claims: vec![ClaimRule::new("cid", Predicate::Equals(json!("client-1")))],
@@ -474,6 +527,23 @@ mod tests {
         let mut v = base();
         v[key] = value;
         v
+    }
+
+    #[test]
+    fn max_lifetime_caps_exp_beyond_now_and_beyond_iat() {
+        // max_lifetime 1h, leeway 60 s, now 1_000_000.
+        assert_eq!(check(with("exp", json!(1_003_660))), Ok(()));
+        assert_eq!(
+            check(with("exp", json!(1_003_661))),
+            Err(TokenError::LifetimeTooLong)
+        );
+        assert_eq!(
+            check(with("exp", json!(2e206))),
+            Err(TokenError::LifetimeTooLong)
+        );
+        let mut long = with("exp", json!(1_000_100));
+        long["iat"] = json!(990_000);
+        assert_eq!(check(long), Err(TokenError::LifetimeTooLong));
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Settings, ConfigErrors
 /// As [`load`], from text already read (`path` names it in messages).
 pub fn load_str(path: &Path, text: &str, overrides: &Overrides) -> Result<Settings, ConfigErrors> {
     let text = substitute_env(path, text, |name| std::env::var(name).ok())?;
+    if let Some(problem) = repeated_key(path, &text) {
+        return Err(ConfigErrors(vec![problem]));
+    }
     let deserializer = serde_yaml::Deserializer::from_str(&text);
     let raw: raw::RawConfig = match serde_path_to_error::deserialize(deserializer) {
         Ok(raw) => raw,
@@ -153,22 +156,82 @@ fn parse_problem(path: &Path, err: serde_path_to_error::Error<serde_yaml::Error>
     }
 }
 
-/// Replaces `${NAME}` with the environment variable's value. An unset variable is an error;
-/// `$${` stands for a literal `${`.
-fn substitute_env(
-    path: &Path,
-    text: &str,
-    get: impl Fn(&str) -> Option<String>,
-) -> Result<String, ConfigErrors> {
-    let mut out = String::with_capacity(text.len());
+/// YAML 1.2 §3.2.1.1: mapping keys are unique. serde would keep the last value of a repeated
+/// key (`{cid: good-client, cid: other-client}` asserts only `other-client`), so every
+/// mapping of the file is checked first, and a repeat is refused with its line and path.
+fn repeated_key(path: &Path, text: &str) -> Option<Problem> {
+    let strict = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
+    let Err(marked_yaml::LoadError::DuplicateKey(dup)) =
+        marked_yaml::parse_yaml_with_options(0, text, strict)
+    else {
+        // Any other error is serde_yaml's to report, with its own message.
+        return None;
+    };
+    let first = dup.prev_key.span().start().map(|m| (m.line(), m.column()));
+    let again = dup.key.span().start().map(|m| m.line());
+    let name = dup.key.as_str();
+    let yaml_path = marked_yaml::parse_yaml(0, text)
+        .ok()
+        .and_then(|root| path_of_key(&root, first?, ""))
+        .unwrap_or_else(|| name.to_owned());
+    Some(Problem {
+        file: path.to_owned(),
+        line: again.or(first.map(|(line, _)| line)),
+        path: yaml_path,
+        message: format!(
+            "`{name}` is repeated in this mapping{}",
+            first.map_or(String::new(), |(line, _)| format!(" (first on line {line})"))
+        ),
+        hint: Some(
+            "a key may appear once per mapping (YAML 1.2); keep one, or list several values under one key".into(),
+        ),
+    })
+}
+
+/// The dotted path of the mapping key that starts at `at` (line, column), if any.
+fn path_of_key(node: &marked_yaml::Node, at: (usize, usize), prefix: &str) -> Option<String> {
+    if let Some(map) = node.as_mapping() {
+        for (key, value) in map.iter() {
+            let here = if prefix.is_empty() {
+                key.as_str().to_owned()
+            } else {
+                format!("{prefix}.{}", key.as_str())
+            };
+            if key.span().start().map(|m| (m.line(), m.column())) == Some(at) {
+                return Some(here);
+            }
+            if let Some(found) = path_of_key(value, at, &here) {
+                return Some(found);
+            }
+        }
+    } else if let Some(seq) = node.as_sequence() {
+        for (i, item) in seq.iter().enumerate() {
+            if let Some(found) = path_of_key(item, at, &format!("{prefix}[{i}]")) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// A piece of the file's text: literal text, or a `${NAME}` on a (0-based) line.
+enum Piece<'a> {
+    Text(&'a str),
+    Var { line: usize, name: &'a str },
+}
+
+/// Splits `text` at every `${NAME}` (`$${` is a literal `${`), with a problem for each
+/// unterminated `${` or invalid name.
+fn pieces<'a>(path: &Path, text: &'a str) -> (Vec<Piece<'a>>, Vec<Problem>) {
+    let mut pieces = Vec::new();
     let mut problems = Vec::new();
     for (index, line) in text.split_inclusive('\n').enumerate() {
         let mut rest = line;
         while let Some(start) = rest.find('$') {
-            out.push_str(&rest[..start]);
+            pieces.push(Piece::Text(&rest[..start]));
             let after = &rest[start..];
             if let Some(stripped) = after.strip_prefix("$${") {
-                out.push_str("${");
+                pieces.push(Piece::Text("${"));
                 rest = stripped;
             } else if let Some(body) = after.strip_prefix("${") {
                 let Some(end) = body.find('}') else {
@@ -178,7 +241,7 @@ fn substitute_env(
                         "an unterminated ${ ",
                         "write ${NAME}",
                     ));
-                    out.push_str(after);
+                    pieces.push(Piece::Text(after));
                     rest = "";
                     continue;
                 };
@@ -186,37 +249,162 @@ fn substitute_env(
                 let valid_name = !name.is_empty()
                     && !name.starts_with(|c: char| c.is_ascii_digit())
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid_name {
+                if valid_name {
+                    pieces.push(Piece::Var { line: index, name });
+                } else {
                     problems.push(env_problem(
                         path,
                         index,
                         &format!("`${{{name}}}` is not a variable name"),
                         "names are letters, digits and _, e.g. ${OKTA_DOMAIN}",
                     ));
-                } else if let Some(value) = get(name) {
-                    out.push_str(&value);
-                } else {
-                    problems.push(env_problem(
-                        path,
-                        index,
-                        &format!("environment variable {name} is not set"),
-                        &format!(
-                            "export {name}=... before starting, or write the value in the file"
-                        ),
-                    ));
                 }
                 rest = &body[end + 1..];
             } else {
-                out.push('$');
+                pieces.push(Piece::Text("$"));
                 rest = &after[1..];
             }
         }
-        out.push_str(rest);
+        pieces.push(Piece::Text(rest));
+    }
+    (pieces, problems)
+}
+
+/// Replaces `${NAME}` with the environment variable's value, as exactly one YAML value: a
+/// value holding a newline or control character is refused outright, and so is one that would
+/// change the structure of the file (add or remove keys, items or mappings, end a quoted
+/// string, start a comment), as the OpenTelemetry configuration specification requires of
+/// the same feature. An unset variable is an error; `$${` stands for a literal `${`.
+fn substitute_env(
+    path: &Path,
+    text: &str,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigErrors> {
+    let (pieces, mut problems) = pieces(path, text);
+    // The value of each variable occurrence, in order.
+    let mut values: Vec<(usize, &str, String)> = Vec::new();
+    for piece in &pieces {
+        let Piece::Var { line, name } = piece else {
+            continue;
+        };
+        match get(name) {
+            Some(value) if value.chars().any(char::is_control) => problems.push(env_problem(
+                path,
+                *line,
+                &format!("the value of `${{{name}}}` holds a newline or control character"),
+                "a variable becomes exactly one value; remove the line break (or control character) from it",
+            )),
+            Some(value) => values.push((*line, name, value)),
+            None => problems.push(env_problem(
+                path,
+                *line,
+                &format!("environment variable {name} is not set"),
+                &format!("export {name}=... before starting, or write the value in the file"),
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigErrors(problems));
+    }
+    // The text with occurrence `only` (or, with `None`, every occurrence) substituted and
+    // the others as private-use markers.
+    let render = |only: Option<usize>| {
+        let mut out = String::with_capacity(text.len());
+        let mut occurrence = 0;
+        for piece in &pieces {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Var { .. } => {
+                    match (only, values.get(occurrence)) {
+                        (None, Some((_, _, value))) => out.push_str(value),
+                        (Some(i), Some((_, _, value))) if i == occurrence => out.push_str(value),
+                        _ => out.push_str(&marker(occurrence)),
+                    }
+                    occurrence += 1;
+                }
+            }
+        }
+        out
+    };
+    // Every occurrence as a marker: the structure the file has whatever the values are. (A
+    // file that does not parse this way is left to the parser's own message below.)
+    let template = if values.is_empty() {
+        None
+    } else {
+        serde_yaml::from_str::<serde_yaml::Value>(&render(Some(usize::MAX))).ok()
+    };
+    if let Some(template) = template {
+        for (i, (line, name, value)) in values.iter().enumerate() {
+            let expected = fill_marker(&template, &marker(i), value);
+            let same = serde_yaml::from_str::<serde_yaml::Value>(&render(Some(i)))
+                .is_ok_and(|actual| same_shape(&expected, &actual));
+            if !same {
+                problems.push(env_problem(
+                    path,
+                    *line,
+                    &format!("`${{{name}}}` would change the structure of the file"),
+                    "a variable becomes exactly one value: remove YAML syntax from its value (`: `, ` #`, quotes, brackets, commas in a flow list), or quote the ${...} in the file",
+                ));
+            }
+        }
     }
     if problems.is_empty() {
-        Ok(out)
+        Ok(render(None))
     } else {
         Err(ConfigErrors(problems))
+    }
+}
+
+/// A text no configuration contains (Unicode private-use characters) standing for the
+/// `i`th variable while the file's structure is compared.
+fn marker(i: usize) -> String {
+    format!("\u{E000}{i}\u{E001}")
+}
+
+/// `template` with `marker` replaced by `value` in every string (keys included).
+fn fill_marker(template: &serde_yaml::Value, marker: &str, value: &str) -> serde_yaml::Value {
+    use serde_yaml::Value;
+    match template {
+        Value::String(s) => Value::String(s.replace(marker, value)),
+        Value::Sequence(items) => Value::Sequence(
+            items
+                .iter()
+                .map(|i| fill_marker(i, marker, value))
+                .collect(),
+        ),
+        Value::Mapping(map) => Value::Mapping(
+            map.iter()
+                .map(|(k, v)| (fill_marker(k, marker, value), fill_marker(v, marker, value)))
+                .collect(),
+        ),
+        Value::Tagged(tagged) => Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+            tag: tagged.tag.clone(),
+            value: fill_marker(&tagged.value, marker, value),
+        })),
+        other => other.clone(),
+    }
+}
+
+/// Same mapping keys in the same order, same sequence lengths, and every scalar the same
+/// text: a string of the template may come back as the number, boolean or null it spells.
+fn same_shape(expected: &serde_yaml::Value, actual: &serde_yaml::Value) -> bool {
+    use serde_yaml::Value;
+    match (expected, actual) {
+        (Value::Mapping(a), Value::Mapping(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b.iter())
+                    .all(|((ka, va), (kb, vb))| same_shape(ka, kb) && same_shape(va, vb))
+        }
+        (Value::Sequence(a), Value::Sequence(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_shape(x, y))
+        }
+        (Value::Tagged(a), Value::Tagged(b)) => a.tag == b.tag && same_shape(&a.value, &b.value),
+        (Value::String(a), Value::String(b)) => a == b,
+        (Value::String(text), scalar @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => {
+            serde_yaml::from_str::<Value>(text).is_ok_and(|v| &v == scalar)
+        }
+        (a, b) => a == b,
     }
 }
 
@@ -348,6 +536,52 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].line, Some(2));
         assert!(problems[0].message.contains("MISSING"));
+    }
+
+    #[test]
+    fn a_variable_is_one_value_never_structure() {
+        let p = Path::new("x.yaml");
+        let env = |value: &'static str| move |_: &str| Some(value.to_string());
+        let line = |r: Result<String, ConfigErrors>| {
+            r.err()
+                .map(|e| {
+                    e.0.into_iter()
+                        .map(|p| p.message)
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .unwrap_or_default()
+        };
+        // Plain values, numbers and values with spaces stay one value.
+        assert!(substitute_env(p, "a:\n  b: ${X}\n", env("0oa 1 x")).is_ok());
+        assert!(substitute_env(p, "port: ${X}\n", env("8080")).is_ok());
+        assert!(substitute_env(p, "u: https://${X}/p\n", env("dev-1.okta.com")).is_ok());
+        assert!(substitute_env(p, "l: [${X}]\n", env("api://x")).is_ok());
+        // Structure: a flow list grows, a quoted string ends, a comment starts, a key appears.
+        for (text, value) in [
+            ("l: [${X}]\n", "a, b"),
+            ("u: \"https://${X}/p\"\n", "x\", allow_http: true, y: \"z"),
+            (
+                "i: { issuer: https://${X}/p, aud: [a] }\n",
+                "e.com, allow_http: true",
+            ),
+            ("c: ${X}\n", "abc #comment"),
+            ("c: ${X}\n", "a: b"),
+            ("c: ${X}\n", "[a, b]"),
+        ] {
+            let message = line(substitute_env(p, text, env(value)));
+            assert!(
+                message.contains("`${X}` would change the structure of the file"),
+                "{text} with {value:?}: {message}"
+            );
+        }
+        for value in ["a\nb: c", "a\rb", "a\u{1b}[31m", "a\tb"] {
+            let message = line(substitute_env(p, "c: ${X}\n", env(value)));
+            assert!(
+                message.contains("newline or control character"),
+                "{value:?}: {message}"
+            );
+        }
     }
 
     #[test]

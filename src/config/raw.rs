@@ -149,6 +149,8 @@ pub struct RawIssuer {
     pub audiences: Vec<String>,
     pub algorithms: Option<Vec<String>>,
     pub leeway: Option<String>,
+    /// The longest lifetime a token may claim (`exp` beyond now, or beyond `iat`).
+    pub max_lifetime: Option<String>,
     pub jwks_uri: Option<String>,
     pub jwks_file: Option<String>,
     #[serde(default)]
@@ -157,6 +159,15 @@ pub struct RawIssuer {
     /// Claim name (a dotted path) → a value (`equals`) or a predicate mapping.
     pub claims: BTreeMap<String, serde_yaml::Value>,
     pub profile: Option<String>,
+    /// A shared secret for HS256/384/512 (never inline: a file or an environment variable).
+    pub hmac: Option<RawHmac>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHmac {
+    pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

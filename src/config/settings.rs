@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::algorithm::Algorithm;
 use http::{HeaderName, HeaderValue, Method};
-use jsonwebtoken::Algorithm;
 use url::Url;
 
 use ipnet::IpNet;
@@ -174,6 +174,9 @@ pub struct IssuerSettings {
     /// The allow-list; a key only ever verifies the members that fit its type.
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
+    /// `max_lifetime`: a token whose `exp` lies further than this beyond now (plus leeway),
+    /// or beyond its own `iat`, is refused (`token_lifetime_too_long`). `None`: no cap.
+    pub max_lifetime: Option<Duration>,
     pub key_source: KeySource,
     pub allow_http: bool,
     pub claims: Vec<ClaimRule>,
@@ -189,6 +192,29 @@ pub enum KeySource {
     JwksFile(PathBuf),
     /// The embedded dev issuer's own key, held in memory.
     DevIssuer,
+    /// `hmac:`: a shared secret for HS256/384/512. An issuer with it takes no key from a
+    /// JWKS, and one without it never verifies an HS algorithm: HMAC or asymmetric, never both.
+    Hmac(HmacSecret),
+}
+
+/// A shared HMAC secret, read at load from `secret_file` or `secret_env`. Its `Debug` names
+/// where it came from and its length, never the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HmacSecret {
+    /// `file PATH` or `env NAME`, for messages.
+    pub origin: String,
+    pub bytes: std::sync::Arc<[u8]>,
+}
+
+impl std::fmt::Debug for HmacSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Hmac({}, {} bytes, secret redacted)",
+            self.origin,
+            self.bytes.len()
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::algorithm::Algorithm;
 use http::{HeaderName, HeaderValue, Method};
-use jsonwebtoken::Algorithm;
 use url::Url;
 
 use std::sync::Arc;
@@ -34,7 +34,8 @@ const MAX_LEEWAY: Duration = Duration::from_secs(300);
 pub const DEV_ISSUER_DEFAULT: &str = "urn:tokengate:dev";
 /// The response headers a browser app may read by default (`cors.expose_headers`).
 const DEFAULT_EXPOSE_HEADERS: &[&str] = &["WWW-Authenticate", "Retry-After", "X-Request-Id"];
-const SUPPORTED_ALGORITHMS: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
+const SUPPORTED_ALGORITHMS: &str =
+    "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA";
 
 #[derive(Default)]
 struct Issues(Vec<Issue>);
@@ -110,6 +111,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
             audiences: vec![dev.audience.clone()],
             algorithms: vec![Algorithm::RS256],
             leeway: Duration::from_secs(60),
+            max_lifetime: None,
             key_source: KeySource::DevIssuer,
             allow_http: false,
             claims: Vec::new(),
@@ -452,7 +454,9 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
         );
     }
 
+    let hmac = raw.hmac.as_ref().and_then(|h| hmac_secret(issues, at, h));
     let algorithms = match &raw.algorithms {
+        None if raw.hmac.is_some() => vec![Algorithm::HS256],
         None => vec![Algorithm::RS256],
         Some(names) if names.is_empty() => {
             issues.add(
@@ -466,7 +470,24 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
             .iter()
             .enumerate()
             .filter_map(|(i, name)| {
-                let parsed = parse_algorithm(name);
+                let parsed = crate::jwk::parse_jwa(name);
+                let hmac_alg = parsed.is_some_and(crate::jwk::is_hmac);
+                if raw.hmac.is_some() && parsed.is_some() && !hmac_alg {
+                    issues.add(
+                        format!("{at}.algorithms[{i}]"),
+                        format!("an HMAC issuer verifies HS256, HS384 or HS512 only, not {name}"),
+                        "an issuer is HMAC or asymmetric, never both: configure the asymmetric keys as an issuer of their own",
+                    );
+                    return None;
+                }
+                if raw.hmac.is_none() && hmac_alg {
+                    issues.add(
+                        format!("{at}.algorithms[{i}]"),
+                        "HMAC needs a shared secret, and this issuer has none",
+                        "add hmac: { secret_file: PATH } or hmac: { secret_env: VAR } to an issuer of its own (its tokens are then HS only)",
+                    );
+                    return None;
+                }
                 if parsed.is_none() {
                     let why = if name.eq_ignore_ascii_case("none") {
                         "unsigned tokens are never accepted".to_owned()
@@ -499,9 +520,51 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
         );
     }
 
+    let max_lifetime = raw.max_lifetime.as_deref().map(|text| {
+        let path = format!("{at}.max_lifetime");
+        let cap = issues.duration(&path, Some(text), Duration::ZERO);
+        if cap.is_zero() && parse_duration(text).is_some() {
+            issues.add(
+                path,
+                "a max_lifetime of zero would refuse every token",
+                "write the longest lifetime your IdP issues, e.g. 1h or 24h",
+            );
+        }
+        cap
+    });
+
+    if let Some(secret) = &hmac {
+        for alg in &algorithms {
+            let needed = crate::jwk::hmac_min_key_bytes(*alg);
+            if secret.bytes.len() < needed {
+                issues.add(
+                    format!("{at}.hmac"),
+                    format!(
+                        "the secret ({}) is {} bytes, shorter than {alg:?}'s {needed}-byte hash output",
+                        secret.origin,
+                        secret.bytes.len()
+                    ),
+                    "RFC 7518 §3.2: use a secret of at least that many bytes (e.g. openssl rand -base64 48)",
+                );
+            }
+        }
+    }
+    if raw.hmac.is_some() && (raw.jwks_uri.is_some() || raw.jwks_file.is_some()) {
+        issues.add(
+            format!("{at}.hmac"),
+            "an HMAC issuer takes its key from hmac:, not from jwks_uri or jwks_file",
+            "an issuer is HMAC or asymmetric, never both: remove jwks_uri/jwks_file, or configure them as an issuer of their own",
+        );
+    }
+
     let scheme_ok =
         |url: &Url| url.scheme() == "https" || (raw.allow_http && url.scheme() == "http");
     let key_source = match (&raw.jwks_uri, &raw.jwks_file) {
+        _ if raw.hmac.is_some() => match hmac {
+            Some(secret) => KeySource::Hmac(secret),
+            // Already reported; any source will do for a configuration that is refused.
+            None => KeySource::Discovery,
+        },
         (Some(_), Some(_)) => {
             issues.add(
                 at,
@@ -576,6 +639,7 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
         audiences: raw.audiences.clone(),
         algorithms,
         leeway,
+        max_lifetime,
         key_source,
         allow_http: raw.allow_http,
         claims,
@@ -583,6 +647,61 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
     }
 }
 
+/// The secret of `hmac:`: exactly one of `secret_file` (its bytes, without one final line
+/// break) or `secret_env` (the variable's value); never written in the file itself.
+fn hmac_secret(issues: &mut Issues, at: &str, raw: &super::raw::RawHmac) -> Option<HmacSecret> {
+    let path = format!("{at}.hmac");
+    let hint = "write hmac: { secret_file: /run/secrets/jwt } or hmac: { secret_env: JWT_SECRET }";
+    let (origin, bytes) = match (&raw.secret_file, &raw.secret_env) {
+        (Some(file), None) => match std::fs::read(file) {
+            Ok(mut bytes) => {
+                // Files written by `echo` or an editor end in a line break that is not part of
+                // the secret.
+                if bytes.ends_with(b"\n") {
+                    bytes.pop();
+                    if bytes.ends_with(b"\r") {
+                        bytes.pop();
+                    }
+                }
+                (format!("file {file}"), bytes)
+            }
+            Err(e) => {
+                issues.add(
+                    format!("{path}.secret_file"),
+                    format!("cannot read `{file}`: {e}"),
+                    "give the path of a file holding the shared secret",
+                );
+                return None;
+            }
+        },
+        (None, Some(name)) => match std::env::var_os(name) {
+            Some(value) => (format!("env {name}"), value.into_encoded_bytes()),
+            None => {
+                issues.add(
+                    format!("{path}.secret_env"),
+                    format!("environment variable {name} is not set"),
+                    format!("export {name}=... before starting"),
+                );
+                return None;
+            }
+        },
+        _ => {
+            issues.add(path, "name exactly one of secret_file and secret_env", hint);
+            return None;
+        }
+    };
+    if bytes.is_empty() {
+        issues.add(path, format!("the secret ({origin}) is empty"), hint);
+        return None;
+    }
+    Some(HmacSecret {
+        origin,
+        bytes: bytes.into(),
+    })
+}
+
+/// An asymmetric JWA name (exact case) → the algorithm, for `algorithms:` and a JWK's `alg`;
+/// HMAC names are [`crate::jwk::parse_jwa`]'s, since only an `hmac:` issuer may use them.
 pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
     Some(match name {
         "RS256" => Algorithm::RS256,
@@ -593,6 +712,7 @@ pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
         "PS512" => Algorithm::PS512,
         "ES256" => Algorithm::ES256,
         "ES384" => Algorithm::ES384,
+        "ES512" => Algorithm::ES512,
         "EdDSA" => Algorithm::EdDSA,
         _ => return None,
     })
@@ -606,7 +726,7 @@ fn claim_rule(
     value: &serde_yaml::Value,
 ) -> Option<ClaimRule> {
     let json = |v: &serde_yaml::Value| serde_json::to_value(v).ok();
-    let hint = "write `claim: value`, or one of `{ equals: v }`, `{ includes: [a, b] }`, `{ any_of: [a, b] }`";
+    let hint = "write `claim: value`, or one of `{ equals: v }`, `{ includes: [a, b] }`, `{ includes_any: [a, b] }`, `{ any_of: [a, b] }`";
     if name.is_empty() {
         issues.add(at, "the claim name is empty", hint);
         return None;
@@ -625,6 +745,7 @@ fn claim_rule(
             match key.as_str() {
                 Some("equals") => Predicate::Equals(json(arg)?),
                 Some("includes") => Predicate::Includes(list(arg)),
+                Some("includes_any") => Predicate::IncludesAny(list(arg)),
                 Some("any_of") => Predicate::AnyOf(list(arg)),
                 _ => {
                     issues.add(
@@ -645,7 +766,7 @@ fn claim_rule(
         }
         other => Predicate::Equals(json(other)?),
     };
-    if let Predicate::Includes(v) | Predicate::AnyOf(v) = &predicate {
+    if let Predicate::Includes(v) | Predicate::IncludesAny(v) | Predicate::AnyOf(v) = &predicate {
         if v.is_empty() {
             issues.add(at, "the list of values is empty", hint);
             return None;

@@ -959,7 +959,7 @@ async fn an_rsa_jwk_with_an_empty_modulus_is_skipped_not_a_crash() {
         let doc =
             json!({"keys": [{"kty": "RSA", "kid": "empty", "n": n, "e": "AQAB"}]}).to_string();
         let parsed = std::panic::catch_unwind(|| {
-            tokengate::jwk::KeySet::parse(doc.as_bytes(), &[Algorithm::RS256])
+            tokengate::jwk::KeySet::parse(doc.as_bytes(), &[tokengate::algorithm::Algorithm::RS256])
                 .map(|(set, _)| set.len())
         });
         assert!(parsed.is_ok(), "KeySet::parse panicked on n = {n:?}");

@@ -242,3 +242,67 @@ forward:
         assert!(!text.contains(fine), "{fine} refused:\n{text}");
     }
 }
+
+#[test]
+fn max_lifetime_is_a_positive_duration() {
+    let base = "issuers:\n  - issuer: https://idp.example.com\n    audiences: [a]\n";
+    assert!(problems(&format!("{base}    max_lifetime: 24h\n")).is_empty());
+    let text = problems(&format!("{base}    max_lifetime: forever\n"));
+    assert!(
+        text.contains("proxy.yaml:4: issuers[0].max_lifetime: `forever` is not a duration"),
+        "{text}"
+    );
+    let text = problems(&format!("{base}    max_lifetime: 0s\n"));
+    assert!(text.contains("would refuse every token"), "{text}");
+}
+
+#[test]
+fn a_repeated_key_is_refused_in_every_kind_of_mapping() {
+    let issuer = "issuers:\n  - issuer: https://idp.example.com\n    audiences: [a]\n";
+    for (yaml, line, path, key) in [
+        (
+            format!("{issuer}    claims: {{cid: good-client, cid: other-client}}\n"),
+            4,
+            "issuers[0].claims.cid",
+            "cid",
+        ),
+        (
+            format!("{issuer}    claims:\n      cid: good-client\n      cid: other-client\n"),
+            6,
+            "issuers[0].claims.cid",
+            "cid",
+        ),
+        (
+            format!("{issuer}forward:\n  headers:\n    X-User: sub\n    X-User: email\n"),
+            7,
+            "forward.headers.X-User",
+            "X-User",
+        ),
+        (
+            format!("listen: 127.0.0.1:3000\n{issuer}listen: 0.0.0.0:80\n"),
+            5,
+            "listen",
+            "listen",
+        ),
+        (
+            format!("{issuer}    audiences: [b]\n"),
+            4,
+            "issuers[0].audiences",
+            "audiences",
+        ),
+        (
+            format!("{issuer}routes:\n  - {{ path: /a, auth: none, auth: required }}\n"),
+            5,
+            "routes[0].auth",
+            "auth",
+        ),
+    ] {
+        let text = problems(&yaml);
+        let expected = format!("proxy.yaml:{line}: {path}: `{key}` is repeated in this mapping");
+        assert!(
+            text.contains(&expected),
+            "missing {expected:?} in:\n{text}\n{yaml}"
+        );
+        assert!(text.contains("hint:"), "{text}");
+    }
+}

@@ -488,3 +488,197 @@ async fn an_over_long_token_is_refused_without_parsing() {
     );
     assert_rejected(&proxy, &long, "longer").await;
 }
+
+#[tokio::test]
+async fn max_lifetime_caps_how_long_a_token_is_valid() {
+    let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let capped = TestProxy::start(&issuer_config(&issuer, "    max_lifetime: 24h\n")).await;
+    let uncapped = TestProxy::for_issuer(&issuer).await;
+    capped.wait_ready().await;
+    uncapped.wait_ready().await;
+    let now = now() as f64;
+    let for_ever = issuer.token_with(&key, json!({"exp": 2e206}));
+    // Without the cap, what the IdP signed is what counts (documented in SECURITY.md).
+    assert_eq!(verdict(&uncapped, &for_ever).await.0, 200);
+    assert_rejected(&capped, &for_ever, "lifetime is longer").await;
+    let (_, _, body) = read(capped.get_with("/secure", &for_ever).await).await;
+    assert_eq!(body["error"], "invalid_token");
+    // Two days from now, issued now: beyond the cap either way.
+    let two_days = issuer.token_with(&key, json!({"iat": now, "exp": now + 2.0 * 86400.0}));
+    assert_rejected(&capped, &two_days, "lifetime is longer").await;
+    // Issued a week ago for eight days: the remaining hour is fine, the lifetime is not.
+    let old = issuer.token_with(
+        &key,
+        json!({"iat": now - 7.0 * 86400.0, "exp": now + 3600.0, "nbf": null}),
+    );
+    assert_rejected(&capped, &old, "lifetime is longer").await;
+    // An hour, issued now: accepted.
+    let hour = issuer.token_with(&key, json!({"iat": now, "exp": now + 3600.0}));
+    assert_eq!(verdict(&capped, &hour).await.0, 200);
+}
+
+#[tokio::test]
+async fn includes_any_asks_for_one_of_several_members_in_issuers_and_routes() {
+    let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let asserting = TestProxy::start(&issuer_config(
+        &issuer,
+        "    claims:\n      groups: { includes_any: [Group1, Group2] }\n",
+    ))
+    .await;
+    let routed = TestProxy::start(&format!(
+        "{}routes:\n  - {{ path: /secure, claims: {{ scope: {{ includes_any: [admin, ops] }} }} }}\n",
+        issuer_config(&issuer, "")
+    ))
+    .await;
+    asserting.wait_ready().await;
+    routed.wait_ready().await;
+    for (groups, status) in [
+        (json!(["Everyone", "Group2"]), 200),
+        (json!("Group1 Everyone"), 200),
+        (json!(["Everyone"]), 401),
+        (json!("Group12"), 401),
+        (json!([]), 401),
+    ] {
+        let token = issuer.token_with(&key, json!({ "groups": groups }));
+        assert_eq!(verdict(&asserting, &token).await.0, status, "{groups}");
+    }
+    for (scope, status) in [("read ops", 200), ("read", 403), ("operations", 403)] {
+        let token = issuer.token_with(&key, json!({ "scope": scope }));
+        let got = routed.get_with("/secure", &token).await.status();
+        assert_eq!(got, status, "{scope}");
+    }
+}
+
+/// A token whose payload is exactly `payload` (signed by `key`).
+fn with_payload_text(key: &TestKey, payload: &str) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header(key).to_string()),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let sig = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key.encoding, key.alg)
+        .unwrap_or_default();
+    format!("{signing_input}.{sig}")
+}
+
+#[tokio::test]
+async fn a_malformed_payload_is_refused_with_its_true_reason() {
+    let (issuer, key, proxy) = rsa_setup().await;
+    let good = issuer.claims().to_string();
+    let body = &good[1..good.len() - 1];
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let cases = [
+        (
+            format!("{{{body},\"sub\":\"again\"}}"),
+            "the payload has a duplicate member",
+        ),
+        (
+            format!("{{{body},\"n\":1e309}}"),
+            "the payload has a number out of range",
+        ),
+        (
+            format!("{{{body},\"name\":\"\\ud800\"}}"),
+            "the payload has a lone surrogate or an invalid escape",
+        ),
+        (
+            format!("{{{body},\"x\":{deep}}}"),
+            "the payload nests too deeply",
+        ),
+        ("[1,2]".to_owned(), "the payload is not a JSON object"),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [key.jwk]}).to_string()).expect("write");
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &config,
+        issuer_config(&issuer, &format!("    jwks_file: {}\n", jwks.display())),
+    )
+    .expect("write");
+    for (payload, reason) in cases {
+        let token = with_payload_text(&key, &payload);
+        assert_rejected(&proxy, &token, reason).await;
+        // inspect says the same, and nothing about an issuer or signature it never reached.
+        let out = std::process::Command::new(crate::support::process::BIN)
+            .args([
+                "inspect",
+                "--config",
+                config.to_str().unwrap_or_default(),
+                &token,
+            ])
+            .output()
+            .expect("inspect");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains(&format!("FAIL  payload          {reason}")),
+            "{text}"
+        );
+        assert!(
+            !text.contains("FAIL  issuer") && !text.contains("FAIL  signature"),
+            "{text}"
+        );
+        assert!(text.contains("REJECTED (1 check failed)"), "{text}");
+    }
+}
+
+/// ES512 (RFC 7518 §3.4) with a P-521 key generated here: verified when the issuer allows it,
+/// refused under the default allow-list, and refused with a tampered signature.
+#[tokio::test]
+async fn es512_with_a_p521_key_is_available_when_allowed() {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P521_SHA512_FIXED_SIGNING};
+    let pair = EcdsaKeyPair::generate(&ECDSA_P521_SHA512_FIXED_SIGNING).expect("P-521 key");
+    let point = pair.public_key().as_ref().to_vec();
+    assert_eq!(point.len(), 133, "04 || x (66 bytes) || y (66 bytes)");
+    let jwk = json!({
+        "kty": "EC", "crv": "P-521", "kid": "p521", "use": "sig", "alg": "ES512",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..67]),
+        "y": URL_SAFE_NO_PAD.encode(&point[67..]),
+    });
+    let issuer = TestIssuer::start(vec![]).await;
+    issuer.set_mode(crate::support::Mode::Body(
+        json!({ "keys": [jwk] }).to_string(),
+    ));
+    let sign = |claims: &Value| {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(json!({"alg": "ES512", "kid": "p521"}).to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = pair
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .expect("sign");
+        assert_eq!(sig.as_ref().len(), 132, "R || S, 66 bytes each");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    };
+    let token = sign(&issuer.claims());
+    let allowed = TestProxy::start(
+        &issuer_config(&issuer, "").replace("algorithms: [RS256,", "algorithms: [ES512, RS256,"),
+    )
+    .await;
+    allowed.wait_ready().await;
+    assert_eq!(verdict(&allowed, &token).await.0, 200);
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_rejected(&allowed, &tampered, "signature").await;
+    // Off by default, like the others: an issuer without ES512 in its list refuses it.
+    let default = TestProxy::start(&format!(
+        "issuers:\n  - {{ issuer: {}, audiences: [api://test], allow_http: true }}\n",
+        issuer.url()
+    ))
+    .await;
+    assert_rejected(&default, &token, "not allowed").await;
+    // And a P-256 token cannot pass as ES512: the key's curve decides.
+    let p256 = TestKey::load("ec-p256", "p521", Algorithm::ES256);
+    let forged = sign_raw(
+        &json!({"alg": "ES256", "kid": "p521"}),
+        &issuer.claims(),
+        &p256.encoding,
+        Algorithm::ES256,
+    );
+    assert_eq!(verdict(&allowed, &forged).await.0, 401);
+}

@@ -64,11 +64,20 @@ fn status_field(pid: u32, field: &str) -> u64 {
 /// Starts the binary with `args` (plus `--listen 127.0.0.1:0 --log-format json`) in the
 /// repository root, and waits for it to say where it listens.
 pub fn spawn(args: &[&str]) -> Running {
-    spawn_under(&[], args)
+    spawn_with(&[], args, "json")
 }
 
 /// As [`spawn`], run through `wrapper` (e.g. `["prlimit", "--nofile=1024", "--"]`).
 pub fn spawn_under(wrapper: &[&str], args: &[&str]) -> Running {
+    spawn_with(wrapper, args, "json")
+}
+
+/// As [`spawn`], logging in `format` (`json` or `text`).
+pub fn spawn_logging(args: &[&str], format: &str) -> Running {
+    spawn_with(&[], args, format)
+}
+
+fn spawn_with(wrapper: &[&str], args: &[&str], format: &str) -> Running {
     let mut command = match wrapper.split_first() {
         Some((program, rest)) => {
             let mut c = Command::new(program);
@@ -79,7 +88,7 @@ pub fn spawn_under(wrapper: &[&str], args: &[&str]) -> Running {
     };
     let mut child = command
         .args(args)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--listen", "127.0.0.1:0", "--log-format", format])
         .current_dir(ROOT)
         .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
@@ -106,8 +115,14 @@ pub fn spawn_under(wrapper: &[&str], args: &[&str]) -> Running {
             .recv_timeout(Duration::from_secs(60))
             .expect("the binary never said where it listens");
         let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        // Text lines say `listen=ADDR`.
+        let text_addr = line
+            .split_once("listen=")
+            .filter(|_| line.contains("tokengate listening"))
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .map(str::to_owned);
         running.startup.push(line);
-        if let Some(addr) = event["listen"].as_str() {
+        if let Some(addr) = event["listen"].as_str().map(str::to_owned).or(text_addr) {
             running.base = format!("http://{addr}");
             return running;
         }
