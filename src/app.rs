@@ -13,11 +13,11 @@ use serde_json::json;
 use tracing::warn;
 
 use crate::access::AccessRecord;
+use crate::authn::cache::TokenCache;
 use crate::authn::{self, AuthnError, Principal};
 use crate::authz::{self, Permit};
 use crate::body::{Body, BoxError, Metered};
 use crate::builtin::{json_response, Builtin};
-use crate::cache::TokenCache;
 use crate::config::{Cors, Settings};
 use crate::cors;
 use crate::dev::{self, BadTokenRequest, DevIssuer};

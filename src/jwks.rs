@@ -71,17 +71,7 @@ pub struct KeyStore {
     issuers: HashMap<String, Arc<IssuerKeys>>,
 }
 
-/// One issuer's key state, for `/readyz` and metrics.
-#[derive(Debug, Clone)]
-pub struct IssuerStatus {
-    pub issuer: String,
-    /// Usable keys now (0 when none, or when they went stale).
-    pub keys: usize,
-    pub fetches_ok: u64,
-    pub fetches_failed: u64,
-    /// Since the last good fetch (or file read).
-    pub since_last_good: Option<Duration>,
-}
+pub use crate::metrics::IssuerStatus;
 
 impl KeyStore {
     /// Builds the store; `dev_keys` are the embedded dev issuer's keys, when it is on.

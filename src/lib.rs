@@ -21,7 +21,6 @@ pub mod authn;
 pub mod authz;
 pub mod body;
 pub mod builtin;
-pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod cors;

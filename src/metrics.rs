@@ -13,9 +13,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::cache::TokenCache;
-use crate::jwks::IssuerStatus;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub route: String,
@@ -178,7 +175,7 @@ impl Metrics {
     }
 
     /// The exposition text, with key and cache figures brought up to date first.
-    pub fn render(&self, keys: &[IssuerStatus], cache: &TokenCache) -> String {
+    pub fn render(&self, keys: &[IssuerStatus], cache_entries: usize) -> String {
         for status in keys {
             let issuer = IssuerLabels {
                 issuer: status.issuer.clone(),
@@ -190,13 +187,26 @@ impl Metrics {
                 .get_or_create(&issuer)
                 .set(status.since_last_good.map_or(f64::NAN, |d| d.as_secs_f64()));
         }
-        self.cache_entries.set(cache.len() as i64);
+        self.cache_entries
+            .set(i64::try_from(cache_entries).unwrap_or(i64::MAX));
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
     }
+}
+
+/// One issuer's key state, for `/readyz` and metrics (made by the key store).
+#[derive(Debug, Clone)]
+pub struct IssuerStatus {
+    pub issuer: String,
+    /// Usable keys now (0 when none, or when they went stale).
+    pub keys: usize,
+    pub fetches_ok: u64,
+    pub fetches_failed: u64,
+    /// Since the last good fetch (or file read).
+    pub since_last_good: Option<Duration>,
 }
 
 /// Counters that outlive a reload, handed to the parts that count.

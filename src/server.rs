@@ -436,7 +436,9 @@ fn admin(gateway: &Gateway, request: &Request<Incoming>) -> Response<Body> {
     let app = gateway.app();
     match (request.method(), request.uri().path()) {
         (&http::Method::GET, "/metrics") => {
-            let text = gateway.metrics().render(&app.keys().status(), app.cache());
+            let text = gateway
+                .metrics()
+                .render(&app.keys().status(), app.cache().len());
             let mut r = Response::new(full(Bytes::from(text)));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,

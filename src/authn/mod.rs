@@ -4,6 +4,7 @@
 //! checked before any claim, so a forged token learns nothing about which claim would fail.
 //! Every check fails closed: any doubt is a [`TokenError`], which the caller turns into 401.
 
+pub mod cache;
 mod jose;
 mod json;
 
@@ -15,7 +16,7 @@ use serde_json::{Map, Value};
 
 pub use jose::Jws;
 
-use crate::cache::{Entry, TokenCache};
+use self::cache::{Entry, TokenCache};
 use crate::config::{IssuerSettings, Settings};
 use crate::jwks::{KeyError, KeyStore};
 
