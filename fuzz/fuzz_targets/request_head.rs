@@ -667,13 +667,35 @@ fn check(c: &Case<'_>) {
     let proto: Vec<&HeaderValue> = output.get_all("x-forwarded-proto").iter().collect();
     let fhost: Vec<&HeaderValue> = output.get_all("x-forwarded-host").iter().collect();
     if c.trusted {
-        let sent = input
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.trim().is_empty());
+        // The chain the trusted proxy sent, then the peer. Several field lines are one list
+        // (RFC 9110 §5.3): a proxy that appends its own line (HAProxy's `option forwardfor`)
+        // puts the real client in the second line, after a client-chosen first one. A chain
+        // with an unreadable line may be dropped (the peer alone) or kept whole.
+        let sent: Option<Vec<&str>> = input
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.to_str().ok())
+            .collect();
+        let elements_of = |text: &str| -> Vec<String> {
+            text.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let got = elements_of(xff[0]);
         match sent {
-            Some(sent) => assert_eq!(xff[0], format!("{sent}, {peer_ip}"), "{}", dump()),
-            None => assert_eq!(xff[0], peer_ip, "{}", dump()),
+            Some(lines) => {
+                let mut expected = elements_of(&lines.join(","));
+                expected.push(peer_ip.clone());
+                assert_eq!(
+                    got,
+                    expected,
+                    "X-Forwarded-For from a trusted peer{}",
+                    dump()
+                );
+            }
+            None => assert_eq!(got.last(), Some(&peer_ip), "{}", dump()),
         }
         // A trusted proxy's own X-Forwarded-Proto and -Host pass as it sent them.
         let sent_proto = values(input, &"x-forwarded-proto".parse().unwrap());
