@@ -61,12 +61,14 @@ static CONNECTION_PROOF: [HeaderName; 6] = [
     HeaderName::from_static("x-forwarded-host"),
 ];
 
-/// Headers that ask an upstream to treat the request as another method than the one the
-/// rules saw: never forwarded, from anyone.
+/// Never forwarded, from anyone: headers that ask an upstream to treat the request as another
+/// method than the one the rules saw, and `Proxy`, which CGI turns into `HTTP_PROXY` for the
+/// upstream's own outgoing requests (httpoxy, CVE-2016-5385).
 const METHOD_OVERRIDES: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "proxy",
 ];
 
 /// Headers tokengate sets itself whatever the peer: every other spelling of them is removed
@@ -92,6 +94,7 @@ const FORWARDING: &[&str] = &[
     "x-cluster-client-ip",
     "x-originating-ip",
     "x-host",
+    "x-original-host",
 ];
 
 /// Fields that must not be sent in a trailer section, or that a recipient would act on as if
@@ -125,6 +128,7 @@ const NOT_IN_TRAILERS: &[&str] = &[
     "warning",
     "access-control-*",
     "x-request-id",
+    "proxy-authentication-info",
 ];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -230,8 +234,10 @@ impl HeaderPolicy {
             || METHOD_OVERRIDES.iter().any(|m| normalized_eq(n, m))
             || SET_BY_TOKENGATE.iter().any(|m| normalized_eq(n, m))
             || self.is_identity(n)
+            // A trusted proxy's identity headers pass in the spelling configured only: it sets
+            // that one, so another spelling beside it is the client's.
             || (self.is_foreign_identity(n)
-                && !(trusted_peer && self.trusted_identity.iter().any(|t| normalized_eq(n, t))))
+                && !(trusted_peer && self.trusted_identity.iter().any(|t| n == t)))
             // From a trusted proxy, forwarding headers are believed under their own
             // spelling only: `X_Forwarded_For` beside tokengate's `X-Forwarded-For` would reach
             // an upstream that reads `_` as `-` as a second, unvouched-for value.
@@ -382,7 +388,8 @@ fn is_forwarding(name: &str) -> bool {
 /// share): not hop-by-hop, not one RFC 9110 §6.5.1 keeps out of trailers.
 pub fn keeps_response_trailer(name: &HeaderName) -> bool {
     let n = name.as_str();
-    !HOP_BY_HOP.contains(name)
+    // Hop-by-hop names in any spelling: a trailer is never a place for them.
+    !HOP_BY_HOP.iter().any(|h| normalized_eq(n, h.as_str()))
         && !NOT_IN_TRAILERS.iter().any(|p| match p.strip_suffix('*') {
             Some(prefix) => normalized_starts_with(n, prefix),
             None => normalized_eq(n, p),
@@ -1055,5 +1062,37 @@ mod tests {
             render(&json!([{"k": "a b"}]), " ", ArrayFormat::Joined),
             None
         );
+    }
+
+    #[test]
+    fn fuzzing_findings_stay_fixed() {
+        // httpoxy: `Proxy` never reaches the upstream; client-IP headers are forwarding ones.
+        let p = policy(&[]);
+        let mut h = headers(&[
+            ("Proxy", "http://evil.example:8080"),
+            ("True-Client-IP", "6.6.6.6"),
+            ("CF-Connecting-IP", "6.6.6.6"),
+            ("X-Original-Host", "evil.example"),
+            ("Accept", "*/*"),
+        ]);
+        p.strip_request(&mut h, &PEER, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+        // A trusted proxy's identity header passes in the configured spelling only.
+        let trusted = policy(&["203.0.113.0/24"]);
+        let mut h = headers(&[("X-Forwarded-User", "alice"), ("x_forwarded_user", "admin")]);
+        trusted.strip_request(&mut h, &PEER, false);
+        let users: Vec<&HeaderValue> = h.get_all("x-forwarded-user").iter().collect();
+        assert_eq!(users, [&HeaderValue::from_static("alice")]);
+        assert!(!h.contains_key("x_forwarded_user"));
+        // Hop-by-hop names in any spelling, and Proxy-Authentication-Info, are no trailers.
+        for name in [
+            "keep_alive",
+            "transfer_encoding",
+            "proxy-authentication-info",
+        ] {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap_or(CONNECTION);
+            assert!(!keeps_response_trailer(&name), "{name}");
+            assert!(!p.keeps_request_trailer(&name), "{name}");
+        }
     }
 }

@@ -87,7 +87,8 @@ pub struct ForwardSettings {
     /// [`DEFAULT_FOREIGN_IDENTITY_HEADERS`] plus `forward.strip_headers`.
     pub foreign_identity: Vec<HeaderPattern>,
     /// `forward.trusted_identity_headers`: foreign identity headers kept when the peer is in
-    /// `trusted_proxies` (a chain where an earlier hop sets them), in normal form.
+    /// `trusted_proxies` (a chain where an earlier hop sets them), lower-cased as written:
+    /// only that spelling passes.
     pub trusted_identity: Vec<String>,
 }
 

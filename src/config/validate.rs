@@ -1138,6 +1138,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-proto",
     "x-forwarded-host",
     "forwarded",
+    "x-request-id",
 ];
 
 fn forward(issues: &mut Issues, raw: &RawForward) -> ForwardSettings {
@@ -1276,7 +1277,7 @@ fn forward(issues: &mut Issues, raw: &RawForward) -> ForwardSettings {
                 );
                 None
             } else {
-                Some(normalize(name))
+                Some(name.to_ascii_lowercase())
             }
         })
         .collect();

@@ -306,3 +306,14 @@ fn a_repeated_key_is_refused_in_every_kind_of_mapping() {
         assert!(text.contains("hint:"), "{text}");
     }
 }
+
+/// A claim header may not take the name of a header tokengate sets itself.
+#[test]
+fn a_claim_cannot_be_sent_as_the_request_id() {
+    let text =
+        problems("dev_issuer: { audience: a }\nforward:\n  headers: { X-Request-Id: jti }\n");
+    assert!(
+        text.contains("forward.headers.X-Request-Id: X-Request-Id cannot carry a claim"),
+        "{text}"
+    );
+}
