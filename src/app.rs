@@ -476,7 +476,8 @@ impl App {
         match upstream
             .forward(
                 request,
-                &canonical.path,
+                permit,
+                canonical,
                 query.as_deref(),
                 client_upgrade,
                 client.affinity,

@@ -27,9 +27,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
+use crate::authz::Permit;
 use crate::body::Body;
 use crate::config::UpstreamSettings;
 use crate::mutate::{self, TrailerFilter, TrailerRules};
+use crate::route::CanonicalPath;
 
 /// Why the upstream gave no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,17 +199,22 @@ impl Upstream {
         })
     }
 
-    /// Sends a request (headers already mutated) to `path` + `query` on the upstream.
+    /// Sends a request (headers already mutated) to the canonical `path` + `query` on the
+    /// upstream. The [`Permit`] is the proof that the route's rule let the request through
+    /// (only `authz::authorize` makes one), and `path` the [`CanonicalPath`] the rule matched:
+    /// the types, not a convention, say that nothing is forwarded unauthorised or elsewhere.
     /// `client_upgrade` is the client side of a WebSocket handshake, spliced on a 101.
     /// `affinity` is the client connection's own upstream connection, if it keeps one.
     pub async fn forward(
         &self,
         mut request: Request<Body>,
-        path: &str,
+        _permit: &Permit,
+        path: &CanonicalPath,
         query: Option<&str>,
         client_upgrade: Option<OnUpgrade>,
         affinity: Option<&Affinity>,
     ) -> Result<(Response<Body>, Duration), UpstreamError> {
+        let path = &path.path;
         let target = match query {
             Some(q) => format!("{}{path}?{q}", self.base_path),
             None => format!("{}{path}", self.base_path),
