@@ -332,10 +332,11 @@ impl App {
         if !host_is_unambiguous(&request) {
             return Err((Rejection::AmbiguousHost, Outcome::default()));
         }
-        if let Some((endpoint, allowed)) =
-            self.own
-                .route(request.method(), &canonical.path, request.headers())
-        {
+        if let Some((endpoint, allowed)) = self.own.route(
+            request.method(),
+            &canonical.path,
+            cors::is_preflight(request.method(), request.headers()),
+        ) {
             let context = Outcome {
                 no_cors: endpoint == OwnEndpoint::DevToken,
                 ..Outcome::default()

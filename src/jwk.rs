@@ -19,8 +19,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use crate::config::parse_algorithm;
-
 /// The HMAC algorithms (RFC 7518 §3.2): only ever used by an issuer configured with a shared
 /// secret (`hmac:`), or by `tokengate inspect --allow-hmac`; never by a JWKS-keyed issuer.
 pub const HMAC_ALGORITHMS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
@@ -37,17 +35,6 @@ pub fn hmac_min_key_bytes(alg: Algorithm) -> usize {
         Algorithm::HS512 => 64,
         _ => 32,
     }
-}
-
-/// A JWA name (RFC 7518 §3.1, exact case) → the algorithm, for every algorithm tokengate can
-/// verify, HMAC included. Whether it is allowed is the issuer's (or key's) to say.
-pub fn parse_jwa(name: &str) -> Option<Algorithm> {
-    parse_algorithm(name).or(match name {
-        "HS256" => Some(Algorithm::HS256),
-        "HS384" => Some(Algorithm::HS384),
-        "HS512" => Some(Algorithm::HS512),
-        _ => None,
-    })
 }
 
 /// Every asymmetric signature algorithm tokengate can verify.
@@ -541,7 +528,7 @@ pub fn parse_key_with(
     }
     let named_alg = match jwk.get("alg") {
         None => None,
-        Some(Value::String(name)) => Some(parse_jwa(name).ok_or_else(|| {
+        Some(Value::String(name)) => Some(Algorithm::from_name(name).ok_or_else(|| {
             skip(
                 "alg_unsupported",
                 format!("alg {name} is not a supported signature algorithm"),

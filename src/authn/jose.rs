@@ -50,7 +50,7 @@ impl<'a> Jws<'a> {
         }
         let alg = match header.get("alg") {
             Some(Value::String(name)) => {
-                crate::jwk::parse_jwa(name).ok_or(TokenError::UnsupportedAlgorithm)?
+                Algorithm::from_name(name).ok_or(TokenError::UnsupportedAlgorithm)?
             }
             _ => return Err(TokenError::Malformed("the header has no alg string")),
         };

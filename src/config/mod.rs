@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use settings::*;
-pub use validate::parse_algorithm;
 
 /// Changes the command line may make to what the file says.
 #[derive(Debug, Default, Clone)]

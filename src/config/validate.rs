@@ -470,7 +470,7 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
             .iter()
             .enumerate()
             .filter_map(|(i, name)| {
-                let parsed = crate::jwk::parse_jwa(name);
+                let parsed = Algorithm::from_name(name);
                 let hmac_alg = parsed.is_some_and(crate::jwk::is_hmac);
                 if raw.hmac.is_some() && parsed.is_some() && !hmac_alg {
                     issues.add(
@@ -697,24 +697,6 @@ fn hmac_secret(issues: &mut Issues, at: &str, raw: &super::raw::RawHmac) -> Opti
     Some(HmacSecret {
         origin,
         bytes: bytes.into(),
-    })
-}
-
-/// An asymmetric JWA name (exact case) → the algorithm, for `algorithms:` and a JWK's `alg`;
-/// HMAC names are [`crate::jwk::parse_jwa`]'s, since only an `hmac:` issuer may use them.
-pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
-    Some(match name {
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "ES512" => Algorithm::ES512,
-        "EdDSA" => Algorithm::EdDSA,
-        _ => return None,
     })
 }
 
