@@ -15,11 +15,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use tokengate::authn::cache::TokenCache;
 use tokengate::authn::{self, Principal, VerifiedToken};
-use tokengate::authz::Permit;
+use tokengate::authz;
 use tokengate::config::{self, CacheSettings, Overrides, Settings};
 use tokengate::jwks::KeyStore;
 use tokengate::mutate::HeaderPolicy;
-use tokengate::route;
+use tokengate::route::{self, Rule};
 use tokengate::token;
 
 /// The allocator the binary uses (src/main.rs), so allocation costs as much here as there.
@@ -233,12 +233,14 @@ fn headers(c: &mut Criterion) {
         "iss": ISSUER, "sub": "alice@example.com", "cid": "0oa1bench2client3id4",
         "scp": ["openid", "profile", "email", "orders:read"], "exp": 1, "aud": "api://default",
     });
-    let make_permit = || Permit {
-        principal: Principal::Authenticated(Arc::new(VerifiedToken::new(
+    let make_permit = || {
+        let token = VerifiedToken::new(
             ISSUER.into(),
             Default::default(),
             claims.as_object().cloned().unwrap_or_default(),
-        ))),
+        );
+        authz::authorize(&Rule::required(), Principal::Authenticated(Arc::new(token)))
+            .expect("a token meets the default rule")
     };
     let mut request = HeaderMap::new();
     for (k, v) in [

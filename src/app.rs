@@ -1,39 +1,37 @@
-//! `App::handle`: the request pipeline, stage by stage. Only this module knows the order.
+//! [`App::handle_with`]: the request pipeline, stage by stage. Only this module knows the
+//! order; `App::pipeline` reads as one line per stage, each failing with a [`Rejection`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::json;
 use tracing::warn;
 
 use crate::access::AccessRecord;
 use crate::authn::cache::TokenCache;
-use crate::authn::{self, AuthnError, Principal};
+use crate::authn::{self, Principal};
 use crate::authz::{self, Permit};
 use crate::body::{Body, BoxError, Metered};
-use crate::builtin::{json_response, Builtin};
+use crate::builtin::Builtin;
 use crate::config::{Cors, Settings};
 use crate::cors;
-use crate::dev::{self, BadTokenRequest, DevIssuer};
+use crate::dev::DevIssuer;
+use crate::endpoints::{self, Endpoints};
 use crate::forward::{Affinity, Upstream};
 use crate::jwks::KeyStore;
 use crate::metrics::{method_class, Metrics, RequestLabels};
 use crate::mutate::{HeaderPolicy, TrailerFilter, TrailerRules};
 use crate::rejection::Rejection;
-use crate::route::{self, AuthMode, CanonicalPath, OwnEndpoint, OwnEndpoints, Rule};
+use crate::route::{self, AuthMode, CanonicalPath, Rule};
 use crate::stall::ReadTimeout;
 use crate::token::{self, Extracted};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The largest `/_dev/token` form we read.
-const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// What a 405 to `CONNECT` lists: every method tokengate forwards.
 const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
@@ -41,7 +39,7 @@ const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 /// Everything a request needs, shared by all connections.
 pub struct App {
     settings: Arc<Settings>,
-    own: OwnEndpoints,
+    endpoints: Endpoints,
     keys: KeyStore,
     dev: Option<Arc<DevIssuer>>,
     upstream: Option<Upstream>,
@@ -52,8 +50,9 @@ pub struct App {
     metrics: Arc<Metrics>,
 }
 
-/// What the access log says about a request beyond method, path and status.
-#[derive(Default, Clone)]
+/// What the access log says about a request beyond method, path and status; each stage
+/// fills in what it learns, so a rejection is logged with everything known by then.
+#[derive(Default)]
 struct Outcome {
     reason: &'static str,
     path: Option<String>,
@@ -66,45 +65,35 @@ struct Outcome {
 }
 
 impl Outcome {
-    /// This outcome with the path and route of `context`.
-    fn within(mut self, context: &Outcome) -> Outcome {
-        self.path.clone_from(&context.path);
-        self.route.clone_from(&context.route);
-        self
-    }
-
-    fn of(principal: &Principal, reason: &'static str) -> Outcome {
-        let token = match principal {
-            Principal::Authenticated(token) => Some(token),
-            Principal::Anonymous => None,
-        };
-        Outcome {
-            reason,
-            issuer: token.map(|t| t.issuer.clone()),
-            sub: token.and_then(|t| t.subject().map(str::to_owned)),
-            ..Outcome::default()
+    /// Who is calling, once the token is verified.
+    fn identify(&mut self, principal: &Principal) {
+        if let Principal::Authenticated(token) = principal {
+            self.issuer = Some(token.issuer.clone());
+            self.sub = token.subject().map(str::to_owned);
         }
     }
 }
 
-type Handled = Result<(Response<Body>, Outcome), (Rejection, Outcome)>;
-
 /// The client connection a request came on, and the id tokengate gave the request.
-struct Client<'a> {
+struct Inbound<'a> {
     peer: SocketAddr,
     proto: &'static str,
     affinity: Option<&'a Affinity>,
     request_id: HeaderValue,
 }
 
-impl App {
-    /// Builds the app (dev issuer key, upstream client). Call [`App::start`] in a runtime.
-    pub fn new(settings: Settings) -> Result<App, String> {
-        App::build(settings, None, Arc::new(Metrics::new()))
-    }
+/// Where a permitted request goes (stage 6).
+enum Dispatch<'a> {
+    Upstream(&'a Upstream),
+    /// No upstream: one of the quickstart's routes.
+    Builtin(Builtin),
+}
 
+impl App {
     /// Builds the app for `settings`, keeping from `previous` (a reload) the dev issuer's
-    /// key and the keys of every unchanged issuer.
+    /// key and the keys of every unchanged issuer. Call [`App::start`] in a runtime.
+    ///
+    /// Errors: the dev issuer's key or the upstream client cannot be built.
     pub fn build(
         settings: Settings,
         previous: Option<&App>,
@@ -130,22 +119,16 @@ impl App {
             &metrics,
         );
         let (hits, misses) = metrics.cache_counters();
+        let settings = Arc::new(settings);
         Ok(App {
-            own: OwnEndpoints {
-                cors: settings.cors.policy().is_some(),
-                dev_issuer: dev.is_some(),
-                resource_metadata_path: settings.resource.as_ref().map(|r| r.metadata_path.clone()),
-            },
+            endpoints: Endpoints::new(settings.clone(), dev.clone()),
             headers: Arc::new(HeaderPolicy::new(
                 &settings.forward,
                 &settings.trusted_proxies,
             )),
-            preflight_rule: Arc::new(Rule {
-                auth: AuthMode::None,
-                ..Rule::required()
-            }),
+            preflight_rule: Arc::new(Rule::public()),
             cache: TokenCache::with_counters(&settings.cache, settings.generation, hits, misses),
-            settings: Arc::new(settings),
+            settings,
             keys,
             dev,
             upstream,
@@ -164,10 +147,12 @@ impl App {
         self.keys.start();
     }
 
+    /// The issuers' keys (for `/readyz`, metrics and reloads).
     pub fn keys(&self) -> &KeyStore {
         &self.keys
     }
 
+    /// The configuration this app was built from.
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
@@ -177,12 +162,15 @@ impl App {
         &self.cache
     }
 
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        self.handle_with(request, peer, "http", None).await
+    /// `/readyz` (also served on the admin listener): see [`endpoints::readiness`].
+    pub fn readiness(&self) -> Response<Body> {
+        endpoints::readiness(&self.keys)
     }
 
     /// Handles one request; `proto` is how it arrived (`http` or `https`); `affinity` is the
-    /// upstream connection its client connection keeps, if it keeps one.
+    /// upstream connection its client connection keeps, if it keeps one. Never fails: every
+    /// [`Rejection`] becomes its response here, and every request writes one access log line
+    /// when its response body ends.
     pub async fn handle_with(
         &self,
         request: Request<Incoming>,
@@ -215,26 +203,27 @@ impl App {
             let body = ReadTimeout::new(body.map_err(box_error), body_read_timeout);
             Metered::new(body, bytes_in.clone(), None).boxed()
         });
-        let client = Client {
+        let inbound = Inbound {
             peer,
             proto,
             affinity,
             request_id: request_id.clone(),
         };
 
-        let (mut response, outcome) = match self.pipeline(request, &client).await {
-            Ok(done) => done,
-            Err((rejection, outcome)) => {
-                let outcome = Outcome {
-                    reason: rejection.reason(),
-                    ..outcome
-                };
+        let mut outcome = Outcome::default();
+        let mut response = match self
+            .pipeline(request, &inbound, preflight, &mut outcome)
+            .await
+        {
+            Ok(response) => response,
+            Err(rejection) => {
+                outcome.reason = rejection.reason();
                 let metadata = self
                     .settings
                     .resource
                     .as_ref()
                     .map(|r| r.metadata_url.as_str());
-                (rejection.into_response(metadata), outcome)
+                rejection.into_response(metadata)
             }
         };
         if outcome.no_cors {
@@ -305,67 +294,81 @@ impl App {
         HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
     }
 
-    async fn pipeline(&self, mut request: Request<Body>, client: &Client<'_>) -> Handled {
-        // Methods are case-sensitive (RFC 9110 §9.1), but Django, Flask and Symfony upper-case
-        // them: a `post` that no `POST` rule matched would run as POST there. Refused, as
-        // nginx does.
-        if !request
-            .method()
-            .as_str()
-            .bytes()
-            .all(|b| !b.is_ascii_lowercase())
-        {
-            return Err((Rejection::MethodNotUpperCase, Outcome::default()));
-        }
-        // A tunnel is never opened: tokengate forwards requests, not connections.
-        if request.method() == Method::CONNECT {
-            return Err((
-                Rejection::MethodNotAllowed {
-                    allow: FORWARDED_METHODS,
-                },
-                Outcome::default(),
-            ));
-        }
+    /// The stages, in order; each one's failure is a [`Rejection`] and ends the request.
+    /// `preflight` says the request is a CORS preflight (`cors::is_preflight`).
+    async fn pipeline(
+        &self,
+        mut request: Request<Body>,
+        inbound: &Inbound<'_>,
+        preflight: bool,
+        outcome: &mut Outcome,
+    ) -> Result<Response<Body>, Rejection> {
+        method_is_forwardable(request.method())?;
         // 1 route: one canonical path for matching and forwarding.
-        let canonical = route::canonicalize(request.uri().path(), self.settings.paths)
-            .map_err(|e| (Rejection::BadPath(e), Outcome::default()))?;
-        if !host_is_unambiguous(&request) {
-            return Err((Rejection::AmbiguousHost, Outcome::default()));
+        let canonical = route::canonicalize(request.uri().path(), self.settings.paths)?;
+        host_is_unambiguous(&request)?;
+        if let Some((endpoint, allowed)) =
+            self.endpoints
+                .route(request.method(), &canonical.path, preflight)
+        {
+            outcome.no_cors = endpoint.refuses_cors();
+            allowed?;
+            let response = self.endpoints.answer(endpoint, request, &self.keys).await?;
+            outcome.reason = endpoint.reason();
+            return Ok(response);
         }
-        if let Some((endpoint, allowed)) = self.own.route(
-            request.method(),
-            &canonical.path,
-            cors::is_preflight(request.method(), request.headers()),
-        ) {
-            let context = Outcome {
-                no_cors: endpoint == OwnEndpoint::DevToken,
-                ..Outcome::default()
-            };
-            allowed.map_err(|wrong| (Rejection::from(wrong), context.clone()))?;
-            return match self.own_endpoint(endpoint, request).await {
-                Ok((response, reason)) => Ok((response, Outcome { reason, ..context })),
-                Err(rejection) => Err((rejection, context)),
-            };
-        }
-        let builtin = match &self.upstream {
-            Some(_) => None,
-            None => {
-                let Some(builtin) = Builtin::for_path(&canonical.path) else {
-                    return Err((Rejection::NotFound, Outcome::default()));
-                };
-                if request.method() != Method::GET && request.method() != Method::HEAD {
-                    return Err((
-                        Rejection::MethodNotAllowed { allow: "GET, HEAD" },
-                        Outcome::default(),
-                    ));
-                }
-                Some(builtin)
+        let dispatch = self.dispatch(&request, &canonical)?;
+        let rule = self.rule(&mut request, &canonical, outcome);
+        // 2 token, 3 authn (as the rule asks)
+        let principal = self.authenticate(rule.auth, &request).await?;
+        outcome.identify(&principal);
+        // 4 authz
+        let permit = authz::authorize(rule, principal)?;
+        outcome.reason = "ok";
+        // 5 mutate + 6 dispatch
+        match dispatch {
+            Dispatch::Upstream(upstream) => {
+                self.forward(upstream, request, inbound, &canonical, &permit, outcome)
+                    .await
             }
-        };
-        let (matched, mut rule) = self
+            // The quickstart routes echo a verified token: without one there is nothing to show.
+            Dispatch::Builtin(builtin) => match permit.token() {
+                Some(token) => Ok(builtin.respond(token)),
+                None => Err(Rejection::MissingToken),
+            },
+        }
+    }
+
+    /// Where the request would go: the upstream, or (with none) one of the quickstart's
+    /// routes, which answer `GET` and `HEAD` only.
+    fn dispatch(
+        &self,
+        request: &Request<Body>,
+        canonical: &CanonicalPath,
+    ) -> Result<Dispatch<'_>, Rejection> {
+        if let Some(upstream) = &self.upstream {
+            return Ok(Dispatch::Upstream(upstream));
+        }
+        let builtin = Builtin::for_path(&canonical.path).ok_or(Rejection::NotFound)?;
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return Err(Rejection::MethodNotAllowed { allow: "GET, HEAD" });
+        }
+        Ok(Dispatch::Builtin(builtin))
+    }
+
+    /// The rule that decides the request, logged under its route's name.
+    fn rule(
+        &self,
+        request: &mut Request<Body>,
+        canonical: &CanonicalPath,
+        outcome: &mut Outcome,
+    ) -> &Rule {
+        let (matched, rule) = self
             .settings
             .rules
-            .match_request(request.method(), &canonical);
+            .match_request(request.method(), canonical);
+        outcome.path = Some(canonical.path.clone());
+        outcome.route = matched.map(|r| r.name.clone());
         // `cors: { mode: upstream }`: the upstream answers preflights, and a browser sends
         // them without credentials, so they go without a token (and without one forwarded).
         // (HTTP/2 needs no Content-Length or Transfer-Encoding to carry a body: the stream's
@@ -374,59 +377,23 @@ impl App {
             && cors::is_well_formed_preflight(request.method(), request.headers())
             && request.body().is_end_stream();
         if upstream_preflight {
-            rule = &self.preflight_rule;
             request.headers_mut().remove(http::header::AUTHORIZATION);
+            return &self.preflight_rule;
         }
-        // What the log says from here on: the canonical path and the rule that decided.
-        let context = Outcome {
-            path: Some(canonical.path.clone()),
-            route: matched.map(|r| r.name.clone()),
-            ..Outcome::default()
-        };
-
-        // 2 token, 3 authn (as the rule asks)
-        let principal = self
-            .authenticate(rule.auth, request.headers(), request.uri().query())
-            .await
-            .map_err(|r| (r, context.clone()))?;
-        // 4 authz
-        let permit = authz::authorize(rule, principal.clone()).map_err(|denied| {
-            let who = Outcome::of(&principal, "").within(&context);
-            (Rejection::from(denied), who)
-        })?;
-        let outcome = Outcome {
-            path: context.path,
-            route: context.route,
-            ..Outcome::of(&permit.principal, "ok")
-        };
-
-        // 5 mutate + 6 dispatch
-        match (builtin, &self.upstream) {
-            (Some(builtin), _) => match permit.token() {
-                Some(token) => Ok((builtin.respond(token), outcome)),
-                // The quickstart routes echo a verified token: without one there is nothing to show.
-                None => Err((Rejection::MissingToken, outcome)),
-            },
-            (None, Some(upstream)) => {
-                self.forward(upstream, request, client, &canonical, &permit, outcome)
-                    .await
-            }
-            (None, None) => Err((Rejection::NotFound, outcome)),
-        }
+        rule
     }
 
     /// Stages 2 and 3: extract and verify the bearer token, as the route's auth mode asks.
     async fn authenticate(
         &self,
         auth: AuthMode,
-        headers: &HeaderMap,
-        query: Option<&str>,
+        request: &Request<Body>,
     ) -> Result<Principal, Rejection> {
         if auth == AuthMode::None {
             // Not even looked at: a token on a public route never becomes identity.
             return Ok(Principal::Anonymous);
         }
-        let token = match token::extract(headers, query).map_err(Rejection::InvalidRequest)? {
+        let token = match token::extract(request.headers(), request.uri().query())? {
             Extracted::None if auth == AuthMode::Optional => return Ok(Principal::Anonymous),
             Extracted::None => return Err(Rejection::MissingToken),
             // A credential in the URL: refused even where anonymous callers are welcome, so it
@@ -434,13 +401,8 @@ impl App {
             Extracted::QueryParameter => return Err(Rejection::TokenInQuery),
             Extracted::Bearer(token) => token,
         };
-        match authn::verify(token, &self.settings, &self.keys, &self.cache).await {
-            Ok(verified) => Ok(Principal::Authenticated(verified)),
-            Err(AuthnError::Invalid(e)) => Err(Rejection::InvalidToken(e)),
-            Err(AuthnError::KeysUnavailable { issuer }) => {
-                Err(Rejection::KeysUnavailable { issuer })
-            }
-        }
+        let verified = authn::verify(token, &self.settings, &self.keys, &self.cache).await?;
+        Ok(Principal::Authenticated(verified))
     }
 
     /// Stages 5 and 6 for an upstream: strip, inject, send, stream back.
@@ -448,24 +410,24 @@ impl App {
         &self,
         upstream: &Upstream,
         mut request: Request<Body>,
-        client: &Client<'_>,
+        inbound: &Inbound<'_>,
         canonical: &CanonicalPath,
         permit: &Permit,
-        mut outcome: Outcome,
-    ) -> Handled {
+        outcome: &mut Outcome,
+    ) -> Result<Response<Body>, Rejection> {
         let websocket = is_websocket_handshake(&request);
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
         let query = request.uri().query().map(str::to_owned);
         let origin = self
             .headers
-            .strip_request(request.headers_mut(), &client.peer, websocket);
+            .strip_request(request.headers_mut(), &inbound.peer, websocket);
         self.headers.inject(
             request.headers_mut(),
             &origin,
-            &client.peer,
-            client.proto,
+            &inbound.peer,
+            inbound.proto,
             permit,
-            &client.request_id,
+            &inbound.request_id,
         );
         // A body may end in a trailer section: it goes through the same rules as the headers.
         let request = if request.body().is_end_stream() {
@@ -474,127 +436,28 @@ impl App {
             let rules = TrailerRules::Request(self.headers.clone());
             request.map(|body| TrailerFilter::new(body, rules).boxed())
         };
-        match upstream
+        let (response, latency) = upstream
             .forward(
                 request,
                 permit,
                 canonical,
                 query.as_deref(),
                 client_upgrade,
-                client.affinity,
+                inbound.affinity,
             )
             .await
-        {
-            Ok((response, latency)) => {
-                outcome.upstream_latency = Some(latency);
-                Ok((response, outcome))
-            }
-            Err(e) => {
+            .map_err(|e| {
                 warn!(
-                    request_id = client.request_id.to_str().unwrap_or("-"),
+                    request_id = inbound.request_id.to_str().unwrap_or("-"),
                     error = %crate::logsafe::Escaped(&e),
                     detail = ?e,
                     "upstream request failed"
                 );
-                Err((Rejection::Upstream(e), outcome))
-            }
-        }
-    }
-
-    /// Answers one of tokengate's own endpoints; `Ok` carries the access log's reason.
-    async fn own_endpoint(
-        &self,
-        endpoint: OwnEndpoint,
-        request: Request<Body>,
-    ) -> Result<(Response<Body>, &'static str), Rejection> {
-        match endpoint {
-            OwnEndpoint::Preflight => match self.settings.cors.policy() {
-                Some(cors) => Ok((cors::preflight(cors, request.headers()), "preflight")),
-                None => Err(Rejection::NotFound),
-            },
-            OwnEndpoint::Health => Ok((
-                json_response(StatusCode::OK, &json!({"status": "ok"})),
-                "health",
-            )),
-            OwnEndpoint::Ready => Ok((self.readiness(), "ready")),
-            OwnEndpoint::DevToken => self.dev_token(request).await.map(|r| (r, "dev_token")),
-            OwnEndpoint::ResourceMetadata => match &self.settings.resource {
-                Some(r) => {
-                    let doc = json!({
-                        "resource": r.id,
-                        "authorization_servers": r.authorization_servers,
-                        "scopes_supported": r.scopes_supported,
-                        "bearer_methods_supported": ["header"],
-                    });
-                    Ok((json_response(StatusCode::OK, &doc), "resource_metadata"))
-                }
-                None => Err(Rejection::NotFound),
-            },
-        }
-    }
-
-    /// `/readyz`: 200 once every issuer has keys, else 503 naming those without. Either way,
-    /// `skipped_keys` lists the keys the last load of each issuer skipped, with the reason
-    /// code and detail (`[{issuer, kid, reason, detail}]`), when there are any.
-    pub fn readiness(&self) -> Response<Body> {
-        let missing = self.keys.issuers_without_keys();
-        let skipped: Vec<serde_json::Value> = self
-            .keys
-            .skipped_keys()
-            .into_iter()
-            .flat_map(|(issuer, keys)| {
-                keys.into_iter().map(move |k| {
-                    json!({"issuer": issuer, "kid": k.kid, "reason": k.reason, "detail": k.detail})
-                })
-            })
-            .collect();
-        let (status, mut body) = if missing.is_empty() {
-            (StatusCode::OK, json!({"status": "ready"}))
-        } else {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "not ready", "issuers_without_keys": missing}),
-            )
-        };
-        if !skipped.is_empty() {
-            body["skipped_keys"] = serde_json::Value::Array(skipped);
-        }
-        json_response(status, &body)
-    }
-
-    async fn dev_token(&self, request: Request<Body>) -> Result<Response<Body>, Rejection> {
-        let Some(dev) = &self.dev else {
-            return Err(Rejection::NotFound);
-        };
-        dev::admits_local_caller(request.headers()).map_err(Rejection::DevTokenForbidden)?;
-        let form = read_limited(request.into_body(), MAX_FORM_BYTES).await?;
-        let body = dev
-            .token_response(&form)
-            .map_err(Rejection::BadDevTokenRequest)?;
-        let mut response = json_response(StatusCode::OK, &body);
-        response.headers_mut().insert(
-            http::header::CACHE_CONTROL,
-            http::HeaderValue::from_static("no-store"),
-        );
+                Rejection::Upstream(e)
+            })?;
+        outcome.upstream_latency = Some(latency);
         Ok(response)
     }
-}
-
-/// Reads a small body whole, refusing one larger than `limit`.
-async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, Rejection> {
-    let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| {
-            Rejection::BadDevTokenRequest(BadTokenRequest("the request body could not be read"))
-        })?;
-        if let Some(data) = frame.data_ref() {
-            if out.len() + data.len() > limit {
-                return Err(Rejection::BodyTooLarge);
-            }
-            out.extend_from_slice(data);
-        }
-    }
-    Ok(out)
 }
 
 fn box_error(e: hyper::Error) -> BoxError {
@@ -654,18 +517,35 @@ fn authority_as_host<B>(request: &mut Request<B>) {
 /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`; and an absolute-form target
 /// (or HTTP/2 `:authority`) must name the same host as `Host`, so tokengate and the upstream
 /// cannot disagree about which site was asked for.
-fn host_is_unambiguous<B>(request: &Request<B>) -> bool {
+fn host_is_unambiguous<B>(request: &Request<B>) -> Result<(), Rejection> {
     let mut hosts = request.headers().get_all(http::header::HOST).iter();
     let host = hosts.next();
-    if hosts.next().is_some() {
-        return false;
+    let unambiguous = hosts.next().is_none()
+        && match (request.uri().authority(), host) {
+            (Some(authority), Some(host)) => host
+                .to_str()
+                .is_ok_and(|h| h.eq_ignore_ascii_case(authority.as_str())),
+            // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused, absolute-form or not.
+            (_, None) => request.version() != http::Version::HTTP_11,
+            (None, Some(_)) => true,
+        };
+    match unambiguous {
+        true => Ok(()),
+        false => Err(Rejection::AmbiguousHost),
     }
-    match (request.uri().authority(), host) {
-        (Some(authority), Some(host)) => host
-            .to_str()
-            .is_ok_and(|h| h.eq_ignore_ascii_case(authority.as_str())),
-        // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused, absolute-form or not.
-        (_, None) => request.version() != http::Version::HTTP_11,
-        (None, Some(_)) => true,
+}
+
+/// RFC 9110 §9.1: methods are case-sensitive, but Django, Flask and Symfony upper-case them:
+/// a `post` that no `POST` rule matched would run as POST there. Refused (400), as nginx
+/// does. `CONNECT` is 405: tokengate forwards requests, never opens a tunnel.
+fn method_is_forwardable(method: &Method) -> Result<(), Rejection> {
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(Rejection::MethodNotUpperCase);
     }
+    if method == Method::CONNECT {
+        return Err(Rejection::MethodNotAllowed {
+            allow: FORWARDED_METHODS,
+        });
+    }
+    Ok(())
 }

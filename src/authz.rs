@@ -22,13 +22,20 @@ pub enum AuthzError {
     AccessDenied(String),
 }
 
-/// Proof that a request passed its route's rule.
+/// Proof that a request passed its route's rule. Only [`authorize`] makes one, and
+/// `forward` and `mutate` take one, so nothing reaches the upstream without passing here.
 #[derive(Debug, Clone)]
 pub struct Permit {
-    pub principal: Principal,
+    principal: Principal,
 }
 
 impl Permit {
+    /// Who was let through.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The verified token, unless the caller is anonymous.
     pub fn token(&self) -> Option<&Arc<VerifiedToken>> {
         match &self.principal {
             Principal::Authenticated(token) => Some(token),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::algorithm::Algorithm;
 use serde_json::Value;
 
-use crate::authn::{self, claim_checks, Jws};
+use crate::authn::{self, ClaimCheck, Jws};
 use crate::config::Settings;
 use crate::jwk::{JwksError, KeySet, Selection, Skipped, HMAC_ALGORITHMS, SUPPORTED_ALGORITHMS};
 use crate::jwks::KeyStore;
@@ -190,20 +190,19 @@ pub async fn inspect(token: &str, keys: Keys<'_>, signature_only: bool) -> Repor
             let now = authn::now();
             match issuer {
                 Some(issuer) => {
-                    for check in claim_checks(claims, jws.typ.as_deref(), issuer, now) {
-                        let detail =
-                            describe(&check.name, claims, issuer.audiences.as_slice(), now);
+                    for check in ClaimCheck::ordered(issuer) {
+                        let detail = describe(check, claims, issuer.audiences.as_slice(), now);
+                        let result = check.run(claims, jws.typ.as_deref(), issuer, now);
                         out.check(
-                            &check.name,
-                            check
-                                .result
+                            &check.name(),
+                            result
                                 .map(|()| detail.clone())
                                 .map_err(|e| format!("{e}; {detail}")),
                         );
                     }
                 }
                 None => {
-                    let detail = describe("expiry", claims, &[], now);
+                    let detail = describe(ClaimCheck::Expiry, claims, &[], now);
                     let _ = writeln!(out.text, "note  issuer, audience and assertions are checked only with --config ({detail})");
                 }
             }
@@ -265,7 +264,7 @@ async fn load_keys(
 
 /// What a claim check looked at, in words.
 fn describe(
-    check: &str,
+    check: ClaimCheck<'_>,
     claims: &serde_json::Map<String, Value>,
     audiences: &[String],
     now: f64,
@@ -281,20 +280,25 @@ fn describe(
         }
     };
     match check {
-        "expiry" => at("exp").map_or("no exp".into(), |t| format!("exp {t} ({})", relative(t))),
-        "not before" => at("nbf").map_or("no nbf".into(), |t| format!("nbf {t} ({})", relative(t))),
-        "issued at" => at("iat").map_or("no iat".into(), |t| format!("iat {t} ({})", relative(t))),
-        "audience" => format!(
+        ClaimCheck::Expiry => {
+            at("exp").map_or("no exp".into(), |t| format!("exp {t} ({})", relative(t)))
+        }
+        ClaimCheck::NotBefore => {
+            at("nbf").map_or("no nbf".into(), |t| format!("nbf {t} ({})", relative(t)))
+        }
+        ClaimCheck::IssuedAt => {
+            at("iat").map_or("no iat".into(), |t| format!("iat {t} ({})", relative(t)))
+        }
+        ClaimCheck::Audience => format!(
             "aud {}; accepted: {}",
             claims.get("aud").map_or("(none)".into(), Value::to_string),
             audiences.join(", ")
         ),
-        name => name.strip_prefix("assertion ").map_or(String::new(), |c| {
-            format!(
-                "{c} = {}",
-                crate::claims::lookup(claims, &c.split('.').map(str::to_owned).collect::<Vec<_>>())
-                    .map_or("(absent)".into(), Value::to_string)
-            )
-        }),
+        ClaimCheck::Assertion(rule) => format!(
+            "{} = {}",
+            rule.name,
+            crate::claims::lookup(claims, &rule.path).map_or("(absent)".into(), Value::to_string)
+        ),
+        ClaimCheck::Lifetime | ClaimCheck::ClaimTypes | ClaimCheck::Rfc9068Profile => String::new(),
     }
 }

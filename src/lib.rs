@@ -1,9 +1,10 @@
 //! tokengate: an authenticating reverse proxy for OAuth 2.0 / OIDC access tokens.
 //!
-//! Every request goes through [`app::App::handle`], which runs the stages in order:
+//! Every request goes through [`app::App::handle_with`], which runs the stages in order
+//! (`ARCHITECTURE.md` has the whole picture):
 //!
-//! 1. [`route`]: the canonical path (400 if ambiguous), tokengate's own endpoints, then the
-//!    first matching rule (or the default)
+//! 1. [`route`]: the canonical path (400 if ambiguous); then tokengate's own [`endpoints`],
+//!    or the first matching rule (or the default)
 //! 2. [`token`]: the bearer token from `Authorization` (RFC 6750 §2.1; 400 if malformed)
 //! 3. [`authn`]: the JWT verified against its issuer's keys ([`jwks`]) → a principal
 //!    (401 `invalid_token`, 503 while an issuer has no keys)
@@ -25,6 +26,7 @@ pub mod claims;
 pub mod config;
 pub mod cors;
 pub mod dev;
+pub mod endpoints;
 pub mod fdlimit;
 pub mod forward;
 pub mod gateway;

@@ -153,8 +153,10 @@ pub struct HeaderPolicy {
     trusted_identity: Vec<String>,
 }
 
-/// What the request said about itself before stripping, for the forwarding headers.
-pub struct Origin {
+/// What the request said about itself before stripping (its `Host`, and whether it came
+/// from a trusted proxy), for the `X-Forwarded-*` headers tokengate writes. (Not the CORS
+/// `Origin`.)
+pub struct ForwardedFrom {
     pub host: Option<HeaderValue>,
     pub trusted_peer: bool,
 }
@@ -199,7 +201,7 @@ impl HeaderPolicy {
         headers: &mut HeaderMap,
         peer: &SocketAddr,
         websocket: bool,
-    ) -> Origin {
+    ) -> ForwardedFrom {
         let trusted_peer = self.is_trusted(peer);
         let host = headers.get(HOST).cloned();
         let wants_trailers = lists_token(headers, &TE, "trailers");
@@ -224,7 +226,7 @@ impl HeaderPolicy {
             headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
         }
-        Origin { host, trusted_peer }
+        ForwardedFrom { host, trusted_peer }
     }
 
     /// Whether a request header of this name is removed before forwarding.
@@ -263,7 +265,7 @@ impl HeaderPolicy {
     pub fn inject(
         &self,
         headers: &mut HeaderMap,
-        origin: &Origin,
+        origin: &ForwardedFrom,
         peer: &SocketAddr,
         proto: &'static str,
         permit: &Permit,
@@ -616,6 +618,8 @@ fn header_value(text: &str) -> Option<HeaderValue> {
 mod tests {
     use super::*;
     use crate::authn::Principal;
+    use crate::authz::authorize;
+    use crate::route::Rule;
     use serde_json::json;
     use std::sync::Arc;
 
@@ -681,13 +685,18 @@ mod tests {
     }
 
     fn permit(claims: Value) -> Permit {
-        Permit {
-            principal: Principal::Authenticated(Arc::new(VerifiedToken::new(
-                "https://idp".into(),
-                Default::default(),
-                claims.as_object().cloned().unwrap_or_default(),
-            ))),
-        }
+        let token = VerifiedToken::new(
+            "https://idp".into(),
+            Default::default(),
+            claims.as_object().cloned().unwrap_or_default(),
+        );
+        let principal = Principal::Authenticated(Arc::new(token));
+        authorize(&Rule::required(), principal).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// What a public route lets through.
+    fn anonymous() -> Permit {
+        authorize(&Rule::public(), Principal::Anonymous).unwrap_or_else(|e| panic!("{e:?}"))
     }
 
     static ID: HeaderValue = HeaderValue::from_static("req-1");
@@ -750,16 +759,7 @@ mod tests {
         let untrusted = policy(&[]);
         let mut h = headers(&spoofed);
         let origin = untrusted.strip_request(&mut h, &PEER, false);
-        untrusted.inject(
-            &mut h,
-            &origin,
-            &PEER,
-            "http",
-            &Permit {
-                principal: Principal::Anonymous,
-            },
-            &ID,
-        );
+        untrusted.inject(&mut h, &origin, &PEER, "http", &anonymous(), &ID);
         assert_eq!(
             h.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
             Some("203.0.113.9")
@@ -789,16 +789,7 @@ mod tests {
             ("X-Forwarded-Proto", "https"),
         ]);
         let origin = trusted.strip_request(&mut h, &PEER, false);
-        trusted.inject(
-            &mut h,
-            &origin,
-            &PEER,
-            "http",
-            &Permit {
-                principal: Principal::Anonymous,
-            },
-            &ID,
-        );
+        trusted.inject(&mut h, &origin, &PEER, "http", &anonymous(), &ID);
         assert_eq!(
             h.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
             Some("198.51.100.1, 203.0.113.9")
@@ -813,7 +804,7 @@ mod tests {
     fn claims_become_headers() {
         let p = policy(&[]);
         let mut h = HeaderMap::new();
-        let origin = Origin {
+        let origin = ForwardedFrom {
             host: None,
             trusted_peer: false,
         };
@@ -846,7 +837,7 @@ mod tests {
     fn control_characters_drop_the_header() {
         let p = policy(&[]);
         let mut h = HeaderMap::new();
-        let origin = Origin {
+        let origin = ForwardedFrom {
             host: None,
             trusted_peer: false,
         };
@@ -939,16 +930,7 @@ mod tests {
             ("X-Private", "1"),
         ]);
         let origin = p.strip_request(&mut h, &PEER, false);
-        p.inject(
-            &mut h,
-            &origin,
-            &PEER,
-            "http",
-            &Permit {
-                principal: Principal::Anonymous,
-            },
-            &ID,
-        );
+        p.inject(&mut h, &origin, &PEER, "http", &anonymous(), &ID);
         assert_eq!(
             h.get(HOST),
             Some(&HeaderValue::from_static("api.example.com"))
@@ -1035,7 +1017,7 @@ mod tests {
     fn ambiguous_array_claims_are_withheld_and_json_is_exact() {
         let p = policy(&[]);
         let mut h = HeaderMap::new();
-        let origin = Origin {
+        let origin = ForwardedFrom {
             host: None,
             trusted_peer: false,
         };

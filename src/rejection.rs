@@ -6,12 +6,13 @@ use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICA
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use crate::authn::TokenError;
+use crate::authn::{AuthnError, TokenError};
 use crate::authz::AuthzError;
 use crate::body::{full, Body};
 use crate::dev::BadTokenRequest;
+use crate::endpoints::EndpointError;
 use crate::forward::UpstreamError;
-use crate::route::{PathError, WrongMethod};
+use crate::route::PathError;
 use crate::token::ExtractError;
 
 /// The realm named in every challenge.
@@ -66,9 +67,35 @@ impl From<AuthzError> for Rejection {
     }
 }
 
-impl From<WrongMethod> for Rejection {
-    fn from(e: WrongMethod) -> Rejection {
-        Rejection::MethodNotAllowed { allow: e.allow }
+impl From<EndpointError> for Rejection {
+    fn from(e: EndpointError) -> Rejection {
+        match e {
+            EndpointError::WrongMethod { allow } => Rejection::MethodNotAllowed { allow },
+            EndpointError::DevTokenForbidden(why) => Rejection::DevTokenForbidden(why),
+            EndpointError::BadDevTokenRequest(e) => Rejection::BadDevTokenRequest(e),
+            EndpointError::BodyTooLarge => Rejection::BodyTooLarge,
+        }
+    }
+}
+
+impl From<PathError> for Rejection {
+    fn from(e: PathError) -> Rejection {
+        Rejection::BadPath(e)
+    }
+}
+
+impl From<ExtractError> for Rejection {
+    fn from(e: ExtractError) -> Rejection {
+        Rejection::InvalidRequest(e)
+    }
+}
+
+impl From<AuthnError> for Rejection {
+    fn from(e: AuthnError) -> Rejection {
+        match e {
+            AuthnError::Invalid(e) => Rejection::InvalidToken(e),
+            AuthnError::KeysUnavailable { issuer } => Rejection::KeysUnavailable { issuer },
+        }
     }
 }
 
@@ -344,5 +371,162 @@ mod tests {
         assert_eq!(header(&r, RETRY_AFTER).as_deref(), Some("5"));
         assert!(header(&r, WWW_AUTHENTICATE).is_none());
         assert_eq!(Rejection::NotFound.status(), StatusCode::NOT_FOUND);
+    }
+
+    /// One row per variant: status, the body's `error`, the challenge (`None`: no
+    /// `WWW-Authenticate`) and any other header the response must carry.
+    #[allow(clippy::type_complexity)]
+    fn pinned() -> Vec<(
+        Rejection,
+        u16,
+        &'static str,
+        Option<&'static str>,
+        Option<(&'static str, &'static str)>,
+    )> {
+        let bearer = Some("Bearer realm=\"tokengate\"");
+        vec![
+            (Rejection::MissingToken, 401, "unauthorized", bearer, None),
+            (Rejection::TokenInQuery, 401, "unauthorized", bearer, None),
+            (
+                Rejection::InvalidRequest(ExtractError::MultipleHeaders),
+                400,
+                "invalid_request",
+                Some("Bearer realm=\"tokengate\", error=\"invalid_request\", error_description=\"more than one Authorization header\""),
+                None,
+            ),
+            (
+                Rejection::InvalidToken(TokenError::Expired),
+                401,
+                "invalid_token",
+                Some("Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"the token has expired\""),
+                None,
+            ),
+            (
+                Rejection::KeysUnavailable { issuer: "https://idp".into() },
+                503,
+                "temporarily_unavailable",
+                None,
+                Some(("retry-after", "5")),
+            ),
+            (Rejection::NotFound, 404, "not_found", None, None),
+            (
+                Rejection::MethodNotAllowed { allow: "GET, HEAD" },
+                405,
+                "method_not_allowed",
+                None,
+                Some(("allow", "GET, HEAD")),
+            ),
+            (Rejection::MethodNotUpperCase, 400, "invalid_request", None, None),
+            (
+                Rejection::BadDevTokenRequest(BadTokenRequest("x")),
+                400,
+                "invalid_request",
+                None,
+                None,
+            ),
+            (Rejection::DevTokenForbidden("x"), 403, "access_denied", None, None),
+            (Rejection::BodyTooLarge, 413, "invalid_request", None, None),
+            (Rejection::BadPath(PathError::Backslash), 400, "invalid_request", None, None),
+            (Rejection::AmbiguousHost, 400, "invalid_request", None, None),
+            (
+                Rejection::InsufficientScope("admin".into()),
+                403,
+                "insufficient_scope",
+                Some("Bearer realm=\"tokengate\", error=\"insufficient_scope\", scope=\"admin\""),
+                None,
+            ),
+            (Rejection::AccessDenied("x".into()), 403, "access_denied", None, None),
+            (Rejection::Upstream(UpstreamError::Unreachable("x".into())), 502, "bad_gateway", None, None),
+            (Rejection::Upstream(UpstreamError::Protocol("x".into())), 502, "bad_gateway", None, None),
+            (Rejection::Upstream(UpstreamError::Timeout), 504, "upstream_timeout", None, None),
+            (
+                Rejection::Upstream(UpstreamError::ClientBodyTimeout),
+                408,
+                "request_timeout",
+                None,
+                Some(("connection", "close")),
+            ),
+            (
+                Rejection::Upstream(UpstreamError::Overloaded),
+                503,
+                "over_capacity",
+                None,
+                Some(("retry-after", "1")),
+            ),
+        ]
+    }
+
+    /// Does not compile when a variant is added without a row in [`pinned`].
+    fn has_a_row(r: &Rejection) {
+        match r {
+            Rejection::MissingToken
+            | Rejection::TokenInQuery
+            | Rejection::InvalidRequest(_)
+            | Rejection::InvalidToken(_)
+            | Rejection::KeysUnavailable { .. }
+            | Rejection::NotFound
+            | Rejection::MethodNotAllowed { .. }
+            | Rejection::MethodNotUpperCase
+            | Rejection::BadDevTokenRequest(_)
+            | Rejection::DevTokenForbidden(_)
+            | Rejection::BodyTooLarge
+            | Rejection::BadPath(_)
+            | Rejection::AmbiguousHost
+            | Rejection::InsufficientScope(_)
+            | Rejection::AccessDenied(_)
+            | Rejection::Upstream(_) => {}
+        }
+    }
+
+    #[test]
+    fn every_variant_is_pinned_to_its_status_and_challenge() {
+        for (rejection, status, error, challenge, extra) in pinned() {
+            has_a_row(&rejection);
+            let what = format!("{rejection:?}");
+            assert_eq!(rejection.status().as_u16(), status, "{what}");
+            let reason = rejection.reason();
+            assert!(!reason.is_empty(), "{what}");
+            let response = rejection.into_response(None);
+            assert_eq!(response.status().as_u16(), status, "{what}");
+            assert_eq!(
+                header(&response, WWW_AUTHENTICATE).as_deref(),
+                challenge,
+                "{what}"
+            );
+            assert_eq!(
+                header(&response, CONTENT_TYPE).as_deref(),
+                Some("application/json"),
+                "{what}"
+            );
+            if let Some((name, value)) = extra {
+                let name = http::header::HeaderName::from_static(name);
+                assert_eq!(header(&response, name).as_deref(), Some(value), "{what}");
+            }
+            let body = whole_body(response.into_body());
+            let json: serde_json::Value = match serde_json::from_slice(&body) {
+                Ok(json) => json,
+                Err(e) => panic!("{what}: the body is not JSON: {e}"),
+            };
+            assert_eq!(json["error"], error, "{what}");
+            assert!(
+                json["error_description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{what}"
+            );
+        }
+    }
+
+    /// The whole body of a response made by `into_response` (always one full frame).
+    fn whole_body(body: Body) -> Vec<u8> {
+        use http_body_util::BodyExt;
+        let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(rt) => rt,
+            Err(e) => panic!("runtime: {e}"),
+        };
+        match runtime.block_on(body.collect()) {
+            Ok(collected) => collected.to_bytes().to_vec(),
+            Err(e) => panic!("body: {e}"),
+        }
     }
 }

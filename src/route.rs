@@ -306,6 +306,15 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// No token needed: anyone may pass (a token sent is not even looked at).
+    pub fn public() -> Rule {
+        Rule {
+            auth: AuthMode::None,
+            ..Rule::required()
+        }
+    }
+
+    /// A valid token needed, and nothing more of it.
     pub fn required() -> Rule {
         Rule {
             auth: AuthMode::Required,
@@ -333,13 +342,6 @@ pub struct RouteRule {
 pub struct RuleTable {
     pub routes: Vec<RouteRule>,
     pub default: Arc<Rule>,
-}
-
-/// The rule that decided, and under which name it is logged.
-#[derive(Debug, Clone)]
-pub struct Matched {
-    pub name: Arc<str>,
-    pub rule: Arc<Rule>,
 }
 
 impl RuleTable {
@@ -374,78 +376,6 @@ impl RuleTable {
             }
         }
         found
-    }
-}
-
-/// tokengate's own endpoints, answered before any rule and never forwarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OwnEndpoint {
-    /// A CORS preflight, answered without a token.
-    Preflight,
-    /// `/healthz`: the process is up.
-    Health,
-    /// `/readyz`: every issuer has keys.
-    Ready,
-    /// `POST /_dev/token`, only with the dev issuer on.
-    DevToken,
-    /// RFC 9728 protected resource metadata.
-    ResourceMetadata,
-}
-
-/// Which own endpoints this configuration has.
-#[derive(Debug, Clone)]
-pub struct OwnEndpoints {
-    /// tokengate answers CORS preflights (`cors:` in policy mode).
-    pub cors: bool,
-    pub dev_issuer: bool,
-    pub resource_metadata_path: Option<String>,
-}
-
-const GET_HEAD: &str = "GET, HEAD";
-
-/// An own endpoint asked with a method it does not answer (405): the methods it does, for
-/// `Allow` (RFC 9110 §15.5.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WrongMethod {
-    pub allow: &'static str,
-}
-
-impl OwnEndpoints {
-    /// The own endpoint at this canonical path, if any, and whether the method is allowed
-    /// there (`Err`: 405). `preflight` says the request is a CORS preflight
-    /// (`cors::is_preflight`). `/_dev/token` is decided by its path before any preflight, so
-    /// a web page's preflight can never be answered with CORS headers there.
-    pub fn route(
-        &self,
-        method: &Method,
-        path: &str,
-        preflight: bool,
-    ) -> Option<(OwnEndpoint, Result<(), WrongMethod>)> {
-        let dev_token = self.dev_issuer && path == "/_dev/token";
-        if !dev_token && self.cors && preflight {
-            return Some((OwnEndpoint::Preflight, Ok(())));
-        }
-        let (endpoint, allow) = match path {
-            "/healthz" => (OwnEndpoint::Health, GET_HEAD),
-            "/readyz" => (OwnEndpoint::Ready, GET_HEAD),
-            "/_dev/token" if dev_token => (OwnEndpoint::DevToken, "POST"),
-            p if self.resource_metadata_path.as_deref() == Some(p) => {
-                (OwnEndpoint::ResourceMetadata, GET_HEAD)
-            }
-            _ => return None,
-        };
-        let method_ok = match allow {
-            GET_HEAD => method == Method::GET || method == Method::HEAD,
-            _ => method == Method::POST,
-        };
-        Some((
-            endpoint,
-            if method_ok {
-                Ok(())
-            } else {
-                Err(WrongMethod { allow })
-            },
-        ))
     }
 }
 
@@ -626,45 +556,6 @@ mod tests {
         assert!(PathPattern::parse("/Admin/**", true)
             .map(|p| p.matches("/admin/users"))
             .unwrap_or(false));
-    }
-
-    #[test]
-    fn own_endpoints_and_methods() {
-        let own = OwnEndpoints {
-            cors: true,
-            dev_issuer: false,
-            resource_metadata_path: None,
-        };
-        assert_eq!(
-            own.route(&Method::GET, "/healthz", false),
-            Some((OwnEndpoint::Health, Ok(())))
-        );
-        assert_eq!(
-            own.route(&Method::HEAD, "/readyz", false),
-            Some((OwnEndpoint::Ready, Ok(())))
-        );
-        assert_eq!(
-            own.route(&Method::POST, "/healthz", false),
-            Some((OwnEndpoint::Health, Err(WrongMethod { allow: GET_HEAD })))
-        );
-        assert_eq!(own.route(&Method::POST, "/_dev/token", false), None);
-        let dev = OwnEndpoints {
-            dev_issuer: true,
-            ..own
-        };
-        assert_eq!(
-            dev.route(&Method::POST, "/_dev/token", false),
-            Some((OwnEndpoint::DevToken, Ok(())))
-        );
-        // A preflight to the dev issuer is not a CORS preflight tokengate answers.
-        assert_eq!(
-            dev.route(&Method::OPTIONS, "/_dev/token", true),
-            Some((OwnEndpoint::DevToken, Err(WrongMethod { allow: "POST" })))
-        );
-        assert_eq!(
-            dev.route(&Method::OPTIONS, "/api", true),
-            Some((OwnEndpoint::Preflight, Ok(())))
-        );
     }
 
     #[test]

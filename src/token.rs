@@ -10,12 +10,25 @@
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
+/// A bearer token as RFC 6750 §2.1 defines it: one non-empty `b64token`, borrowed from the
+/// request's `Authorization` header. Only [`extract`] makes one, so whatever
+/// [`crate::authn::verify`] is given has passed the syntax check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BearerToken<'a>(&'a str);
+
+impl<'a> BearerToken<'a> {
+    /// The token's text (ASCII; never log it whole).
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
 /// What the request carries.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Extracted<'a> {
     /// No Authorization header (or one with another scheme, such as Basic).
     None,
-    Bearer(&'a str),
+    Bearer(BearerToken<'a>),
     /// Only an `access_token` query parameter: a method tokengate does not support (RFC 6750
     /// §3.1: treated as no authentication, never as a token).
     QueryParameter,
@@ -71,7 +84,7 @@ fn extract_header(headers: &HeaderMap) -> Result<Extracted<'_>, ExtractError> {
     }
     let token = rest.trim_start_matches(' ');
     if is_b64token(token) {
-        Ok(Extracted::Bearer(token))
+        Ok(Extracted::Bearer(BearerToken(token)))
     } else {
         Err(ExtractError::MalformedHeader)
     }
@@ -164,7 +177,7 @@ mod tests {
         ] {
             assert_eq!(
                 extract(&headers(&[v]), None),
-                Ok(Extracted::Bearer("abc.def.ghi")),
+                Ok(Extracted::Bearer(BearerToken("abc.def.ghi"))),
                 "{v}"
             );
         }
@@ -204,7 +217,7 @@ mod tests {
         }
         assert_eq!(
             extract(&headers(&["Bearer a+/b=="]), None),
-            Ok(Extracted::Bearer("a+/b=="))
+            Ok(Extracted::Bearer(BearerToken("a+/b==")))
         );
     }
 
@@ -220,7 +233,7 @@ mod tests {
         );
         assert_eq!(
             extract(&headers(&["Bearer a"]), Some("token=a")),
-            Ok(Extracted::Bearer("a"))
+            Ok(Extracted::Bearer(BearerToken("a")))
         );
     }
 

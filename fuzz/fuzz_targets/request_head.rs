@@ -24,7 +24,8 @@ use http::HeaderMap;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 use tokengate::authn::{Principal, VerifiedToken};
-use tokengate::authz::Permit;
+use tokengate::authz::{authorize, Permit};
+use tokengate::route::Rule;
 use tokengate::config::{Overrides, DEFAULT_FOREIGN_IDENTITY_HEADERS};
 use tokengate::mutate::{keeps_response_trailer, HeaderPolicy};
 
@@ -421,11 +422,7 @@ fn values<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Vec<&'a HeaderValue>
 
 fn permit(kind: u8) -> Permit {
     let claims = match kind % 3 {
-        0 => {
-            return Permit {
-                principal: Principal::Anonymous,
-            }
-        }
+        0 => return admit(&Rule::public(), Principal::Anonymous),
         1 => json!({
             "iss": "https://idp.fuzz.test",
             "sub": "fuzz-subject",
@@ -449,8 +446,14 @@ fn permit(kind: u8) -> Permit {
         Default::default(),
         claims.as_object().cloned().unwrap_or_default(),
     );
-    Permit {
-        principal: Principal::Authenticated(Arc::new(token)),
+    admit(&Rule::required(), Principal::Authenticated(Arc::new(token)))
+}
+
+/// The permit `authorize` gives; the fixed rules above always admit.
+fn admit(rule: &Rule, principal: Principal) -> Permit {
+    match authorize(rule, principal) {
+        Ok(permit) => permit,
+        Err(e) => panic!("the fixture rule refused: {e:?}"),
     }
 }
 

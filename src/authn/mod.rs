@@ -5,6 +5,7 @@
 //! Every check fails closed: any doubt is a [`TokenError`], which the caller turns into 401.
 
 pub mod cache;
+mod checks;
 mod jose;
 mod json;
 
@@ -14,11 +15,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
+pub use checks::{check_claims, ClaimCheck};
 pub use jose::Jws;
 
 use self::cache::{Entry, TokenCache};
-use crate::config::{IssuerSettings, Settings};
+use crate::config::Settings;
 use crate::jwks::{KeyError, KeyStore};
+use crate::token::BearerToken;
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -48,7 +51,7 @@ pub struct VerifiedToken {
 
 impl VerifiedToken {
     /// From the JSON that was verified (`header_json`, `claims_json`) and its parsed claims.
-    pub fn from_verified(
+    fn from_verified(
         issuer: String,
         header_json: &[u8],
         claims_json: &[u8],
@@ -67,7 +70,10 @@ impl VerifiedToken {
         }
     }
 
-    /// From parsed parts (tests and benches).
+    /// From parsed parts, unverified: for unit tests, benches and fuzz targets only (the
+    /// `test-support` feature), so the proxy itself cannot make a verified token any other
+    /// way than [`verify`].
+    #[cfg(any(test, feature = "test-support"))]
     pub fn new(
         issuer: String,
         header: Map<String, Value>,
@@ -199,14 +205,19 @@ impl From<TokenError> for AuthnError {
     }
 }
 
-/// Verifies a compact JWS access token against the configured issuers, through the
-/// verified-token cache.
+/// Verifies a compact JWS access token (RFC 7515 §7.1) against the configured issuers,
+/// through the verified-token cache: signature, then `iss`, `aud`, `exp`/`nbf`/`iat`, the
+/// RFC 9068 profile where asked and the issuer's claim assertions.
+///
+/// Errors: [`AuthnError::Invalid`] with the failed check (401 `invalid_token`, RFC 6750
+/// §3.1), or [`AuthnError::KeysUnavailable`] while the issuer has no keys (503).
 pub async fn verify(
-    token: &str,
+    token: BearerToken<'_>,
     settings: &Settings,
     keys: &KeyStore,
     cache: &TokenCache,
 ) -> Result<Arc<VerifiedToken>, AuthnError> {
+    let token = token.as_str();
     if token.len() > settings.limits.max_token_bytes {
         return Err(TokenError::TooLarge.into());
     }
@@ -309,192 +320,11 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// One named check of an authentic token's claims, as `tokengate inspect` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamedCheck {
-    pub name: String,
-    pub result: Result<(), TokenError>,
-}
-
-/// Time, audience, type and assertion checks on an authentic token's claims; the first
-/// failure decides.
-pub fn check_claims(
-    claims: &Map<String, Value>,
-    typ: Option<&str>,
-    issuer: &IssuerSettings,
-    now: f64,
-) -> Result<(), TokenError> {
-    // The same checks, in the same order, as `claim_checks`, without building the list:
-    // this runs on every cache miss.
-    let leeway = issuer.leeway.as_secs_f64();
-    expiry(claims, now, leeway)?;
-    not_before(claims, now, leeway)?;
-    issued_at(claims, now, leeway)?;
-    lifetime(claims, now, leeway, issuer.max_lifetime)?;
-    audience(claims, &issuer.audiences)?;
-    claim_types(claims)?;
-    if issuer.require_rfc9068 {
-        rfc9068(claims, typ)?;
-    }
-    match issuer.claims.iter().find(|rule| !rule.holds(claims)) {
-        Some(rule) => Err(TokenError::Claim(rule.name.clone())),
-        None => Ok(()),
-    }
-}
-
-/// Every claim check with its own verdict, in the order [`check_claims`] applies them (for
-/// `tokengate inspect`).
-pub fn claim_checks(
-    claims: &Map<String, Value>,
-    typ: Option<&str>,
-    issuer: &IssuerSettings,
-    now: f64,
-) -> Vec<NamedCheck> {
-    let named = |name: &str, result| NamedCheck {
-        name: name.to_owned(),
-        result,
-    };
-    let leeway = issuer.leeway.as_secs_f64();
-    let mut checks = vec![
-        named("expiry", expiry(claims, now, leeway)),
-        named("not before", not_before(claims, now, leeway)),
-        named("issued at", issued_at(claims, now, leeway)),
-        named(
-            "lifetime",
-            lifetime(claims, now, leeway, issuer.max_lifetime),
-        ),
-        named("audience", audience(claims, &issuer.audiences)),
-        named("claim types", claim_types(claims)),
-    ];
-    if issuer.require_rfc9068 {
-        checks.push(named("rfc9068 profile", rfc9068(claims, typ)));
-    }
-    for rule in &issuer.claims {
-        let result = if rule.holds(claims) {
-            Ok(())
-        } else {
-            Err(TokenError::Claim(rule.name.clone()))
-        };
-        checks.push(named(&format!("assertion {}", rule.name), result));
-    }
-    checks
-}
-
-fn expiry(claims: &Map<String, Value>, now: f64, leeway: f64) -> Result<(), TokenError> {
-    let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingExp)?;
-    if now >= exp + leeway {
-        return Err(TokenError::Expired);
-    }
-    Ok(())
-}
-
-fn not_before(claims: &Map<String, Value>, now: f64, leeway: f64) -> Result<(), TokenError> {
-    match numeric_date(claims, "nbf")? {
-        Some(nbf) if now + leeway < nbf => Err(TokenError::NotYetValid),
-        _ => Ok(()),
-    }
-}
-
-fn issued_at(claims: &Map<String, Value>, now: f64, leeway: f64) -> Result<(), TokenError> {
-    match numeric_date(claims, "iat")? {
-        Some(iat) if iat > now + leeway => Err(TokenError::IssuedInFuture),
-        _ => Ok(()),
-    }
-}
-
-/// `max_lifetime`: `exp` at most that far beyond now (plus leeway) and beyond `iat`, so a
-/// token with `exp: 2e206` is not valid for ever. Runs after `expiry`, which proved `exp` a
-/// number.
-fn lifetime(
-    claims: &Map<String, Value>,
-    now: f64,
-    leeway: f64,
-    cap: Option<std::time::Duration>,
-) -> Result<(), TokenError> {
-    let Some(cap) = cap.map(|c| c.as_secs_f64()) else {
-        return Ok(());
-    };
-    let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingExp)?;
-    if exp - now > cap + leeway {
-        return Err(TokenError::LifetimeTooLong);
-    }
-    if let Some(iat) = numeric_date(claims, "iat")? {
-        if exp - iat > cap {
-            return Err(TokenError::LifetimeTooLong);
-        }
-    }
-    Ok(())
-}
-
-/// `aud` (a string or an array of strings) contains one of the configured audiences.
-fn audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<(), TokenError> {
-    let ok = match claims.get("aud") {
-        Some(Value::String(aud)) => accepted.iter().any(|a| a == aud),
-        Some(Value::Array(items)) => {
-            if items.iter().any(|i| !i.is_string()) {
-                return Err(TokenError::ClaimType("aud"));
-            }
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .any(|aud| accepted.iter().any(|a| a == aud))
-        }
-        Some(_) => return Err(TokenError::ClaimType("aud")),
-        None => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(TokenError::Audience)
-    }
-}
-
-/// The claims tokengate reads (or forwards) have the types their specifications give.
-fn claim_types(claims: &Map<String, Value>) -> Result<(), TokenError> {
-    for name in ["sub", "jti", "client_id", "cid", "azp", "scope"] {
-        if claims.get(name).is_some_and(|v| !v.is_string()) {
-            return Err(TokenError::ClaimType(name));
-        }
-    }
-    match claims.get("scp") {
-        None | Some(Value::String(_)) => Ok(()),
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
-        Some(_) => Err(TokenError::ClaimType("scp")),
-    }
-}
-
-/// RFC 9068 §2.1-2.2: `typ` is `at+jwt` and the required claims are present.
-fn rfc9068(claims: &Map<String, Value>, typ: Option<&str>) -> Result<(), TokenError> {
-    let typ_ok = typ.is_some_and(|t| {
-        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
-    });
-    if !typ_ok {
-        return Err(TokenError::NotAnAccessToken);
-    }
-    for name in ["sub", "client_id", "iat", "jti"] {
-        if !claims.contains_key(name) {
-            return Err(TokenError::MissingClaim(name));
-        }
-    }
-    Ok(())
-}
-
-/// A NumericDate claim: absent, or a number. A string, array or anything else is invalid.
-fn numeric_date(
-    claims: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<f64>, TokenError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(TokenError::ClaimType(name)),
-        Some(_) => Err(TokenError::ClaimType(name)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::claims::{ClaimRule, Predicate};
+    use crate::config::IssuerSettings;
     use crate::config::KeySource;
     use serde_json::json;
     use std::time::Duration;

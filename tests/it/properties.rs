@@ -116,6 +116,7 @@ proptest! {
         headers.insert(AUTHORIZATION, value.clone());
         match extract(&headers, None) {
             Ok(Extracted::Bearer(token)) => {
+                let token = token.as_str();
                 prop_assert!(is_b64token(token), "{token:?}");
                 let text = value.to_str().expect("a Bearer value is ASCII");
                 prop_assert!(text.ends_with(token));
@@ -161,7 +162,11 @@ proptest! {
             prop_assert_eq!(beside, Err(ExtractError::MultipleMethods), "{}", query);
         } else {
             prop_assert_eq!(alone, Ok(Extracted::None), "{}", query);
-            prop_assert_eq!(beside, Ok(Extracted::Bearer("abc.def.ghi")), "{}", query);
+            let beside = beside.map(|e| match e {
+                Extracted::Bearer(token) => Some(token.as_str()),
+                _ => None,
+            });
+            prop_assert_eq!(beside, Ok(Some("abc.def.ghi")), "{}", query);
         }
     }
 }

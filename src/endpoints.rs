@@ -1,0 +1,321 @@
+//! tokengate's own endpoints: which request is one (decided once, before any route rule) and
+//! the answer. They are never forwarded and never need a token.
+//!
+//! | path | methods | answer |
+//! |---|---|---|
+//! | any, when it is a CORS preflight and `cors:` is a policy | `OPTIONS` | the preflight |
+//! | `/healthz` | `GET`, `HEAD` | 200 `{"status":"ok"}` |
+//! | `/readyz` | `GET`, `HEAD` | 200 once every issuer has keys, else 503 |
+//! | `/_dev/token` (dev issuer on) | `POST` | a minted token (RFC 6749 §5.1 shape) |
+//! | `resource.metadata_path` | `GET`, `HEAD` | RFC 9728 §3.2 protected resource metadata |
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::json;
+
+use crate::body::Body;
+use crate::builtin::json_response;
+use crate::config::{CorsSettings, ResourceSettings, Settings};
+use crate::cors;
+use crate::dev::{self, BadTokenRequest, DevIssuer};
+use crate::jwks::KeyStore;
+
+/// The largest `/_dev/token` form we read, in bytes.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+const GET_HEAD: &str = "GET, HEAD";
+
+/// One of tokengate's own endpoints, holding what answers it (so an endpoint the
+/// configuration does not have cannot be asked for).
+#[derive(Clone, Copy)]
+pub enum Endpoint<'a> {
+    /// A CORS preflight, answered by the configured policy without a token.
+    Preflight(&'a CorsSettings),
+    /// `/healthz`: the process is up.
+    Health,
+    /// `/readyz`: every issuer has keys.
+    Ready,
+    /// `POST /_dev/token`, only with the dev issuer on.
+    DevToken(&'a DevIssuer),
+    /// RFC 9728 protected resource metadata.
+    ResourceMetadata(&'a ResourceSettings),
+}
+
+impl Endpoint<'_> {
+    /// The access log's reason for a request this endpoint answered.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Endpoint::Preflight(_) => "preflight",
+            Endpoint::Health => "health",
+            Endpoint::Ready => "ready",
+            Endpoint::DevToken(_) => "dev_token",
+            Endpoint::ResourceMetadata(_) => "resource_metadata",
+        }
+    }
+
+    /// The response must carry no CORS headers whatever `cors:` says: a web page must never
+    /// read a minted token.
+    pub fn refuses_cors(self) -> bool {
+        matches!(self, Endpoint::DevToken(_))
+    }
+}
+
+/// Why an own endpoint did not answer 200; `rejection` turns it into the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointError {
+    /// Asked with a method it does not answer (405): the methods it does, for `Allow`
+    /// (RFC 9110 §15.5.6).
+    WrongMethod { allow: &'static str },
+    /// `/_dev/token` asked by a request that may come from a web page or a foreign host
+    /// name (403): the reason.
+    DevTokenForbidden(&'static str),
+    /// The `/_dev/token` form is not one tokengate answers (400).
+    BadDevTokenRequest(BadTokenRequest),
+    /// The `/_dev/token` form is larger than [`MAX_FORM_BYTES`] (413).
+    BodyTooLarge,
+}
+
+/// The own endpoints of one configuration, and what answers them.
+pub struct Endpoints {
+    settings: Arc<Settings>,
+    dev: Option<Arc<DevIssuer>>,
+}
+
+impl Endpoints {
+    /// The endpoints `settings` has; `dev` is the dev issuer when `dev_issuer:` is on.
+    pub fn new(settings: Arc<Settings>, dev: Option<Arc<DevIssuer>>) -> Endpoints {
+        Endpoints { settings, dev }
+    }
+
+    /// The own endpoint at this canonical path, if any, and whether the method is allowed
+    /// there (`Err`: 405). `preflight` says the request is a CORS preflight
+    /// (`cors::is_preflight`). `/_dev/token` is decided by its path before any preflight, so
+    /// a web page's preflight can never be answered with CORS headers there.
+    pub fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        preflight: bool,
+    ) -> Option<(Endpoint<'_>, Result<(), EndpointError>)> {
+        let dev_token = self.dev.as_deref().filter(|_| path == "/_dev/token");
+        if let (None, true, Some(policy)) = (dev_token, preflight, self.settings.cors.policy()) {
+            return Some((Endpoint::Preflight(policy), Ok(())));
+        }
+        let resource = self.settings.resource.as_ref();
+        let (endpoint, allow) = match (path, dev_token) {
+            ("/healthz", _) => (Endpoint::Health, GET_HEAD),
+            ("/readyz", _) => (Endpoint::Ready, GET_HEAD),
+            (_, Some(dev)) => (Endpoint::DevToken(dev), "POST"),
+            (p, None) => match resource.filter(|r| r.metadata_path == p) {
+                Some(r) => (Endpoint::ResourceMetadata(r), GET_HEAD),
+                None => return None,
+            },
+        };
+        let method_ok = match allow {
+            GET_HEAD => method == Method::GET || method == Method::HEAD,
+            _ => method == Method::POST,
+        };
+        let allowed = if method_ok {
+            Ok(())
+        } else {
+            Err(EndpointError::WrongMethod { allow })
+        };
+        Some((endpoint, allowed))
+    }
+
+    /// Answers `endpoint` (as [`Endpoints::route`] found it for `request`).
+    pub async fn answer(
+        &self,
+        endpoint: Endpoint<'_>,
+        request: Request<Body>,
+        keys: &KeyStore,
+    ) -> Result<Response<Body>, EndpointError> {
+        match endpoint {
+            Endpoint::Preflight(policy) => Ok(cors::preflight(policy, request.headers())),
+            Endpoint::Health => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+            Endpoint::Ready => Ok(readiness(keys)),
+            Endpoint::DevToken(dev) => dev_token(dev, request).await,
+            Endpoint::ResourceMetadata(resource) => Ok(resource_metadata(resource)),
+        }
+    }
+}
+
+/// RFC 9728 §3.2: the metadata document of the configured protected resource.
+fn resource_metadata(r: &ResourceSettings) -> Response<Body> {
+    let doc = json!({
+        "resource": r.id,
+        "authorization_servers": r.authorization_servers,
+        "scopes_supported": r.scopes_supported,
+        "bearer_methods_supported": ["header"],
+    });
+    json_response(StatusCode::OK, &doc)
+}
+
+/// `POST /_dev/token`: a token from the dev issuer, for a local caller only.
+async fn dev_token(
+    dev: &DevIssuer,
+    request: Request<Body>,
+) -> Result<Response<Body>, EndpointError> {
+    dev::admits_local_caller(request.headers()).map_err(EndpointError::DevTokenForbidden)?;
+    let form = read_limited(request.into_body(), MAX_FORM_BYTES).await?;
+    let body = dev
+        .token_response(&form)
+        .map_err(EndpointError::BadDevTokenRequest)?;
+    let mut response = json_response(StatusCode::OK, &body);
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// `/readyz`: 200 once every issuer has keys, else 503 naming those without. Either way,
+/// `skipped_keys` lists the keys the last load of each issuer skipped, with the reason
+/// code and detail (`[{issuer, kid, reason, detail}]`), when there are any.
+pub fn readiness(keys: &KeyStore) -> Response<Body> {
+    let missing = keys.issuers_without_keys();
+    let skipped: Vec<serde_json::Value> = keys
+        .skipped_keys()
+        .into_iter()
+        .flat_map(|(issuer, keys)| {
+            keys.into_iter().map(move |k| {
+                json!({"issuer": issuer, "kid": k.kid, "reason": k.reason, "detail": k.detail})
+            })
+        })
+        .collect();
+    let (status, mut body) = if missing.is_empty() {
+        (StatusCode::OK, json!({"status": "ready"}))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not ready", "issuers_without_keys": missing}),
+        )
+    };
+    if !skipped.is_empty() {
+        body["skipped_keys"] = serde_json::Value::Array(skipped);
+    }
+    json_response(status, &body)
+}
+
+/// Reads a small body whole, refusing one larger than `limit` bytes.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, EndpointError> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            EndpointError::BadDevTokenRequest(BadTokenRequest("the request body could not be read"))
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > limit {
+                return Err(EndpointError::BodyTooLarge);
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{load_str, Overrides};
+
+    fn endpoints(extra: &str) -> Endpoints {
+        let yaml = format!(
+            "issuers:\n  - issuer: https://idp.example.com\n    audiences: [api]\ncors: {{ allow_origins: [\"https://app.example.com\"] }}\n{extra}"
+        );
+        let settings = match load_str(Path::new("t.yaml"), &yaml, &Overrides::default()) {
+            Ok(s) => s,
+            Err(e) => panic!("test configuration refused: {e}"),
+        };
+        let dev = settings
+            .dev_issuer
+            .as_ref()
+            .map(|d| match DevIssuer::new(d) {
+                Ok(dev) => Arc::new(dev),
+                Err(e) => panic!("dev issuer: {e}"),
+            });
+        Endpoints::new(Arc::new(settings), dev)
+    }
+
+    /// The endpoint's reason and whether the method is allowed, or `None`.
+    fn route(
+        e: &Endpoints,
+        method: Method,
+        path: &str,
+        preflight: bool,
+    ) -> Option<(&'static str, Result<(), EndpointError>)> {
+        e.route(&method, path, preflight)
+            .map(|(endpoint, allowed)| (endpoint.reason(), allowed))
+    }
+
+    #[test]
+    fn own_endpoints_and_methods() {
+        let own = endpoints("");
+        assert_eq!(
+            route(&own, Method::GET, "/healthz", false),
+            Some(("health", Ok(())))
+        );
+        assert_eq!(
+            route(&own, Method::HEAD, "/readyz", false),
+            Some(("ready", Ok(())))
+        );
+        assert_eq!(
+            route(&own, Method::POST, "/healthz", false),
+            Some((
+                "health",
+                Err(EndpointError::WrongMethod { allow: GET_HEAD })
+            ))
+        );
+        assert_eq!(route(&own, Method::POST, "/_dev/token", false), None);
+        assert_eq!(route(&own, Method::GET, "/api", false), None);
+        let dev = endpoints("dev_issuer: { audience: api }\n");
+        assert_eq!(
+            route(&dev, Method::POST, "/_dev/token", false),
+            Some(("dev_token", Ok(())))
+        );
+        // A preflight to the dev issuer is not a CORS preflight tokengate answers.
+        assert_eq!(
+            route(&dev, Method::OPTIONS, "/_dev/token", true),
+            Some((
+                "dev_token",
+                Err(EndpointError::WrongMethod { allow: "POST" })
+            ))
+        );
+        assert!(dev
+            .route(&Method::POST, "/_dev/token", false)
+            .is_some_and(|(e, _)| e.refuses_cors()));
+        assert_eq!(
+            route(&dev, Method::OPTIONS, "/api", true),
+            Some(("preflight", Ok(())))
+        );
+    }
+
+    #[test]
+    fn resource_metadata_only_where_configured() {
+        let own = endpoints(
+            "resource:\n  id: https://api.example.com\n  authorization_servers: [https://idp.example.com]\n",
+        );
+        assert_eq!(
+            route(
+                &own,
+                Method::GET,
+                "/.well-known/oauth-protected-resource",
+                false
+            ),
+            Some(("resource_metadata", Ok(())))
+        );
+        assert_eq!(
+            route(
+                &endpoints(""),
+                Method::GET,
+                "/.well-known/oauth-protected-resource",
+                false
+            ),
+            None
+        );
+    }
+}
