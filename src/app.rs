@@ -162,21 +162,23 @@ impl App {
         &self.cache
     }
 
-    /// `/readyz` (also served on the admin listener): see [`endpoints::readiness`].
+    /// `/readyz` (also served on the admin listener): see `endpoints::readiness`.
     pub fn readiness(&self) -> Response<Body> {
         endpoints::readiness(&self.keys)
     }
 
     /// Handles one request; `proto` is how it arrived (`http` or `https`); `affinity` is the
-    /// upstream connection its client connection keeps, if it keeps one. Never fails: every
-    /// [`Rejection`] becomes its response here, and every request writes one access log line
-    /// when its response body ends.
+    /// upstream connection its client connection keeps, if it keeps one; `done` runs when the
+    /// response body has been sent or dropped (the connection's own bookkeeping). Never
+    /// fails: every `Rejection` becomes its response here, and every request writes one
+    /// access log line when its response body ends (the body is metered once, here).
     pub async fn handle_with(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
         proto: &'static str,
         affinity: Option<&Affinity>,
+        done: Box<dyn FnOnce() + Send + Sync>,
     ) -> Response<Body> {
         let started = Instant::now();
         self.metrics.in_flight.inc();
@@ -270,6 +272,7 @@ impl App {
         let on_end = Box::new(move |bytes_out: u64| {
             metrics.in_flight.dec();
             record.write(bytes_in.load(Ordering::Relaxed), bytes_out);
+            done();
         });
         response.map(|body| Metered::new(body, Arc::new(AtomicU64::new(0)), Some(on_end)).boxed())
     }

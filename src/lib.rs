@@ -3,45 +3,48 @@
 //! Every request goes through [`app::App::handle_with`], which runs the stages in order
 //! (`ARCHITECTURE.md` has the whole picture):
 //!
-//! 1. [`route`]: the canonical path (400 if ambiguous); then tokengate's own [`endpoints`],
+//! 1. [`route`]: the canonical path (400 if ambiguous); then tokengate's own `endpoints`,
 //!    or the first matching rule (or the default)
 //! 2. [`token`]: the bearer token from `Authorization` (RFC 6750 §2.1; 400 if malformed)
 //! 3. [`authn`]: the JWT verified against its issuer's keys ([`jwks`]) → a principal
 //!    (401 `invalid_token`, 503 while an issuer has no keys)
 //! 4. [`authz`]: the rule's scopes and claims → a permit (403)
 //! 5. [`mutate`]: strip identity, hop-by-hop and untrusted forwarding headers, then inject
-//! 6. dispatch: [`forward`] to the upstream, or the quickstart routes ([`builtin`])
+//! 6. dispatch: `forward` to the upstream, or the quickstart routes (`builtin`)
 //!
-//! Any failure is a [`rejection::Rejection`], turned into a response in one place.
+//! Any failure is a `rejection::Rejection`, turned into a response in one place.
 #![forbid(unsafe_code)]
+
+// Public: what the binary (`main.rs`), the integration tests, the benches and the fuzz
+// targets use. Serving, the pipeline and its plumbing are private.
 
 pub mod access;
 pub mod algorithm;
-pub mod app;
+mod app;
 pub mod authn;
 pub mod authz;
-pub mod body;
-pub mod builtin;
+mod body;
+mod builtin;
 pub mod claims;
 pub mod config;
-pub mod cors;
-pub mod dev;
-pub mod endpoints;
+mod cors;
+mod dev;
+mod endpoints;
 pub mod fdlimit;
-pub mod forward;
-pub mod gateway;
-pub mod header_name;
+mod forward;
+mod gateway;
+mod header_name;
 pub mod inspect;
 pub mod jwk;
 pub mod jwks;
 pub mod logsafe;
-pub mod metrics;
+mod metrics;
 pub mod mutate;
-pub mod rejection;
+mod rejection;
 pub mod route;
-pub mod server;
-pub mod stall;
-pub mod tls;
+mod server;
+mod stall;
+mod tls;
 pub mod token;
 
 pub use app::App;

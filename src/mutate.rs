@@ -1,7 +1,7 @@
 //! Stage 5: header surgery, strip before inject, on every path that reaches an upstream.
 //!
 //! Stripped from requests: hop-by-hop headers and the names listed in `Connection` (RFC 9110
-//! §7.6.1), except the end-to-end headers tokengate sets or decides on ([`CONNECTION_PROOF`]);
+//! §7.6.1), except the end-to-end headers tokengate sets or decides on (`CONNECTION_PROOF`);
 //! every configured identity header and every header with the identity prefix; the identity
 //! headers of other auth proxies and platforms (`forward.strip_headers` and the defaults);
 //! method overrides; `X-Forwarded-*`, `Forwarded`, `X-Real-IP`, `X-Original-URL` and kin

@@ -315,25 +315,26 @@ async fn serve_io<IO>(
         async move {
             // hyper's HTTP/1.1 parser refuses more than max_headers with a 431; HTTP/2 has
             // no such count, so the same limit is applied here.
-            let response = if is_http2 && request.headers().len() > max_headers {
-                too_many_headers()
-            } else {
-                app.handle_with(request, peer, proto, affinity.as_deref())
-                    .await
-            };
-            let done = Box::new(move |_| {
+            // Runs when the response body has been sent or dropped.
+            let done: Box<dyn FnOnce() + Send + Sync> = Box::new(move || {
                 activity.active.fetch_sub(1, Ordering::Relaxed);
                 activity.touch();
             });
-            Ok::<_, Infallible>(response.map(|b| {
-                // HTTP/1.1 needs no per-body watch: its socket tells (see serve_io).
-                let b = if is_http2 {
-                    responses.watch(b).boxed()
-                } else {
-                    b
-                };
-                Metered::new(b, Arc::new(AtomicU64::new(0)), Some(done)).boxed()
-            }))
+            let response = if is_http2 && request.headers().len() > max_headers {
+                too_many_headers().map(|b| {
+                    Metered::new(b, Arc::new(AtomicU64::new(0)), Some(Box::new(|_| done()))).boxed()
+                })
+            } else {
+                // The app meters the response (access log, in-flight count) and runs `done`.
+                app.handle_with(request, peer, proto, affinity.as_deref(), done)
+                    .await
+            };
+            // HTTP/1.1 needs no per-body watch: its socket tells (see serve_io).
+            Ok::<_, Infallible>(if is_http2 {
+                response.map(|b| responses.watch(b).boxed())
+            } else {
+                response
+            })
         }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
