@@ -653,8 +653,7 @@ async fn list_claims_are_sent_unambiguously_or_not_at_all() {
     )
     .await;
     let token = s.token_with(json!({"groups": ["Everyone", "not admin"]}));
-    let r = s.proxy.get_with("/api/g", &token).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.status("/api/g", Some(&token)).await, 200);
     let seen = upstream.last().expect("reached");
     assert_eq!(seen.header("x-groups"), None, "{:?}", seen.headers);
     assert_eq!(
@@ -664,8 +663,7 @@ async fn list_claims_are_sent_unambiguously_or_not_at_all() {
     assert_eq!(seen.header("x-auth-subject"), Some("user-1"));
 
     let token = s.token_with(json!({"groups": ["Everyone", "admins"]}));
-    let r = s.proxy.get_with("/api/g", &token).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.status("/api/g", Some(&token)).await, 200);
     let seen = upstream.last().expect("reached");
     assert_eq!(seen.header("x-groups"), Some("Everyone admins"));
 }

@@ -164,8 +164,7 @@ async fn redteam_list_claims_with_unicode_white_space_are_not_joined_ambiguously
     for space in ['\u{a0}', '\u{85}', '\u{2028}', '\u{3000}', '\u{2003}'] {
         let groups = vec!["Everyone".to_owned(), format!("not{space}admin")];
         let token = s.token_with(json!({ "groups": groups }));
-        let r = s.proxy.get_with("/api/g", &token).await;
-        assert_eq!(r.status(), 200);
+        assert_eq!(s.status("/api/g", Some(&token)).await, 200);
         let seen = upstream.last().values("x-groups");
         if let Some(value) = seen.first() {
             let read: Vec<&str> = value.split_whitespace().collect();
@@ -192,8 +191,7 @@ async fn redteam_list_claims_are_not_ambiguous_for_a_comma_space_separator() {
     )
     .await;
     let token = s.token_with(json!({"groups": ["Everyone", "users,admin"]}));
-    let r = s.proxy.get_with("/api/g", &token).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.status("/api/g", Some(&token)).await, 200);
     if let Some(value) = upstream.last().values("x-groups").first() {
         let read: Vec<&str> = value.split(',').map(str::trim).collect();
         assert_eq!(read, ["Everyone", "users,admin"], "sent {value:?}");

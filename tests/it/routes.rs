@@ -413,11 +413,11 @@ async fn the_first_matching_route_decides() {
     let r = setup.get("/api/public/secret", None).await;
     assert_eq!(r.status(), 200);
     assert_eq!(setup.last().target, "/api/public/secret");
-    assert_eq!(setup.get("/api/public", None).await.status(), 200);
+    assert_eq!(setup.status("/api/public", None).await, 200);
     let (status, challenge, _) = read(setup.get("/api/x", Some(&reader)).await).await;
     assert_eq!(status, 403);
     assert_eq!(challenge.as_deref(), Some(scope_challenge("api").as_str()));
-    assert_eq!(setup.get("/api/x", None).await.status(), 401);
+    assert_eq!(setup.status("/api/x", None).await, 401);
 
     // The same routes in the other order: /api/** now decides for /api/public too.
     let reversed = start(
@@ -428,12 +428,9 @@ async fn the_first_matching_route_decides() {
     )
     .await;
     let before = reversed.upstream().count();
-    assert_eq!(reversed.get("/api/public/x", None).await.status(), 401);
+    assert_eq!(reversed.status("/api/public/x", None).await, 401);
     let reader = reversed.scoped(&["read"]);
-    assert_eq!(
-        reversed.get("/api/public/x", Some(&reader)).await.status(),
-        403
-    );
+    assert_eq!(reversed.status("/api/public/x", Some(&reader)).await, 403);
     assert_eq!(reversed.upstream().count(), before);
 }
 
@@ -453,23 +450,23 @@ async fn the_default_is_required_unless_configured() {
         .contains("error=\"invalid_token\""));
     assert_eq!(setup.upstream().count(), before);
     let token = setup.scoped(&[]);
-    assert_eq!(setup.get("/anything", Some(&token)).await.status(), 200);
+    assert_eq!(setup.status("/anything", Some(&token)).await, 200);
     assert_eq!(setup.last().header("x-auth-subject"), Some("user-1"));
 
     // A routes list without a default: unmatched paths still need a token.
     let setup = start("routes:\n  - { path: /public/**, auth: none }\n").await;
-    assert_eq!(setup.get("/public/x", None).await.status(), 200);
-    assert_eq!(setup.get("/other", None).await.status(), 401);
+    assert_eq!(setup.status("/public/x", None).await, 200);
+    assert_eq!(setup.status("/other", None).await, 401);
 
     // default: none makes unmatched paths public; the routes still apply.
     let setup =
         start("routes:\n  - { path: /admin/**, scopes: [admin] }\ndefault: { auth: none }\n").await;
     let reader = setup.scoped(&["read"]);
-    assert_eq!(setup.get("/other", None).await.status(), 200);
-    assert_eq!(setup.get("/other", Some(&reader)).await.status(), 200);
+    assert_eq!(setup.status("/other", None).await, 200);
+    assert_eq!(setup.status("/other", Some(&reader)).await, 200);
     assert_eq!(setup.last().header("x-auth-subject"), None);
-    assert_eq!(setup.get("/admin/x", None).await.status(), 401);
-    assert_eq!(setup.get("/admin/x", Some(&reader)).await.status(), 403);
+    assert_eq!(setup.status("/admin/x", None).await, 401);
+    assert_eq!(setup.status("/admin/x", Some(&reader)).await, 403);
 
     // The default can ask for scopes like any route.
     let setup = start("default: { any_scopes: [read, write] }\n").await;
@@ -481,7 +478,7 @@ async fn the_default_is_required_unless_configured() {
         Some(scope_challenge("read write").as_str())
     );
     let write = setup.scoped(&["write"]);
-    assert_eq!(setup.get("/x", Some(&write)).await.status(), 200);
+    assert_eq!(setup.status("/x", Some(&write)).await, 200);
 }
 
 /// The names of the identity headers the upstream saw.
@@ -569,7 +566,7 @@ async fn auth_optional_verifies_a_token_if_there_is_one() {
 
     // Present and valid: verified, identity forwarded.
     let valid = setup.scoped(&["read"]);
-    assert_eq!(setup.get("/maybe/x", Some(&valid)).await.status(), 200);
+    assert_eq!(setup.status("/maybe/x", Some(&valid)).await, 200);
     assert_eq!(setup.last().header("x-auth-subject"), Some("user-1"));
 
     // Present and invalid: refused, not downgraded to anonymous.
@@ -597,15 +594,9 @@ async fn auth_optional_verifies_a_token_if_there_is_one() {
     let (status, challenge, _) = read(setup.get("/maybe-scoped/x", None).await).await;
     assert_eq!(status, 401);
     assert_eq!(challenge.as_deref(), Some("Bearer realm=\"tokengate\""));
-    assert_eq!(
-        setup.get("/maybe-scoped/x", Some(&valid)).await.status(),
-        200
-    );
+    assert_eq!(setup.status("/maybe-scoped/x", Some(&valid)).await, 200);
     let other = setup.scoped(&["other"]);
-    assert_eq!(
-        setup.get("/maybe-scoped/x", Some(&other)).await.status(),
-        403
-    );
+    assert_eq!(setup.status("/maybe-scoped/x", Some(&other)).await, 403);
 }
 
 #[tokio::test]
@@ -738,7 +729,7 @@ async fn route_claims_are_403_access_denied_naming_the_claim() {
         }
     }
     // Without a token the claim cannot be checked: 401.
-    assert_eq!(setup.get("/gold/1", None).await.status(), 401);
+    assert_eq!(setup.status("/gold/1", None).await, 401);
 }
 
 #[tokio::test]

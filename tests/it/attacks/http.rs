@@ -1,12 +1,10 @@
 //! HTTP: RFC 6750 (bearer usage), RFC 9110 (semantics), RFC 9112 (HTTP/1.1), RFC 9113 (HTTP/2).
 
-use jsonwebtoken::Algorithm;
 use serde_json::json;
 use tokio::net::TcpStream;
 
 use super::{gate, gate_with, Attack};
-use crate::support::upstream::EchoUpstream;
-use crate::support::{issuer_config, read, TestIssuer, TestKey, TestProxy};
+use crate::support::{read, Stack};
 
 /// RFC 6750 §2 and RFC 9110 §11.6.2: one request, one set of credentials. Authorization is not
 /// a list-valued field, so two lines cannot be combined, and picking either is a guess.
@@ -548,21 +546,15 @@ async fn http2_authority_disagreeing_with_host_is_refused() {
 /// tokengate must refuse such a request or strip the headers.
 #[tokio::test]
 async fn method_override_headers_cannot_change_the_method_the_rules_saw() {
-    let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
-    let issuer = TestIssuer::start(vec![key.clone()]).await;
-    let upstream = EchoUpstream::start().await;
-    let yaml = format!(
-        "{}upstream: {{ url: {} }}\nroutes:\n  - {{ path: /items/**, methods: [DELETE], scopes: [admin] }}\n",
-        issuer_config(&issuer, ""),
-        upstream.url()
-    );
-    let proxy = TestProxy::start(&yaml).await;
-    proxy.wait_ready().await;
-    let bearer = format!("Bearer {}", issuer.token(&key));
+    let s = Stack::builder()
+        .routes("routes:\n  - { path: /items/**, methods: [DELETE], scopes: [admin] }\n")
+        .start()
+        .await;
+    let bearer = format!("Bearer {}", s.token());
     let client = reqwest::Client::new();
     // The rule itself works: a real DELETE needs the admin scope.
     let r = client
-        .delete(proxy.url("/items/1"))
+        .delete(s.proxy.url("/items/1"))
         .header("authorization", &bearer)
         .send()
         .await
@@ -574,17 +566,18 @@ async fn method_override_headers_cannot_change_the_method_the_rules_saw() {
         "X-Method-Override",
         "X_HTTP_Method_Override",
     ] {
-        let before = upstream.count();
+        let before = s.upstream().count();
         let r = client
-            .post(proxy.url("/items/1"))
+            .post(s.proxy.url("/items/1"))
             .header("authorization", &bearer)
             .header(name, "DELETE")
             .send()
             .await
             .expect("request");
         let status = r.status().as_u16();
-        let forwarded = upstream.count() - before;
-        let reached = upstream
+        let forwarded = s.upstream().count() - before;
+        let reached = s
+            .upstream()
             .last()
             .and_then(|l| l.header(name).map(str::to_owned));
         let refused = status == 400 && forwarded == 0;
@@ -596,7 +589,7 @@ async fn method_override_headers_cannot_change_the_method_the_rules_saw() {
     }
     // Still serving.
     let r = client
-        .get(proxy.url("/items/1"))
+        .get(s.proxy.url("/items/1"))
         .header("authorization", &bearer)
         .send()
         .await

@@ -1,5 +1,4 @@
 //! Real parts for the integration tests: an OIDC issuer, the proxy itself, fixture keys.
-#![allow(dead_code)]
 
 pub mod client;
 pub mod issuer;
