@@ -148,7 +148,7 @@ async fn an_alg_that_does_not_fit_the_jwk_is_refused() {
     let ec256_as_384 = {
         // The header says ES384; the signature is a real ES256 one over that header.
         let header = json!({"alg": "ES384", "kid": "ec-p256", "typ": "JWT"}).to_string();
-        sign_text(&header, &claims.to_string(), &g.published("ec-p256"))
+        sign_text(&header, &claims.to_string(), g.published("ec-p256"))
     };
     let rows = vec![
         row(
@@ -166,18 +166,13 @@ async fn an_alg_that_does_not_fit_the_jwk_is_refused() {
         row("ES384 over a P-256 key", ec256_as_384, 401, "kid"),
         row(
             "ES256 under the P-384 key's kid",
-            signed(
-                &g.published("ec-p256"),
-                Algorithm::ES256,
-                "ES256",
-                "ec-p384",
-            ),
+            signed(g.published("ec-p256"), Algorithm::ES256, "ES256", "ec-p384"),
             401,
             "kid",
         ),
         row(
             "ES256 under the RSA key's kid",
-            signed(&g.published("ec-p256"), Algorithm::ES256, "ES256", "rsa-a"),
+            signed(g.published("ec-p256"), Algorithm::ES256, "ES256", "rsa-a"),
             401,
             "kid",
         ),
@@ -191,8 +186,8 @@ async fn an_alg_that_does_not_fit_the_jwk_is_refused() {
     g.verdicts(&rows).await;
     // The same keys under their own algorithms are fine.
     let fine = vec![
-        row("ES256", g.issuer.token(&g.published("ec-p256")), 200, ""),
-        row("ES384", g.issuer.token(&g.published("ec-p384")), 200, ""),
+        row("ES256", g.issuer.token(g.published("ec-p256")), 200, ""),
+        row("ES384", g.issuer.token(g.published("ec-p384")), 200, ""),
     ];
     g.verdicts(&fine).await;
     g.assert_still_serving().await;
@@ -550,7 +545,7 @@ fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn ecdsa_psychic_and_misencoded_signatures_are_refused() {
     let g = gate().await;
-    let genuine = g.issuer.token(&g.published("ec-p256"));
+    let genuine = g.issuer.token(g.published("ec-p256"));
     let sig = signature_of(&genuine);
     assert_eq!(sig.len(), 64);
     let (r, s) = sig.split_at(32);
@@ -613,7 +608,7 @@ async fn ecdsa_psychic_and_misencoded_signatures_are_refused() {
         ),
         row(
             "ES384: 96 zero bytes",
-            with_signature(&g.issuer.token(&g.published("ec-p384")), &[0u8; 96]),
+            with_signature(&g.issuer.token(g.published("ec-p384")), &[0u8; 96]),
             401,
             "signature",
         ),
