@@ -606,7 +606,7 @@ proptest! {
     #![proptest_config(config(4000))]
 
     /// The same with `allow_parameters`. Fails today: see
-    /// `attacks::parameter_on_a_dot_segment_cannot_hide_a_prefix`.
+    /// `attacks::paths::parameter_on_a_dot_segment_cannot_hide_a_prefix`.
     #[test]
     fn with_parameters_the_forwarded_path_matches_as_it_was_matched(raw in raw_path()) {
         for options in all_options().into_iter().filter(|o| o.allow_parameters) {
