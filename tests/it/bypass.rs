@@ -9,96 +9,28 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use jsonwebtoken::Algorithm;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::client::{drain, send_and_read, status_of};
 use crate::support::raw::{h2frames, RawMode, RawUpstream};
 use crate::support::upstream::EchoUpstream;
-use crate::support::{issuer_config, TestIssuer, TestKey, TestProxy};
+use crate::support::{issuer_config, Stack, TestProxy};
 
 const ROUTES: &str = "routes:
   - { path: /public/**, auth: none }
   - { path: /admin/**, scopes: [admin] }
 ";
 
-struct Stack {
-    issuer: TestIssuer,
-    key: TestKey,
-    proxy: TestProxy,
-}
-
-impl Stack {
-    /// Issuer, proxy with [`ROUTES`] and `extra`, in front of `upstream_url`.
-    async fn start(upstream_url: &str, extra: &str) -> Stack {
-        let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
-        let issuer = TestIssuer::start(vec![key.clone()]).await;
-        let proxy = TestProxy::start(&format!(
-            "{}upstream: {{ url: {upstream_url} }}\n{ROUTES}{extra}",
-            issuer_config(&issuer, "")
-        ))
-        .await;
-        proxy.wait_ready().await;
-        Stack { issuer, key, proxy }
-    }
-
-    fn token(&self) -> String {
-        self.issuer.token(&self.key)
-    }
-
-    fn token_with(&self, claims: Value) -> String {
-        self.issuer.token_with(&self.key, claims)
-    }
-}
-
-/// Sends `request` and reads one response (head and a `Content-Length` body), leaving the
-/// connection open. Returns the response text.
-async fn send_and_read(stream: &mut TcpStream, request: &[u8]) -> String {
-    stream.write_all(request).await.expect("write");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            let informational = text.starts_with("HTTP/1.1 1");
-            if informational || buf.len() >= end + 4 + length {
-                return text;
-            }
-        }
-        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Err(_) => return String::from_utf8_lossy(&buf).into_owned(),
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Ok(Err(_)) => return String::from_utf8_lossy(&buf).into_owned(),
-        }
-    }
-}
-
-fn status_of(response: &str) -> u16 {
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Reads whatever arrives within `wait`.
-async fn drain(stream: &mut TcpStream, wait: Duration) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&chunk[..n]),
-            _ => return out,
-        }
-    }
+/// Issuer, proxy with [`ROUTES`] and `extra`, in front of `upstream_url`.
+async fn stack(upstream_url: &str, extra: &str) -> Stack {
+    Stack::builder()
+        .upstream_url(upstream_url)
+        .routes(ROUTES)
+        .extra(extra)
+        .start()
+        .await
 }
 
 /// The smuggling sequence: an h2c upgrade on a public route, then HTTP/2 spoken on the same
@@ -159,7 +91,7 @@ async fn the_h2c_upstream_really_upgrades_when_asked_directly() {
 #[tokio::test]
 async fn h2c_smuggling_gets_no_tunnel() {
     let upstream = RawUpstream::start(RawMode::H2c).await;
-    let s = Stack::start(&upstream.url(), "").await;
+    let s = stack(&upstream.url(), "").await;
     for (upgrade, connection) in [
         ("h2c", "Upgrade, HTTP2-Settings"),
         ("H2C", "upgrade"),
@@ -203,7 +135,7 @@ async fn h2c_smuggling_gets_no_tunnel() {
 #[tokio::test]
 async fn an_unasked_101_is_a_502() {
     let upstream = RawUpstream::start(RawMode::AlwaysSwitch).await;
-    let s = Stack::start(&upstream.url(), "").await;
+    let s = stack(&upstream.url(), "").await;
     let mut stream = TcpStream::connect(s.proxy.addr).await.expect("connect");
     let answer = send_and_read(
         &mut stream,
@@ -229,7 +161,7 @@ async fn an_unasked_101_is_a_502() {
 #[tokio::test]
 async fn only_a_real_websocket_handshake_is_forwarded_as_an_upgrade() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(&upstream.url(), "").await;
+    let s = stack(&upstream.url(), "").await;
     for (label, request) in [
         ("POST", "POST /public/ws HTTP/1.1\r\nHost: g\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n"),
         ("no key", "GET /public/ws HTTP/1.1\r\nHost: g\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"),
@@ -252,7 +184,7 @@ async fn only_a_real_websocket_handshake_is_forwarded_as_an_upgrade() {
 #[tokio::test]
 async fn connect_is_refused_in_every_form() {
     let upstream = EchoUpstream::start().await;
-    let s = Stack::start(&upstream.url(), "").await;
+    let s = stack(&upstream.url(), "").await;
     let mut stream = TcpStream::connect(s.proxy.addr).await.expect("connect");
     let answer = send_and_read(
         &mut stream,
@@ -320,7 +252,7 @@ async fn connect_is_refused_in_every_form() {
 #[tokio::test]
 async fn raw_http2_requests_are_translated_or_refused() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(&upstream.url(), "").await;
+    let s = stack(&upstream.url(), "").await;
     let token = format!("Bearer {}", s.token());
     let exchange = |fields: Vec<(&'static str, String)>| {
         let addr = s.proxy.addr;
@@ -394,7 +326,7 @@ fn chunked_with_trailers(token: &str, trailer_decl: &str, trailers: &str) -> Vec
 #[tokio::test]
 async fn request_trailers_cannot_carry_identity_or_forwarding_headers() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(&upstream.url(), "").await;
+    let s = stack(&upstream.url(), "").await;
     let mut stream = TcpStream::connect(s.proxy.addr).await.expect("connect");
     let answer = send_and_read(
         &mut stream,
@@ -445,7 +377,7 @@ async fn request_trailers_cannot_carry_identity_or_forwarding_headers() {
 #[tokio::test]
 async fn http2_request_trailers_are_filtered_too() {
     let upstream = EchoUpstream::start().await;
-    let s = Stack::start(&upstream.url(), "").await;
+    let s = stack(&upstream.url(), "").await;
     let tcp = TcpStream::connect(s.proxy.addr).await.expect("connect");
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
@@ -496,7 +428,7 @@ async fn response_trailers_are_filtered() {
             });
         }
     });
-    let s = Stack::start(&format!("http://{addr}"), "").await;
+    let s = stack(&format!("http://{addr}"), "").await;
     let mut stream = TcpStream::connect(s.proxy.addr).await.expect("connect");
     stream
         .write_all(
@@ -524,7 +456,7 @@ async fn response_trailers_are_filtered() {
 #[tokio::test]
 async fn connection_cannot_remove_host_request_id_or_framing() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(&upstream.url(), "").await;
+    let s = stack(&upstream.url(), "").await;
     let mut stream = TcpStream::connect(s.proxy.addr).await.expect("connect");
     let request = format!(
         "POST /api/c HTTP/1.1\r\nHost: client.test:8443\r\nAuthorization: Bearer {}\r\nConnection: X-Request-Id, Host, Content-Length, X-Forwarded-Host, X-Forwarded-Proto, X-Forwarded-For, Transfer-Encoding\r\nX-Request-Id: client-chosen\r\nContent-Length: 5\r\n\r\nhello",
@@ -560,7 +492,7 @@ async fn connection_cannot_remove_host_request_id_or_framing() {
 #[tokio::test]
 async fn http2_cookies_are_joined_and_authority_is_the_host() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(&upstream.url(), "").await;
+    let s = stack(&upstream.url(), "").await;
     let tcp = TcpStream::connect(s.proxy.addr).await.expect("connect");
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
@@ -593,7 +525,7 @@ async fn http2_cookies_are_joined_and_authority_is_the_host() {
 async fn the_same_request_over_http1_and_http2_reaches_the_upstream_alike() {
     for upstream_http2 in [false, true] {
         let upstream = EchoUpstream::start_with(upstream_http2).await;
-        let s = Stack::start(&format!("{}, http2: {upstream_http2}", upstream.url()), "").await;
+        let s = stack(&format!("{}, http2: {upstream_http2}", upstream.url()), "").await;
         let token = s.token();
         let mut seen = Vec::new();
         for http2 in [false, true] {
@@ -665,7 +597,7 @@ async fn foreign_identity_headers_are_stripped_unless_a_trusted_proxy_sends_list
         ("X-Goog-Authenticated-User-Email", "admin@corp"),
         ("X-Tenant-User", "admin"),
     ];
-    let s = Stack::start(
+    let s = stack(
         &upstream.url(),
         "forward:\n  strip_headers: [X-Tenant-User]\n",
     )
@@ -715,14 +647,13 @@ async fn foreign_identity_headers_are_stripped_unless_a_trusted_proxy_sends_list
 #[tokio::test]
 async fn list_claims_are_sent_unambiguously_or_not_at_all() {
     let upstream = EchoUpstream::start().await;
-    let s = Stack::start(
+    let s = stack(
         &upstream.url(),
         "forward:\n  headers:\n    X-Auth-Subject: sub\n    X-Groups: groups\n    X-Groups-Json: { claim: groups, array_format: json }\n",
     )
     .await;
     let token = s.token_with(json!({"groups": ["Everyone", "not admin"]}));
-    let r = s.proxy.get_with("/api/g", &token).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.status("/api/g", Some(&token)).await, 200);
     let seen = upstream.last().expect("reached");
     assert_eq!(seen.header("x-groups"), None, "{:?}", seen.headers);
     assert_eq!(
@@ -732,8 +663,7 @@ async fn list_claims_are_sent_unambiguously_or_not_at_all() {
     assert_eq!(seen.header("x-auth-subject"), Some("user-1"));
 
     let token = s.token_with(json!({"groups": ["Everyone", "admins"]}));
-    let r = s.proxy.get_with("/api/g", &token).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.status("/api/g", Some(&token)).await, 200);
     let seen = upstream.last().expect("reached");
     assert_eq!(seen.header("x-groups"), Some("Everyone admins"));
 }
@@ -826,7 +756,7 @@ fn cors_header(r: &reqwest::Response, name: &str) -> Option<String> {
 #[tokio::test]
 async fn the_upstream_cannot_widen_the_cors_policy() {
     let upstream = EchoUpstream::start().await;
-    let s = Stack::start(
+    let s = stack(
         &upstream.url(),
         "cors: { allow_origins: [\"https://app.example.com\"] }\n",
     )
@@ -861,7 +791,7 @@ async fn the_upstream_cannot_widen_the_cors_policy() {
     );
 
     // allow_origins: ["*"] never goes out with the upstream's Allow-Credentials.
-    let star = Stack::start(&upstream.url(), "cors: { allow_origins: [\"*\"] }\n").await;
+    let star = stack(&upstream.url(), "cors: { allow_origins: [\"*\"] }\n").await;
     let r = get_from_origin(&star.proxy, "/public/cors/x", "https://anything.example").await;
     assert_eq!(
         cors_header(&r, "access-control-allow-origin").as_deref(),
@@ -875,7 +805,7 @@ async fn the_upstream_cannot_widen_the_cors_policy() {
 #[tokio::test]
 async fn cors_mode_upstream_forwards_preflights_without_a_token() {
     let upstream = EchoUpstream::start().await;
-    let s = Stack::start(&upstream.url(), "cors: { mode: upstream }\n").await;
+    let s = stack(&upstream.url(), "cors: { mode: upstream }\n").await;
     let r = reqwest::Client::new()
         .request(reqwest::Method::OPTIONS, s.proxy.url("/api/cors/x"))
         .header("origin", "https://app.example.com")
@@ -1100,7 +1030,7 @@ mod generated {
                     .expect("runtime");
                 let (stack, upstream) = runtime.block_on(async {
                     let upstream = EchoUpstream::start().await;
-                    let stack = Stack::start(&upstream.url(), "").await;
+                    let stack = stack(&upstream.url(), "").await;
                     (stack, upstream)
                 });
                 Fixture { runtime, stack, upstream }

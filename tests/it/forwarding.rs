@@ -10,33 +10,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::tls::TestCa;
 use crate::support::upstream::EchoUpstream;
-use crate::support::{issuer_config, read, TestIssuer, TestKey, TestProxy};
-
-struct Setup {
-    issuer: TestIssuer,
-    key: TestKey,
-    upstream: EchoUpstream,
-    proxy: TestProxy,
-}
+use crate::support::{client, issuer_config, read, Stack, TestIssuer, TestKey, TestProxy};
 
 /// An issuer, an echo upstream, and a proxy between them configured with `extra` YAML.
-async fn setup(extra: &str) -> Setup {
-    let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
-    let issuer = TestIssuer::start(vec![key.clone()]).await;
-    let upstream = EchoUpstream::start().await;
-    let yaml = format!(
-        "{}upstream: {{ url: {} }}\n{extra}",
-        issuer_config(&issuer, ""),
-        upstream.url()
-    );
-    let proxy = TestProxy::start(&yaml).await;
-    proxy.wait_ready().await;
-    Setup {
-        issuer,
-        key,
-        upstream,
-        proxy,
-    }
+async fn setup(extra: &str) -> Stack {
+    Stack::start(extra).await
 }
 
 async fn echo(response: reqwest::Response) -> (u16, Value) {
@@ -93,16 +71,10 @@ async fn without_a_valid_token_nothing_reaches_the_upstream() {
         401
     );
     let expired = s.issuer.token_with(&s.key, json!({"exp": 1}));
-    assert_eq!(s.proxy.get_with("/x", &expired).await.status(), 401);
-    assert_eq!(s.upstream.count(), 0);
-    assert_eq!(
-        s.proxy
-            .get_with("/x", &s.issuer.token(&s.key))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(s.upstream.count(), 1);
+    assert_eq!(s.status("/x", Some(&expired)).await, 401);
+    assert_eq!(s.upstream().count(), 0);
+    assert_eq!(s.status("/x", Some(&s.issuer.token(&s.key))).await, 200);
+    assert_eq!(s.upstream().count(), 1);
 }
 
 #[tokio::test]
@@ -166,7 +138,11 @@ async fn spoofed_identity_on_a_preflight_never_reaches_the_upstream() {
         .await
         .expect("request");
     assert_eq!(r.status(), 204);
-    assert_eq!(s.upstream.count(), 0, "tokengate answers preflights itself");
+    assert_eq!(
+        s.upstream().count(),
+        0,
+        "tokengate answers preflights itself"
+    );
 }
 
 #[tokio::test]
@@ -341,25 +317,15 @@ async fn an_unreachable_upstream_is_502() {
 
 #[tokio::test]
 async fn a_slow_upstream_is_504() {
-    let s = setup("").await;
-    drop(s.proxy);
-    let yaml = format!(
-        "{}upstream: {{ url: {}, timeout: 300ms }}\n",
-        issuer_config(&s.issuer, ""),
-        s.upstream.url()
-    );
-    let proxy = TestProxy::start(&yaml).await;
-    proxy.wait_ready().await;
-    let (status, _, body) = read(proxy.get_with("/slow/3000", &s.issuer.token(&s.key)).await).await;
+    let upstream = EchoUpstream::start().await;
+    let s = Stack::builder()
+        .upstream_url(&format!("{}, timeout: 300ms", upstream.url()))
+        .start()
+        .await;
+    let (status, _, body) = read(s.proxy.get_with("/slow/3000", &s.token()).await).await;
     assert_eq!(status, 504);
     assert_eq!(body["error"], "upstream_timeout");
-    assert_eq!(
-        proxy
-            .get_with("/fast", &s.issuer.token(&s.key))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(s.status("/fast", Some(&s.token())).await, 200);
 }
 
 #[tokio::test]
@@ -372,13 +338,7 @@ async fn an_upstream_reset_mid_body_is_never_a_complete_response() {
         "a truncated body was presented as complete"
     );
     // The proxy is unharmed.
-    assert_eq!(
-        s.proxy
-            .get_with("/x", &s.issuer.token(&s.key))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(s.status("/x", Some(&s.issuer.token(&s.key))).await, 200);
 }
 
 #[tokio::test]
@@ -393,7 +353,7 @@ async fn head_204_and_304_have_no_body() {
         .expect("head");
     assert_eq!(head.status(), 200);
     assert_eq!(
-        s.upstream.last().map(|r| r.method),
+        s.upstream().last().map(|r| r.method),
         Some("HEAD".to_string())
     );
     assert!(head.bytes().await.map(|b| b.is_empty()).unwrap_or(false));
@@ -407,13 +367,10 @@ async fn head_204_and_304_have_no_body() {
     }
 }
 
-/// A raw HTTP/1.1 exchange, for framing the client libraries would tidy up.
+/// A raw HTTP/1.1 exchange, for framing the client libraries would tidy up: everything
+/// that came back, as text.
 async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request).await.expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
+    client::exchange(addr, request).await.text
 }
 
 #[tokio::test]
@@ -463,7 +420,7 @@ async fn an_unauthenticated_expect_100_gets_401_without_the_body() {
     let head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
     let response = raw(s.proxy.addr, head.as_bytes()).await;
     assert!(response.starts_with("HTTP/1.1 401"), "{response}");
-    assert_eq!(s.upstream.count(), 0);
+    assert_eq!(s.upstream().count(), 0);
 }
 
 #[tokio::test]
@@ -497,7 +454,7 @@ async fn trailers_pass_through_when_the_client_accepts_them() {
         Some("abc123")
     );
     assert_eq!(
-        s.upstream
+        s.upstream()
             .last()
             .and_then(|r| r.header("te").map(str::to_owned)),
         Some("trailers".to_string())
@@ -536,7 +493,7 @@ async fn websocket_upgrades_are_spliced() {
     let reply = ws.next().await.expect("frame").expect("ok");
     assert_eq!(reply, Message::binary(vec![0u8, 1, 2, 255]));
     let _ = ws.close(None).await;
-    let recorded = s.upstream.last().expect("upstream saw the handshake");
+    let recorded = s.upstream().last().expect("upstream saw the handshake");
     assert_eq!(recorded.header("x-auth-subject"), Some("user-1"));
     assert_eq!(recorded.header("upgrade"), Some("websocket"));
 
@@ -679,8 +636,8 @@ async fn each_client_connection_keeps_one_upstream_connection() {
             r.bytes().await.expect("body");
         }
     }
-    assert_eq!(s.upstream.count(), 10);
-    assert_eq!(s.upstream.connections(), 2);
+    assert_eq!(s.upstream().count(), 10);
+    assert_eq!(s.upstream().connections(), 2);
 }
 
 /// An upstream that answers one request per connection and then closes it, without saying

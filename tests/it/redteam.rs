@@ -8,13 +8,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use jsonwebtoken::Algorithm;
-use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::json;
 use tokio::net::TcpStream;
 
 use crate::support::raw::{RawMode, RawUpstream};
-use crate::support::{issuer_config, TestIssuer, TestKey, TestProxy};
+use crate::support::{client, Stack};
 
 const ROUTES: &str = "routes:
   - { path: /public/**, auth: none }
@@ -22,61 +20,20 @@ const ROUTES: &str = "routes:
   - { path: /admin/**, scopes: [admin] }
 ";
 
-struct Stack {
-    issuer: TestIssuer,
-    key: TestKey,
-    proxy: TestProxy,
+/// Issuer, proxy with [`ROUTES`] and `extra`, in front of `upstream_url`.
+async fn stack(upstream_url: &str, extra: &str) -> Stack {
+    Stack::builder()
+        .upstream_url(upstream_url)
+        .routes(ROUTES)
+        .extra(extra)
+        .start()
+        .await
 }
 
-impl Stack {
-    /// Issuer, proxy with `routes` and `extra`, in front of `upstream_url`.
-    async fn with_routes(upstream_url: &str, routes: &str, extra: &str) -> Stack {
-        let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
-        let issuer = TestIssuer::start(vec![key.clone()]).await;
-        let proxy = TestProxy::start(&format!(
-            "{}upstream: {{ url: {upstream_url} }}\n{routes}{extra}",
-            issuer_config(&issuer, "")
-        ))
-        .await;
-        proxy.wait_ready().await;
-        Stack { issuer, key, proxy }
-    }
-
-    async fn start(upstream_url: &str, extra: &str) -> Stack {
-        Stack::with_routes(upstream_url, ROUTES, extra).await
-    }
-
-    fn token(&self) -> String {
-        self.issuer.token(&self.key)
-    }
-
-    fn token_with(&self, claims: Value) -> String {
-        self.issuer.token_with(&self.key, claims)
-    }
-}
-
-/// Writes `request` on a fresh connection and returns the status of the first response.
+/// Writes `request` on a fresh connection and returns the status and text of the answer.
 async fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request).await.expect("write");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if String::from_utf8_lossy(&buf).contains("\r\n\r\n") {
-            break;
-        }
-        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => break,
-        }
-    }
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    let answer = client::exchange(addr, request).await;
+    (answer.status, answer.text)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -90,7 +47,7 @@ async fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String)
 #[tokio::test]
 async fn redteam_a_nul_terminated_access_token_parameter_is_still_a_credential() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(&upstream.url(), "").await;
+    let s = stack(&upstream.url(), "").await;
     let client = reqwest::Client::new();
     let other = s.token_with(json!({"sub": "someone-else", "scp": ["admin"]}));
 
@@ -131,7 +88,7 @@ async fn redteam_a_nul_terminated_access_token_parameter_is_still_a_credential()
 #[tokio::test]
 async fn redteam_an_http2_options_with_a_body_is_no_preflight_in_mode_upstream() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(&upstream.url(), "cors: { mode: upstream }\n").await;
+    let s = stack(&upstream.url(), "cors: { mode: upstream }\n").await;
     let tcp = TcpStream::connect(s.proxy.addr).await.expect("connect");
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
@@ -174,7 +131,7 @@ async fn redteam_an_http2_options_with_a_body_is_no_preflight_in_mode_upstream()
 #[tokio::test]
 async fn redteam_every_x_forwarded_for_line_from_a_trusted_proxy_stays_in_the_chain() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(&upstream.url(), "trusted_proxies: [127.0.0.0/8]\n").await;
+    let s = stack(&upstream.url(), "trusted_proxies: [127.0.0.0/8]\n").await;
     let (status, text) = raw_status(
         s.proxy.addr,
         b"GET /public/ip HTTP/1.1\r\nHost: gate.test\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 203.0.113.50\r\nConnection: close\r\n\r\n",
@@ -198,7 +155,7 @@ async fn redteam_every_x_forwarded_for_line_from_a_trusted_proxy_stays_in_the_ch
 #[tokio::test]
 async fn redteam_list_claims_with_unicode_white_space_are_not_joined_ambiguously() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(
+    let s = stack(
         &upstream.url(),
         "forward:\n  headers:\n    X-Groups: groups\n",
     )
@@ -207,8 +164,7 @@ async fn redteam_list_claims_with_unicode_white_space_are_not_joined_ambiguously
     for space in ['\u{a0}', '\u{85}', '\u{2028}', '\u{3000}', '\u{2003}'] {
         let groups = vec!["Everyone".to_owned(), format!("not{space}admin")];
         let token = s.token_with(json!({ "groups": groups }));
-        let r = s.proxy.get_with("/api/g", &token).await;
-        assert_eq!(r.status(), 200);
+        assert_eq!(s.status("/api/g", Some(&token)).await, 200);
         let seen = upstream.last().values("x-groups");
         if let Some(value) = seen.first() {
             let read: Vec<&str> = value.split_whitespace().collect();
@@ -229,14 +185,13 @@ async fn redteam_list_claims_with_unicode_white_space_are_not_joined_ambiguously
 #[tokio::test]
 async fn redteam_list_claims_are_not_ambiguous_for_a_comma_space_separator() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(
+    let s = stack(
         &upstream.url(),
         "forward:\n  separator: \", \"\n  headers:\n    X-Groups: groups\n",
     )
     .await;
     let token = s.token_with(json!({"groups": ["Everyone", "users,admin"]}));
-    let r = s.proxy.get_with("/api/g", &token).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(s.status("/api/g", Some(&token)).await, 200);
     if let Some(value) = upstream.last().values("x-groups").first() {
         let read: Vec<&str> = value.split(',').map(str::trim).collect();
         assert_eq!(read, ["Everyone", "users,admin"], "sent {value:?}");
@@ -254,12 +209,11 @@ async fn redteam_list_claims_are_not_ambiguous_for_a_comma_space_separator() {
 #[tokio::test]
 async fn redteam_a_lower_case_method_does_not_fall_through_a_method_rule() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::with_routes(
-        &upstream.url(),
-        "routes:\n  - { path: /admin/**, methods: [GET, POST], scopes: [admin] }\ndefault: { auth: required }\n",
-        "",
-    )
-    .await;
+    let s = Stack::builder()
+        .upstream_url(&upstream.url())
+        .routes("routes:\n  - { path: /admin/**, methods: [GET, POST], scopes: [admin] }\ndefault: { auth: required }\n")
+        .start()
+        .await;
     let token = s.token(); // scp: [read], no admin
     for method in ["POST", "post", "Post"] {
         let body = "{\"role\":\"admin\"}";
@@ -288,7 +242,7 @@ async fn redteam_a_lower_case_method_does_not_fall_through_a_method_rule() {
 #[tokio::test]
 async fn redteam_an_absolute_form_http11_request_without_host_is_refused() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(&upstream.url(), "").await;
+    let s = stack(&upstream.url(), "").await;
     let (status, text) = raw_status(
         s.proxy.addr,
         b"GET http://gate.test/public/x HTTP/1.1\r\nConnection: close\r\n\r\n",
@@ -313,7 +267,7 @@ async fn redteam_an_absolute_form_http11_request_without_host_is_refused() {
 #[tokio::test]
 async fn redteam_other_spellings_of_the_forwarding_headers_tokengate_sets_never_pass() {
     let upstream = RawUpstream::start(RawMode::Ok).await;
-    let s = Stack::start(&upstream.url(), "trusted_proxies: [127.0.0.0/8]\n").await;
+    let s = stack(&upstream.url(), "trusted_proxies: [127.0.0.0/8]\n").await;
     let (status, text) = raw_status(
         s.proxy.addr,
         b"GET /public/ip HTTP/1.1\r\nHost: gate.test\r\nX_Forwarded_For: 6.6.6.6\r\nx_forwarded_host: evil.example\r\nConnection: close\r\n\r\n",
@@ -361,7 +315,7 @@ async fn open_websocket(
 #[tokio::test]
 async fn redteam_spliced_websockets_count_against_max_connections() {
     let upstream = crate::support::upstream::EchoUpstream::start().await;
-    let s = Stack::start(&upstream.url(), "limits: { max_connections: 2 }\n").await;
+    let s = stack(&upstream.url(), "limits: { max_connections: 2 }\n").await;
     // Let the readiness probe's connection go.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut open = Vec::new();
@@ -383,7 +337,7 @@ async fn redteam_an_idle_spliced_websocket_is_closed_after_idle_timeout() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let upstream = crate::support::upstream::EchoUpstream::start().await;
-    let s = Stack::start(
+    let s = stack(
         &upstream.url(),
         "limits: { idle_timeout: 1s, send_timeout: 1s, body_read_timeout: 1s }\n",
     )

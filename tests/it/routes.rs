@@ -4,91 +4,29 @@
 //! path-shape test writes its request line byte for byte over TCP.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::support::client::{self, RawResponse};
 use crate::support::issuer::{ALL_ALGORITHMS, AUDIENCE};
 use crate::support::upstream::{EchoUpstream, Recorded};
-use crate::support::{issuer_config, read, TestIssuer, TestKey, TestProxy};
+use crate::support::{issuer_config, read, Stack, TestIssuer, TestKey, TestProxy};
 
-/// An issuer, an echo upstream and a proxy in front of it, ready.
-struct Setup {
-    issuer: TestIssuer,
-    key: TestKey,
-    upstream: EchoUpstream,
-    proxy: TestProxy,
+/// An issuer, an echo upstream and a proxy in front of it, ready; `rest` is the
+/// configuration after `issuers:` and `upstream:` (routes, default, paths...).
+async fn start(rest: &str) -> Stack {
+    Stack::builder().routes(rest).start().await
 }
 
-impl Setup {
-    /// `rest` is the configuration after `issuers:` and `upstream:` (routes, default, paths...).
-    async fn start(rest: &str) -> Setup {
-        let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
-        let issuer = TestIssuer::start(vec![key.clone()]).await;
-        let upstream = EchoUpstream::start().await;
-        let yaml = format!(
-            "{}upstream: {{ url: {} }}\n{rest}",
-            issuer_config(&issuer, ""),
-            upstream.url()
-        );
-        let proxy = TestProxy::start(&yaml).await;
-        proxy.wait_ready().await;
-        Setup {
-            issuer,
-            key,
-            upstream,
-            proxy,
-        }
-    }
-
-    /// A good token whose claims are changed by `changes`.
-    fn token(&self, changes: Value) -> String {
-        self.issuer.token_with(&self.key, changes)
-    }
-
-    /// A good token with exactly these `scp` scopes.
-    fn scoped(&self, scopes: &[&str]) -> String {
-        self.token(json!({ "scp": scopes }))
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        self.send(reqwest::Method::GET, path, token, &[]).await
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        headers: &[(&str, &str)],
-    ) -> reqwest::Response {
-        let mut request = reqwest::Client::new().request(method, self.proxy.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.send().await.expect("request to the proxy")
-    }
-
-    /// The request the upstream saw last (panics if it saw none).
-    fn last(&self) -> Recorded {
-        self.upstream.last().expect("the upstream saw a request")
-    }
-
-    /// The proxy still forwards an ordinary authorised request.
-    async fn assert_still_serving(&self) {
-        let before = self.upstream.count();
-        let token = self.scoped(&["read", "admin", "api", "profile"]);
-        let r = self.get("/admin/after", Some(&token)).await;
-        assert_eq!(r.status(), 200, "the proxy stopped serving valid requests");
-        assert_eq!(self.upstream.count(), before + 1);
-        assert_eq!(self.last().target, "/admin/after");
-    }
+/// The proxy still forwards an ordinary authorised request.
+async fn assert_still_serving(setup: &Stack) {
+    let before = setup.upstream().count();
+    let token = setup.scoped(&["read", "admin", "api", "profile"]);
+    let r = setup.get("/admin/after", Some(&token)).await;
+    assert_eq!(r.status(), 200, "the proxy stopped serving valid requests");
+    assert_eq!(setup.upstream().count(), before + 1);
+    assert_eq!(setup.last().target, "/admin/after");
 }
 
 /// The configuration most tests share: one route of each pattern kind, each with a rule that
@@ -108,24 +46,6 @@ fn scope_challenge(scopes: &str) -> String {
     format!("Bearer realm=\"tokengate\", error=\"insufficient_scope\", scope=\"{scopes}\"")
 }
 
-/// An answer read off the wire.
-#[derive(Debug)]
-struct RawResponse {
-    /// 0 when the proxy closed the connection without a status line.
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl RawResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// Writes `METHOD target HTTP/1.1` exactly as given (no client-side normalisation), with
 /// `Host: x`, the extra headers and `Connection: close`, and reads the answer to the end.
 async fn raw_request(
@@ -134,55 +54,12 @@ async fn raw_request(
     target: &str,
     headers: &[(&str, &str)],
 ) -> RawResponse {
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: x\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("Connection: close\r\n\r\n");
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .expect("connect to the proxy");
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .expect("write the request");
-    let mut bytes = Vec::new();
-    let receive = async {
-        let mut buf = [0u8; 8192];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => bytes.extend_from_slice(&buf[..n]),
-                // A server that refuses a request may close before reading all of it (RST):
-                // keep what arrived.
-                Err(_) => break,
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), receive)
-        .await
-        .unwrap_or_else(|_| panic!("no answer within 10 s to {method} {target:?}"));
-    parse_response(&bytes)
-}
-
-fn parse_response(bytes: &[u8]) -> RawResponse {
-    let text = String::from_utf8_lossy(bytes);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    RawResponse {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
+    let answer = client::exchange(addr, &client::request(method, target, headers)).await;
+    assert!(
+        !answer.timed_out,
+        "no answer within 10 s to {method} {target:?}"
+    );
+    answer
 }
 
 /// How a row must come out.
@@ -202,14 +79,14 @@ use Decided::{DefaultRule as Dflt, Public, Refused, Scope};
 
 /// Sends every row (raw, with a token holding only `read`) and checks status, what the
 /// upstream saw, and which rule decided. Reports every failing row at once.
-async fn run_table(setup: &Setup, rows: &[(&str, u16, Option<&str>, Decided)]) {
+async fn run_table(setup: &Stack, rows: &[(&str, u16, Option<&str>, Decided)]) {
     let token = setup.scoped(&["read"]);
     let auth = format!("Bearer {token}");
     let mut failures = Vec::new();
     for &(target, status, forwarded, decided) in rows {
-        let before = setup.upstream.count();
+        let before = setup.upstream().count();
         let r = raw_request(setup.proxy.addr, "GET", target, &[("Authorization", &auth)]).await;
-        let after = setup.upstream.count();
+        let after = setup.upstream().count();
         let mut problems = Vec::new();
         if r.status != status {
             problems.push(format!("status {} (want {status})", r.status));
@@ -240,7 +117,7 @@ async fn run_table(setup: &Setup, rows: &[(&str, u16, Option<&str>, Decided)]) {
                     problems.push(format!(
                         "upstream saw {} requests (want none): {:?}",
                         after - before,
-                        setup.upstream.last().map(|l| l.target)
+                        setup.upstream().last().map(|l| l.target)
                     ));
                 }
             }
@@ -269,7 +146,7 @@ async fn run_table(setup: &Setup, rows: &[(&str, u16, Option<&str>, Decided)]) {
 
 #[tokio::test]
 async fn path_table_through_the_proxy() {
-    let setup = Setup::start(TABLE_ROUTES).await;
+    let setup = start(TABLE_ROUTES).await;
     #[rustfmt::skip]
     let rows: &[(&str, u16, Option<&str>, Decided)] = &[
         // Exact.
@@ -376,12 +253,12 @@ async fn path_table_through_the_proxy() {
     ];
     assert!(rows.len() >= 40);
     run_table(&setup, rows).await;
-    setup.assert_still_serving().await;
+    assert_still_serving(&setup).await;
 }
 
 #[tokio::test]
 async fn bypass_shapes_are_forwarded_as_the_canonical_path_under_the_stricter_rule() {
-    let setup = Setup::start(TABLE_ROUTES).await;
+    let setup = start(TABLE_ROUTES).await;
     let shapes = [
         "/public/../admin",
         "//admin",
@@ -396,7 +273,7 @@ async fn bypass_shapes_are_forwarded_as_the_canonical_path_under_the_stricter_ru
     ];
     // Without a token the admin rule asks for one: nothing reaches the upstream.
     for shape in shapes {
-        let before = setup.upstream.count();
+        let before = setup.upstream().count();
         let r = raw_request(setup.proxy.addr, "GET", shape, &[]).await;
         assert_eq!(r.status, 401, "{shape}: {}", r.body);
         assert_eq!(
@@ -405,7 +282,7 @@ async fn bypass_shapes_are_forwarded_as_the_canonical_path_under_the_stricter_ru
             "{shape}"
         );
         assert_eq!(
-            setup.upstream.count(),
+            setup.upstream().count(),
             before,
             "{shape} reached the upstream"
         );
@@ -413,21 +290,21 @@ async fn bypass_shapes_are_forwarded_as_the_canonical_path_under_the_stricter_ru
     // With the admin scope it is let through, and the upstream sees /admin, not the shape.
     let admin = format!("Bearer {}", setup.scoped(&["admin"]));
     for shape in shapes {
-        let before = setup.upstream.count();
+        let before = setup.upstream().count();
         let r = raw_request(setup.proxy.addr, "GET", shape, &[("Authorization", &admin)]).await;
         assert_eq!(r.status, 200, "{shape}: {}", r.body);
-        assert_eq!(setup.upstream.count(), before + 1, "{shape}");
+        assert_eq!(setup.upstream().count(), before + 1, "{shape}");
         let seen = setup.last();
         assert_eq!(seen.target, "/admin", "{shape}");
         assert_eq!(seen.header("x-auth-subject"), Some("user-1"), "{shape}");
         assert_eq!(seen.header("x-auth-scopes"), Some("admin"), "{shape}");
     }
-    setup.assert_still_serving().await;
+    assert_still_serving(&setup).await;
 }
 
 #[tokio::test]
 async fn refused_paths_are_json_400s_and_the_proxy_keeps_serving() {
-    let setup = Setup::start(TABLE_ROUTES).await;
+    let setup = start(TABLE_ROUTES).await;
     let admin = format!("Bearer {}", setup.scoped(&["admin"]));
     for path in [
         "/public%2Fadmin",
@@ -438,7 +315,7 @@ async fn refused_paths_are_json_400s_and_the_proxy_keeps_serving() {
         "/public/..;/admin",
         "/public/%zz",
     ] {
-        let before = setup.upstream.count();
+        let before = setup.upstream().count();
         let r = raw_request(setup.proxy.addr, "GET", path, &[("Authorization", &admin)]).await;
         assert_eq!(r.status, 400, "{path}");
         let body: Value = serde_json::from_str(&r.body)
@@ -446,17 +323,17 @@ async fn refused_paths_are_json_400s_and_the_proxy_keeps_serving() {
         assert_eq!(body["error"], "invalid_request", "{path}");
         assert!(r.header("www-authenticate").is_none(), "{path}");
         assert_eq!(
-            setup.upstream.count(),
+            setup.upstream().count(),
             before,
             "{path} reached the upstream"
         );
     }
-    setup.assert_still_serving().await;
+    assert_still_serving(&setup).await;
 }
 
 #[tokio::test]
 async fn allowed_parameters_are_matched_without_them_and_forwarded_with_them() {
-    let setup = Setup::start(&format!(
+    let setup = start(&format!(
         "{TABLE_ROUTES}paths: {{ allow_parameters: true }}\n"
     ))
     .await;
@@ -495,12 +372,12 @@ async fn allowed_parameters_are_matched_without_them_and_forwarded_with_them() {
         assert_eq!(seen.target, forwarded, "{sent}");
         assert_eq!(seen.header("x-auth-scopes"), Some("admin"), "{sent}");
     }
-    setup.assert_still_serving().await;
+    assert_still_serving(&setup).await;
 }
 
 #[tokio::test]
 async fn case_insensitive_paths_match_in_any_case_and_forward_as_sent() {
-    let setup = Setup::start(&format!(
+    let setup = start(&format!(
         "{TABLE_ROUTES}paths: {{ case_insensitive: true }}\n"
     ))
     .await;
@@ -518,12 +395,12 @@ async fn case_insensitive_paths_match_in_any_case_and_forward_as_sent() {
         ("/caf%c3%a9", 200, Some("/caf%C3%A9"), Dflt),
     ];
     run_table(&setup, rows).await;
-    setup.assert_still_serving().await;
+    assert_still_serving(&setup).await;
 }
 
 #[tokio::test]
 async fn the_first_matching_route_decides() {
-    let setup = Setup::start(
+    let setup = start(
         "routes:
   - { path: /api/public/**, auth: none }
   - { path: /api/**, scopes: [api] }
@@ -536,35 +413,32 @@ async fn the_first_matching_route_decides() {
     let r = setup.get("/api/public/secret", None).await;
     assert_eq!(r.status(), 200);
     assert_eq!(setup.last().target, "/api/public/secret");
-    assert_eq!(setup.get("/api/public", None).await.status(), 200);
+    assert_eq!(setup.status("/api/public", None).await, 200);
     let (status, challenge, _) = read(setup.get("/api/x", Some(&reader)).await).await;
     assert_eq!(status, 403);
     assert_eq!(challenge.as_deref(), Some(scope_challenge("api").as_str()));
-    assert_eq!(setup.get("/api/x", None).await.status(), 401);
+    assert_eq!(setup.status("/api/x", None).await, 401);
 
     // The same routes in the other order: /api/** now decides for /api/public too.
-    let reversed = Setup::start(
+    let reversed = start(
         "routes:
   - { path: /api/**, scopes: [api] }
   - { path: /api/public/**, auth: none }
 ",
     )
     .await;
-    let before = reversed.upstream.count();
-    assert_eq!(reversed.get("/api/public/x", None).await.status(), 401);
+    let before = reversed.upstream().count();
+    assert_eq!(reversed.status("/api/public/x", None).await, 401);
     let reader = reversed.scoped(&["read"]);
-    assert_eq!(
-        reversed.get("/api/public/x", Some(&reader)).await.status(),
-        403
-    );
-    assert_eq!(reversed.upstream.count(), before);
+    assert_eq!(reversed.status("/api/public/x", Some(&reader)).await, 403);
+    assert_eq!(reversed.upstream().count(), before);
 }
 
 #[tokio::test]
 async fn the_default_is_required_unless_configured() {
     // No routes, no default: every path needs a valid token.
-    let setup = Setup::start("").await;
-    let before = setup.upstream.count();
+    let setup = start("").await;
+    let before = setup.upstream().count();
     let (status, challenge, body) = read(setup.get("/anything", None).await).await;
     assert_eq!(status, 401);
     assert_eq!(challenge.as_deref(), Some("Bearer realm=\"tokengate\""));
@@ -574,30 +448,28 @@ async fn the_default_is_required_unless_configured() {
     assert!(challenge
         .unwrap_or_default()
         .contains("error=\"invalid_token\""));
-    assert_eq!(setup.upstream.count(), before);
+    assert_eq!(setup.upstream().count(), before);
     let token = setup.scoped(&[]);
-    assert_eq!(setup.get("/anything", Some(&token)).await.status(), 200);
+    assert_eq!(setup.status("/anything", Some(&token)).await, 200);
     assert_eq!(setup.last().header("x-auth-subject"), Some("user-1"));
 
     // A routes list without a default: unmatched paths still need a token.
-    let setup = Setup::start("routes:\n  - { path: /public/**, auth: none }\n").await;
-    assert_eq!(setup.get("/public/x", None).await.status(), 200);
-    assert_eq!(setup.get("/other", None).await.status(), 401);
+    let setup = start("routes:\n  - { path: /public/**, auth: none }\n").await;
+    assert_eq!(setup.status("/public/x", None).await, 200);
+    assert_eq!(setup.status("/other", None).await, 401);
 
     // default: none makes unmatched paths public; the routes still apply.
-    let setup = Setup::start(
-        "routes:\n  - { path: /admin/**, scopes: [admin] }\ndefault: { auth: none }\n",
-    )
-    .await;
+    let setup =
+        start("routes:\n  - { path: /admin/**, scopes: [admin] }\ndefault: { auth: none }\n").await;
     let reader = setup.scoped(&["read"]);
-    assert_eq!(setup.get("/other", None).await.status(), 200);
-    assert_eq!(setup.get("/other", Some(&reader)).await.status(), 200);
+    assert_eq!(setup.status("/other", None).await, 200);
+    assert_eq!(setup.status("/other", Some(&reader)).await, 200);
     assert_eq!(setup.last().header("x-auth-subject"), None);
-    assert_eq!(setup.get("/admin/x", None).await.status(), 401);
-    assert_eq!(setup.get("/admin/x", Some(&reader)).await.status(), 403);
+    assert_eq!(setup.status("/admin/x", None).await, 401);
+    assert_eq!(setup.status("/admin/x", Some(&reader)).await, 403);
 
     // The default can ask for scopes like any route.
-    let setup = Setup::start("default: { any_scopes: [read, write] }\n").await;
+    let setup = start("default: { any_scopes: [read, write] }\n").await;
     let none = setup.scoped(&["other"]);
     let (status, challenge, _) = read(setup.get("/x", Some(&none)).await).await;
     assert_eq!(status, 403);
@@ -606,7 +478,7 @@ async fn the_default_is_required_unless_configured() {
         Some(scope_challenge("read write").as_str())
     );
     let write = setup.scoped(&["write"]);
-    assert_eq!(setup.get("/x", Some(&write)).await.status(), 200);
+    assert_eq!(setup.status("/x", Some(&write)).await, 200);
 }
 
 /// The names of the identity headers the upstream saw.
@@ -620,8 +492,8 @@ fn identity_headers(seen: &Recorded) -> Vec<String> {
 
 #[tokio::test]
 async fn auth_none_never_verifies_a_token_nor_turns_it_into_identity() {
-    let setup = Setup::start(TABLE_ROUTES).await;
-    let expired = setup.token(json!({"exp": 1_000_000, "iat": 999_000}));
+    let setup = start(TABLE_ROUTES).await;
+    let expired = setup.token_with(json!({"exp": 1_000_000, "iat": 999_000}));
     let valid = setup.scoped(&["read", "admin"]);
     let cases: [(&str, &[(&str, &str)]); 6] = [
         ("no token", &[]),
@@ -650,10 +522,10 @@ async fn auth_none_never_verifies_a_token_nor_turns_it_into_identity() {
     ];
     for (name, headers) in cases {
         for path in ["/public/x", "/health"] {
-            let before = setup.upstream.count();
+            let before = setup.upstream().count();
             let r = setup.send(reqwest::Method::GET, path, None, headers).await;
             assert_eq!(r.status(), 200, "{name} on {path}");
-            assert_eq!(setup.upstream.count(), before + 1, "{name} on {path}");
+            assert_eq!(setup.upstream().count(), before + 1, "{name} on {path}");
             let seen = setup.last();
             assert_eq!(seen.target, path);
             assert!(
@@ -673,7 +545,7 @@ async fn auth_none_never_verifies_a_token_nor_turns_it_into_identity() {
 
 #[tokio::test]
 async fn auth_optional_verifies_a_token_if_there_is_one() {
-    let setup = Setup::start(
+    let setup = start(
         "routes:
   - { path: /maybe/**, auth: optional }
   - { path: /maybe-scoped/**, auth: optional, scopes: [read] }
@@ -694,18 +566,18 @@ async fn auth_optional_verifies_a_token_if_there_is_one() {
 
     // Present and valid: verified, identity forwarded.
     let valid = setup.scoped(&["read"]);
-    assert_eq!(setup.get("/maybe/x", Some(&valid)).await.status(), 200);
+    assert_eq!(setup.status("/maybe/x", Some(&valid)).await, 200);
     assert_eq!(setup.last().header("x-auth-subject"), Some("user-1"));
 
     // Present and invalid: refused, not downgraded to anonymous.
-    let expired = setup.token(json!({"exp": 1_000_000, "iat": 999_000}));
-    let wrong_audience = setup.token(json!({"aud": "api://other"}));
+    let expired = setup.token_with(json!({"exp": 1_000_000, "iat": 999_000}));
+    let wrong_audience = setup.token_with(json!({"aud": "api://other"}));
     for (name, token) in [
         ("garbage", "garbage"),
         ("expired", expired.as_str()),
         ("wrong audience", wrong_audience.as_str()),
     ] {
-        let before = setup.upstream.count();
+        let before = setup.upstream().count();
         let (status, challenge, body) = read(setup.get("/maybe/x", Some(token)).await).await;
         assert_eq!(status, 401, "{name}");
         assert!(
@@ -715,27 +587,21 @@ async fn auth_optional_verifies_a_token_if_there_is_one() {
             "{name}"
         );
         assert_eq!(body["error"], "invalid_token", "{name}");
-        assert_eq!(setup.upstream.count(), before, "{name}");
+        assert_eq!(setup.upstream().count(), before, "{name}");
     }
 
     // Optional with conditions only a token can meet: anonymous gets a challenge.
     let (status, challenge, _) = read(setup.get("/maybe-scoped/x", None).await).await;
     assert_eq!(status, 401);
     assert_eq!(challenge.as_deref(), Some("Bearer realm=\"tokengate\""));
-    assert_eq!(
-        setup.get("/maybe-scoped/x", Some(&valid)).await.status(),
-        200
-    );
+    assert_eq!(setup.status("/maybe-scoped/x", Some(&valid)).await, 200);
     let other = setup.scoped(&["other"]);
-    assert_eq!(
-        setup.get("/maybe-scoped/x", Some(&other)).await.status(),
-        403
-    );
+    assert_eq!(setup.status("/maybe-scoped/x", Some(&other)).await, 403);
 }
 
 #[tokio::test]
 async fn scopes_all_of_and_any_of() {
-    let setup = Setup::start(
+    let setup = start(
         "routes:
   - { path: /both/**, scopes: [a, b] }
   - { path: /either/**, any_scopes: [a, b] }
@@ -744,7 +610,7 @@ async fn scopes_all_of_and_any_of() {
     )
     .await;
     let scp = |s: &[&str]| setup.scoped(s);
-    let scope = |s: &str| setup.token(json!({"scp": null, "scope": s}));
+    let scope = |s: &str| setup.token_with(json!({"scp": null, "scope": s}));
     let cases: Vec<(&str, String, Result<(), &str>)> = vec![
         ("/both/1", scp(&["a", "b"]), Ok(())),
         ("/both/1", scp(&["b", "c", "a"]), Ok(())),
@@ -753,7 +619,11 @@ async fn scopes_all_of_and_any_of() {
         ("/both/1", scope("b a"), Ok(())),
         ("/both/1", scope("a"), Err("a b")),
         ("/both/1", scope("ab"), Err("a b")),
-        ("/both/1", setup.token(json!({"scp": null})), Err("a b")),
+        (
+            "/both/1",
+            setup.token_with(json!({"scp": null})),
+            Err("a b"),
+        ),
         ("/either/1", scp(&["b"]), Ok(())),
         ("/either/1", scp(&["c"]), Err("a b")),
         ("/either/1", scope("c a"), Ok(())),
@@ -763,12 +633,12 @@ async fn scopes_all_of_and_any_of() {
         ("/mixed/1", scp(&["x"]), Err("a")),
     ];
     for (path, token, expected) in &cases {
-        let before = setup.upstream.count();
+        let before = setup.upstream().count();
         let (status, challenge, body) = read(setup.get(path, Some(token)).await).await;
         match expected {
             Ok(()) => {
                 assert_eq!(status, 200, "{path} {token}");
-                assert_eq!(setup.upstream.count(), before + 1);
+                assert_eq!(setup.upstream().count(), before + 1);
             }
             Err(scopes) => {
                 assert_eq!(status, 403, "{path} {body}");
@@ -778,7 +648,7 @@ async fn scopes_all_of_and_any_of() {
                     "{path}"
                 );
                 assert_eq!(body["error"], "insufficient_scope", "{path}");
-                assert_eq!(setup.upstream.count(), before, "{path}");
+                assert_eq!(setup.upstream().count(), before, "{path}");
             }
         }
     }
@@ -790,7 +660,7 @@ async fn scopes_all_of_and_any_of() {
 
 #[tokio::test]
 async fn route_claims_are_403_access_denied_naming_the_claim() {
-    let setup = Setup::start(
+    let setup = start(
         "routes:
   - path: /gold/**
     claims: { tier: { equals: gold } }
@@ -805,7 +675,7 @@ async fn route_claims_are_403_access_denied_naming_the_claim() {
 ",
     )
     .await;
-    let t = |claims: Value| setup.token(claims);
+    let t = |claims: Value| setup.token_with(claims);
     let cases: Vec<(&str, String, Option<&str>)> = vec![
         ("/gold/1", t(json!({"tier": "gold"})), None),
         ("/gold/1", t(json!({"tier": "silver"})), Some("tier")),
@@ -839,12 +709,12 @@ async fn route_claims_are_403_access_denied_naming_the_claim() {
         ),
     ];
     for (path, token, denied) in &cases {
-        let before = setup.upstream.count();
+        let before = setup.upstream().count();
         let (status, _, body) = read(setup.get(path, Some(token)).await).await;
         match denied {
             None => {
                 assert_eq!(status, 200, "{path} {body}");
-                assert_eq!(setup.upstream.count(), before + 1, "{path}");
+                assert_eq!(setup.upstream().count(), before + 1, "{path}");
             }
             Some(claim) => {
                 assert_eq!(status, 403, "{path} {body}");
@@ -854,12 +724,12 @@ async fn route_claims_are_403_access_denied_naming_the_claim() {
                     description.contains(&format!("`{claim}`")),
                     "{path}: {description:?} does not name {claim}"
                 );
-                assert_eq!(setup.upstream.count(), before, "{path}");
+                assert_eq!(setup.upstream().count(), before, "{path}");
             }
         }
     }
     // Without a token the claim cannot be checked: 401.
-    assert_eq!(setup.get("/gold/1", None).await.status(), 401);
+    assert_eq!(setup.status("/gold/1", None).await, 401);
 }
 
 #[tokio::test]
@@ -944,7 +814,7 @@ async fn issuer_level_claims_stay_401_invalid_token() {
 
 #[tokio::test]
 async fn methods_are_matched_with_the_path() {
-    let setup = Setup::start(
+    let setup = start(
         "routes:
   - { path: /docs/**, methods: [GET, HEAD], auth: none }
   - { path: /reports/**, methods: [GET], auth: none }
@@ -971,7 +841,7 @@ async fn methods_are_matched_with_the_path() {
     ];
     for &(method, path, token, status) in cases {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let before = setup.upstream.count();
+        let before = setup.upstream().count();
         let r = setup.send(method.clone(), path, token, &[]).await;
         assert_eq!(
             r.status(),
@@ -980,23 +850,23 @@ async fn methods_are_matched_with_the_path() {
             token.is_some()
         );
         if status == 200 {
-            assert_eq!(setup.upstream.count(), before + 1, "{method} {path}");
+            assert_eq!(setup.upstream().count(), before + 1, "{method} {path}");
             assert_eq!(setup.last().method, method.as_str());
         } else {
-            assert_eq!(setup.upstream.count(), before, "{method} {path}");
+            assert_eq!(setup.upstream().count(), before, "{method} {path}");
         }
     }
     // Methods are case-sensitive, and upstreams that upper-case them would run `get` as GET
     // past the rules that matched `get`: a method with lower-case letters is refused.
-    let before = setup.upstream.count();
+    let before = setup.upstream().count();
     let r = raw_request(setup.proxy.addr, "get", "/docs/x", &[]).await;
     assert_eq!(r.status, 400);
-    assert_eq!(setup.upstream.count(), before);
+    assert_eq!(setup.upstream().count(), before);
 }
 
 #[tokio::test]
 async fn preflight_with_cors_is_answered_without_a_token() {
-    let setup = Setup::start(
+    let setup = start(
         "cors: { allow_origins: [\"https://app.example.com\"] }
 routes:
   - { path: /public/**, auth: none }
@@ -1010,7 +880,7 @@ routes:
         ("access-control-request-headers", "authorization"),
     ];
     for path in ["/admin/x", "/anything", "/public/x"] {
-        let before = setup.upstream.count();
+        let before = setup.upstream().count();
         let r = setup
             .send(reqwest::Method::OPTIONS, path, None, &preflight)
             .await;
@@ -1024,13 +894,13 @@ routes:
         );
         assert!(r.headers().get("www-authenticate").is_none(), "{path}");
         assert_eq!(
-            setup.upstream.count(),
+            setup.upstream().count(),
             before,
             "{path}: preflight forwarded"
         );
     }
     // A preflight through a dot segment is still only a preflight.
-    let before = setup.upstream.count();
+    let before = setup.upstream().count();
     let r = raw_request(
         setup.proxy.addr,
         "OPTIONS",
@@ -1039,7 +909,7 @@ routes:
     )
     .await;
     assert_eq!(r.status, 204);
-    assert_eq!(setup.upstream.count(), before);
+    assert_eq!(setup.upstream().count(), before);
 
     // An OPTIONS that is not a preflight (no Access-Control-Request-Method) is a request.
     let r = setup
@@ -1051,22 +921,22 @@ routes:
         )
         .await;
     assert_eq!(r.status(), 401);
-    assert_eq!(setup.upstream.count(), before);
+    assert_eq!(setup.upstream().count(), before);
 }
 
 #[tokio::test]
 async fn without_cors_options_is_an_ordinary_request_under_the_rules() {
-    let setup = Setup::start(TABLE_ROUTES).await;
+    let setup = start(TABLE_ROUTES).await;
     let preflight = [
         ("origin", "https://app.example.com"),
         ("access-control-request-method", "GET"),
     ];
-    let before = setup.upstream.count();
+    let before = setup.upstream().count();
     let r = setup
         .send(reqwest::Method::OPTIONS, "/admin/x", None, &preflight)
         .await;
     assert_eq!(r.status(), 401);
-    assert_eq!(setup.upstream.count(), before);
+    assert_eq!(setup.upstream().count(), before);
     let reader = setup.scoped(&["read"]);
     let (status, challenge, _) = read(
         setup
@@ -1084,14 +954,14 @@ async fn without_cors_options_is_an_ordinary_request_under_the_rules() {
         challenge.as_deref(),
         Some(scope_challenge("admin").as_str())
     );
-    assert_eq!(setup.upstream.count(), before);
+    assert_eq!(setup.upstream().count(), before);
 
     // On an auth: none route it is forwarded like any other method.
     let r = setup
         .send(reqwest::Method::OPTIONS, "/public/x", None, &preflight)
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(setup.upstream.count(), before + 1);
+    assert_eq!(setup.upstream().count(), before + 1);
     let seen = setup.last();
     assert_eq!(seen.method, "OPTIONS");
     assert_eq!(seen.target, "/public/x");
@@ -1102,8 +972,8 @@ const METADATA_URL: &str = "https://api.example.com/.well-known/oauth-protected-
 
 #[tokio::test]
 async fn protected_resource_metadata_is_public_and_named_in_every_401() {
-    let setup = Setup::start(&format!("{TABLE_ROUTES}{RESOURCE}")).await;
-    let before = setup.upstream.count();
+    let setup = start(&format!("{TABLE_ROUTES}{RESOURCE}")).await;
+    let before = setup.upstream().count();
     let r = setup
         .get("/.well-known/oauth-protected-resource", None)
         .await;
@@ -1129,7 +999,7 @@ async fn protected_resource_metadata_is_public_and_named_in_every_401() {
         .get("/.well-known/oauth-protected-resource", Some("garbage"))
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(setup.upstream.count(), before);
+    assert_eq!(setup.upstream().count(), before);
 
     let suffix = format!(", resource_metadata=\"{METADATA_URL}\"");
     // Missing token.
@@ -1150,20 +1020,20 @@ async fn protected_resource_metadata_is_public_and_named_in_every_401() {
             "{path}: {challenge}"
         );
     }
-    let expired = setup.token(json!({"exp": 1_000_000, "iat": 999_000}));
+    let expired = setup.token_with(json!({"exp": 1_000_000, "iat": 999_000}));
     let (status, challenge, _) = read(setup.get("/anything", Some(&expired)).await).await;
     assert_eq!(status, 401);
     assert!(challenge.unwrap_or_default().ends_with(&suffix));
-    assert_eq!(setup.upstream.count(), before);
+    assert_eq!(setup.upstream().count(), before);
 }
 
 #[tokio::test]
 async fn protected_resource_metadata_of_a_resource_with_a_path() {
-    let setup = Setup::start(
+    let setup = start(
         "resource: { id: https://api.example.com/v1, authorization_servers: [https://idp.example.com] }\n",
     )
     .await;
-    let before = setup.upstream.count();
+    let before = setup.upstream().count();
     let r = setup
         .get("/.well-known/oauth-protected-resource/v1", None)
         .await;
@@ -1184,12 +1054,12 @@ async fn protected_resource_metadata_of_a_resource_with_a_path() {
             "Bearer realm=\"tokengate\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource/v1\""
         )
     );
-    assert_eq!(setup.upstream.count(), before);
+    assert_eq!(setup.upstream().count(), before);
 }
 
 #[tokio::test]
 async fn client_sent_rewrite_headers_never_decide_the_route() {
-    let setup = Setup::start(TABLE_ROUTES).await;
+    let setup = start(TABLE_ROUTES).await;
     let reader = setup.scoped(&["read"]);
     let to_public = [
         ("x-forwarded-uri", "/public/x"),
@@ -1198,7 +1068,7 @@ async fn client_sent_rewrite_headers_never_decide_the_route() {
         ("x-rewrite-url", "/public/x"),
         ("x-forwarded-prefix", "/public"),
     ];
-    let before = setup.upstream.count();
+    let before = setup.upstream().count();
     let (status, challenge, _) = read(
         setup
             .send(reqwest::Method::GET, "/admin/x", Some(&reader), &to_public)
@@ -1214,7 +1084,7 @@ async fn client_sent_rewrite_headers_never_decide_the_route() {
         .send(reqwest::Method::GET, "/admin/x", None, &to_public)
         .await;
     assert_eq!(r.status(), 401);
-    assert_eq!(setup.upstream.count(), before);
+    assert_eq!(setup.upstream().count(), before);
 
     // The other way round: a public request cannot smuggle an admin target upstream.
     let to_admin = [
@@ -1237,13 +1107,13 @@ async fn client_sent_rewrite_headers_never_decide_the_route() {
 
 #[tokio::test]
 async fn a_non_ascii_pattern_matches_its_percent_encoded_path() {
-    let setup = Setup::start(
+    let setup = start(
         "routes:\n  - { path: \"/caf\u{e9}/**\", scopes: [admin] }\ndefault: { auth: required }\n",
     )
     .await;
     let reader = format!("Bearer {}", setup.scoped(&["read"]));
     for path in ["/caf%C3%A9/menu", "/caf%c3%a9/menu", "/caf%C3%A9"] {
-        let before = setup.upstream.count();
+        let before = setup.upstream().count();
         let r = raw_request(setup.proxy.addr, "GET", path, &[("Authorization", &reader)]).await;
         assert_eq!(
             r.status, 403,
@@ -1254,6 +1124,6 @@ async fn a_non_ascii_pattern_matches_its_percent_encoded_path() {
             Some(scope_challenge("admin").as_str()),
             "{path}"
         );
-        assert_eq!(setup.upstream.count(), before, "{path}");
+        assert_eq!(setup.upstream().count(), before, "{path}");
     }
 }

@@ -1,17 +1,19 @@
 //! Real parts for the integration tests: an OIDC issuer, the proxy itself, fixture keys.
-#![allow(dead_code)]
 
+pub mod client;
 pub mod issuer;
 pub mod keys;
 pub mod process;
 pub mod proxy;
 pub mod raw;
+pub mod stack;
 pub mod tls;
 pub mod upstream;
 
 pub use issuer::{Mode, TestIssuer};
 pub use keys::TestKey;
 pub use proxy::{issuer_config, TestProxy};
+pub use stack::Stack;
 
 use serde_json::Value;
 

@@ -29,10 +29,6 @@ impl Running {
         status_field(self.child.id(), "VmHWM:")
     }
 
-    pub fn rss_kib(&self) -> u64 {
-        status_field(self.child.id(), "VmRSS:")
-    }
-
     /// Sends SIGTERM and waits (up to 30 s) for the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let killed = Command::new("kill")

@@ -43,10 +43,6 @@ impl Recorded {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-
-    pub fn header_names(&self) -> Vec<&str> {
-        self.headers.iter().map(|(n, _)| n.as_str()).collect()
-    }
 }
 
 pub struct EchoUpstream {
