@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or_else(|e| panic!("{raw:?} → {path:?}, which is refused: {e:?}"));
         assert_eq!(&twice.path, path, "not idempotent for {raw:?}");
         // The rules see what the upstream is sent, with or without `allow_parameters`
-        // (`attacks::parameter_on_a_dot_segment_cannot_hide_a_prefix`).
+        // (`attacks::paths::parameter_on_a_dot_segment_cannot_hide_a_prefix`).
         assert_eq!(
             twice.matched, once.matched,
             "matched form moved for {raw:?}"
