@@ -19,3 +19,31 @@ pub(super) fn cache(issues: &mut Issues, raw: &RawCache) -> CacheSettings {
     }
     cache
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+
+    #[test]
+    #[rustfmt::skip]
+    fn each_rule_has_a_row() {
+        assert_rows(&[
+            ("cache: { max_entries: 0 }\n", "cache.max_entries", "0 is out of range"),
+            ("cache: { enabled: true, max_entries: 10000001 }\n", "cache.max_entries", "10000001 is out of range"),
+        ]);
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        assert_valid(&[
+            "cache: { max_entries: 1 }\n",
+            "cache: { max_entries: 10000000 }\n",
+            // Off, the size is not used.
+            "cache: { enabled: false, max_entries: 0 }\n",
+        ]);
+        let s = settings("")
+            .ok()
+            .map(|s| (s.cache.enabled, s.cache.max_entries));
+        assert_eq!(s, Some((true, 100_000)));
+    }
+}

@@ -60,3 +60,40 @@ pub(super) fn claim_rule(
     }
     Some(ClaimRule::new(name, predicate))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+
+    #[test]
+    #[rustfmt::skip]
+    fn each_rule_has_a_row() {
+        assert_rows(&[
+            ("default: { claims: { \"\": x } }\n", "default.claims.", "the claim name is empty"),
+            ("default: { claims: { cid: { equals: a, includes: [a] } } }\n", "default.claims.cid", "a claim takes exactly one predicate"),
+            ("default: { claims: { cid: {} } }\n", "default.claims.cid", "a claim takes exactly one predicate"),
+            ("default: { claims: { cid: { contains: a } } }\n", "default.claims.cid", "`contains` is not a claim predicate"),
+            ("default: { claims: { cid: { [a]: b } } }\n", "default.claims.cid", "`- a` is not a claim predicate"),
+            ("default: { claims: { cid: null } }\n", "default.claims.cid", "the claim has no value"),
+            ("default: { claims: { cid: } }\n", "default.claims.cid", "the claim has no value"),
+            ("default: { claims: { groups: { includes: [] } } }\n", "default.claims.groups", "the list of values is empty"),
+            ("default: { claims: { groups: { includes_any: [] } } }\n", "default.claims.groups", "the list of values is empty"),
+            ("default: { claims: { groups: { any_of: [] } } }\n", "default.claims.groups", "the list of values is empty"),
+        ]);
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        assert_valid(&[
+            "default: { claims: { cid: abc, n: 1, ok: true } }\n",
+            "default: { claims: { cid: { equals: abc }, tenant.id: { any_of: [a, b] } } }\n",
+            "default: { claims: { groups: { includes: admin }, roles: { includes_any: [a, b] } } }\n",
+        ]);
+        let Ok(s) = settings(
+            "default: { claims: { cid: { equals: abc }, groups: { includes: [a, b] } } }\n",
+        ) else {
+            panic!("valid claims")
+        };
+        assert_eq!(s.rules.default.claims.len(), 2);
+    }
+}

@@ -196,3 +196,86 @@ fn cors_policy(issues: &mut Issues, raw: &RawCors) -> CorsSettings {
         methods,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::config::{AllowedOrigins, Cors};
+
+    const UPSTREAM: &str = "upstream: { url: \"http://127.0.0.1:8080\" }\n";
+
+    #[test]
+    #[rustfmt::skip]
+    fn each_rule_has_a_row() {
+        let upstream_rows: Vec<(String, String)> = [
+            ("allow_origins: [\"https://app.example.com\"]", "allow_origins"),
+            ("allow_methods: [GET]", "allow_methods"),
+            ("allow_headers: [Authorization]", "allow_headers"),
+            ("expose_headers: [X-Request-Id]", "expose_headers"),
+            ("max_age: 1h", "max_age"),
+            ("allow_credentials: false", "allow_credentials"),
+        ]
+        .iter()
+        .map(|(field, name)| (format!("{UPSTREAM}cors: {{ mode: upstream, {field} }}\n"), format!("cors.{name}")))
+        .collect();
+        let mut rows: Vec<Row<'_>> = upstream_rows
+            .iter()
+            .map(|(yaml, path)| (yaml.as_str(), path.as_str(), "with mode: upstream the upstream's own CORS headers decide"))
+            .collect();
+        rows.extend_from_slice(&[
+            ("cors: { mode: browser }\n", "cors.mode", "`browser` is not a CORS mode"),
+            ("cors: { mode: upstream }\n", "cors.mode", "mode: upstream hands CORS to the upstream, and none is configured"),
+            ("cors: { allow_origins: [\"*\", \"https://app.example.com\"] }\n", "cors.allow_origins", "\"*\" cannot be mixed with other origins"),
+            ("cors: { allow_origins: [\"*\"], allow_credentials: true }\n", "cors.allow_credentials", "browsers refuse credentials with a wildcard origin"),
+            ("cors: {}\n", "cors.allow_origins", "no origin is allowed"),
+            ("cors: { allow_origins: [\"https://App.example.com\"] }\n", "cors.allow_origins[0]", "a browser never sends the origin `https://App.example.com`"),
+            ("cors: { allow_origins: [\"https://app.example.com:443\"] }\n", "cors.allow_origins[0]", "a browser never sends the origin"),
+            ("cors: { allow_origins: [\"https://a.example\", \"https://app.example.com/\"] }\n", "cors.allow_origins[1]", "a browser never sends the origin `https://app.example.com/`"),
+            ("cors: { allow_origins: [app.example.com] }\n", "cors.allow_origins[0]", "`app.example.com` is not an origin"),
+            ("cors: { allow_origins: [\"https://app.example.com/api\"] }\n", "cors.allow_origins[0]", "`https://app.example.com/api` is not an origin"),
+            ("cors: { allow_origins: [\"ftp://files.example.com\"] }\n", "cors.allow_origins[0]", "is not an origin"),
+            ("cors: { allow_origins: [\"https://u@app.example.com\"] }\n", "cors.allow_origins[0]", "`https://u@app.example.com` is not an origin"),
+            // A browser sends an internationalised host in its ASCII (punycode) form.
+            ("cors: { allow_origins: [\"https://bücher.example\"] }\n", "cors.allow_origins[0]", "a browser never sends the origin `https://bücher.example`"),
+            ("cors: { allow_origins: [\"https://a.example\"], allow_methods: [GET, \"BAD METHOD\"] }\n", "cors.allow_methods[1]", "`BAD METHOD` is not a method"),
+            ("cors: { allow_origins: [\"https://a.example\"], allow_headers: [\"X Auth\"] }\n", "cors.allow_headers[0]", "`X Auth` is not a header name"),
+            ("cors: { allow_origins: [\"https://a.example\"], expose_headers: [X-Request-Id, \"X:Id\"] }\n", "cors.expose_headers[1]", "`X:Id` is not a header name"),
+            // The shared duration rule.
+            ("cors: { allow_origins: [\"https://a.example\"], max_age: 1 hour }\n", "cors.max_age", "`1 hour` is not a duration"),
+        ]);
+        assert_rows(&rows);
+        // One rule has no row: an origin that is its own serialization and still not a header
+        // value. A serialized origin is visible ASCII (the host in punycode), so none reaches
+        // it; the rule stays as a guard should serialization ever change.
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        let upstream = format!("{UPSTREAM}cors: {{ mode: upstream }}\n");
+        assert_valid(&[
+            "cors: { allow_origins: [\"*\"] }\n",
+            "cors: { allow_origins: [\"https://app.example.com\", \"http://localhost:5173\"], allow_credentials: true }\n",
+            "cors: { mode: policy, allow_origins: [\"https://a.example\"], allow_methods: [GET, PURGE], allow_headers: [Authorization, X-Custom], expose_headers: [], max_age: 10m }\n",
+            &upstream,
+        ]);
+    }
+
+    #[test]
+    fn defaults() {
+        let off = settings("").ok().map(|s| matches!(s.cors, Cors::Off));
+        assert_eq!(off, Some(true));
+        let Ok(s) = settings("cors: { allow_origins: [\"*\"] }\n") else {
+            panic!("valid")
+        };
+        let Some(p) = s.cors.policy() else {
+            panic!("a policy")
+        };
+        assert_eq!(p.allow_origins, AllowedOrigins::Any);
+        assert_eq!(p.allow_methods, "GET,HEAD,PUT,PATCH,POST,DELETE");
+        assert_eq!(
+            p.expose_headers,
+            "WWW-Authenticate, Retry-After, X-Request-Id"
+        );
+        assert!(p.allow_headers.is_none() && p.max_age.is_none() && !p.allow_credentials);
+    }
+}

@@ -62,3 +62,51 @@ pub(super) fn dev_issuer(
         token_lifetime,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::*;
+    use crate::config::Overrides;
+
+    #[test]
+    #[rustfmt::skip]
+    fn each_rule_has_a_row() {
+        assert_rows(&[
+            ("listen: 0.0.0.0:3000\ndev_issuer: {}\n", "listen", "so it only runs on a loopback address, not 0.0.0.0:3000"),
+            ("dev_issuer: { token_lifetime: 0s }\n", "dev_issuer.token_lifetime", "the token lifetime must be between 1s and 1d"),
+            ("dev_issuer: { token_lifetime: 25h }\n", "dev_issuer.token_lifetime", "the token lifetime must be between 1s and 1d"),
+            ("dev_issuer: { issuer: \"\" }\n", "dev_issuer", "the dev issuer's issuer and audience must not be empty"),
+            ("dev_issuer: { audience: \"\" }\n", "dev_issuer", "the dev issuer's issuer and audience must not be empty"),
+            // The shared duration rule.
+            ("dev_issuer: { token_lifetime: an hour }\n", "dev_issuer.token_lifetime", "`an hour` is not a duration"),
+        ]);
+        let cli = Overrides {
+            listen: Some("192.0.2.1:3000".into()),
+            ..Overrides::default()
+        };
+        assert_rows_with(&cli, &[("dev_issuer: {}\n", "--listen", "not 192.0.2.1:3000")]);
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        assert_valid(&[
+            "dev_issuer: {}\n",
+            "listen: \"[::1]:3000\"\ndev_issuer: { issuer: \"urn:test\", audience: api, key_file: dev.pem, token_lifetime: 1d }\n",
+            "dev_issuer: { token_lifetime: 1s }\n",
+        ]);
+        let Ok(s) = settings("dev_issuer: {}\n") else {
+            panic!("the dev issuer is valid")
+        };
+        let dev = s.dev_issuer.expect("a dev issuer");
+        assert_eq!(
+            (dev.issuer.as_str(), dev.audience.as_str()),
+            ("urn:tokengate:dev", "api://default")
+        );
+        assert_eq!(
+            (dev.key_file, dev.token_lifetime),
+            (None, Duration::from_secs(3600))
+        );
+    }
+}

@@ -256,3 +256,93 @@ fn claim_header_value(
     }
     Some((claims, format))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::config::ArrayFormat;
+
+    #[test]
+    #[rustfmt::skip]
+    fn each_rule_has_a_row() {
+        assert_rows(&[
+            ("forward: { headers: { \"X Subject\": sub } }\n", "forward.headers.X Subject", "`X Subject` is not a header name"),
+            ("forward: { headers: { Authorization: sub } }\n", "forward.headers.Authorization", "Authorization cannot carry a claim"),
+            ("forward: { headers: { X_Request_Id: sub } }\n", "forward.headers.X_Request_Id", "X_Request_Id cannot carry a claim"),
+            ("forward: { strip_prefix: X- }\n", "forward.strip_prefix", "the prefix is too short: it would strip ordinary headers"),
+            ("forward: { payload_header: Cookie }\n", "forward.payload_header", "`Cookie` cannot be used"),
+            ("forward: { payload_header: \"X Claims\" }\n", "forward.payload_header", "`X Claims` cannot be used"),
+            ("forward: { separator: \"\" }\n", "forward.separator", "the separator must be visible text or a space"),
+            ("forward: { separator: \"\\x07\" }\n", "forward.separator", "the separator must be visible text or a space"),
+            ("forward: { strip_headers: [X-Legacy-User, X-Forwarded-*] }\n", "forward.strip_headers[1]", "`X-Forwarded-*` would strip a header the request needs to be understood"),
+            ("forward: { strip_headers: [host] }\n", "forward.strip_headers[0]", "`host` would strip a header"),
+            ("forward: { strip_headers: [\"*\"] }\n", "forward.strip_headers[0]", "`*` is not a header name or Prefix* pattern"),
+            ("forward: { strip_headers: [\"X Legacy\"] }\n", "forward.strip_headers[0]", "`X Legacy` is not a header name or Prefix* pattern"),
+            ("forward: { trusted_identity_headers: [\"X Forwarded User\"] }\n", "forward.trusted_identity_headers[0]", "`X Forwarded User` is not a header name"),
+            ("forward: { trusted_identity_headers: [X-Auth-Subject] }\n", "forward.trusted_identity_headers[0]", "X-Auth-Subject is one of tokengate's own identity headers, which only tokengate sets"),
+            ("forward: { payload_header: X-Claims, trusted_identity_headers: [x_claims] }\n", "forward.trusted_identity_headers[0]", "x_claims is one of tokengate's own identity headers"),
+            ("forward: { headers: { Remote-User: sub }, trusted_identity_headers: [Remote-User] }\n", "forward.trusted_identity_headers[0]", "Remote-User is one of tokengate's own identity headers"),
+            ("forward: { trusted_identity_headers: [X-Custom-User] }\n", "forward.trusted_identity_headers[0]", "X-Custom-User is not a stripped identity header, so there is nothing to keep"),
+            ("forward: { array_format: csv }\n", "forward.array_format", "`csv` is not an array format"),
+            ("forward: { headers: { X-Groups: { claim: groups, array_format: csv } } }\n", "forward.headers.X-Groups.array_format", "`csv` is not an array format"),
+            ("forward: { headers: { X-Groups: { claim: groups, array_format: [json] } } }\n", "forward.headers.X-Groups.array_format", "must be joined or json"),
+            ("forward: { headers: { X-Groups: { claim: groups, format: json } } }\n", "forward.headers.X-Groups", "unknown field `format`"),
+            ("forward: { headers: { X-Groups: \"\" } }\n", "forward.headers.X-Groups", "name a claim, or a list of claims of which the first present is used"),
+            ("forward: { headers: { X-Groups: [] } }\n", "forward.headers.X-Groups", "name a claim, or a list of claims"),
+            ("forward: { headers: { X-Groups: [groups, \"\"] } }\n", "forward.headers.X-Groups", "name a claim, or a list of claims"),
+            ("forward: { headers: { X-Groups: { array_format: json } } }\n", "forward.headers.X-Groups", "name a claim, or a list of claims"),
+            ("forward: { headers: { X-Groups: 5 } }\n", "forward.headers.X-Groups", "name a claim, or a list of claims"),
+        ]);
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        assert_valid(&[
+            "forward: { headers: { X-User: sub, X-Client: [cid, client_id], X-Groups: { claims: [groups, roles], array_format: json }, X-Tenant: { claim: tenant.id } } }\n",
+            "forward: { strip_prefix: X-Id-, separator: \",\", payload_header: X-Claims, strip_authorization: true, array_format: json }\n",
+            "forward: { strip_headers: [X-Legacy-User, X-Legacy-Auth-*], trusted_identity_headers: [X-Forwarded-User, x-legacy-user] }\n",
+        ]);
+    }
+
+    #[test]
+    fn defaults() {
+        let Ok(s) = settings("") else {
+            panic!("the empty file is valid")
+        };
+        let f = &s.forward;
+        let names: Vec<&str> = f.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "x-auth-subject",
+                "x-auth-issuer",
+                "x-auth-scopes",
+                "x-auth-client-id"
+            ]
+        );
+        assert_eq!(f.headers[3].sources.len(), 3);
+        assert!(f
+            .headers
+            .iter()
+            .all(|h| h.array_format == ArrayFormat::Joined));
+        assert_eq!(
+            (f.strip_prefix.as_str(), f.separator.as_str()),
+            ("x-auth-", " ")
+        );
+        assert!(
+            f.payload_header.is_none() && !f.strip_authorization && f.trusted_identity.is_empty()
+        );
+        let Ok(s) = settings("forward: { array_format: json, headers: { X-Tenant: tenant.id } }\n")
+        else {
+            panic!("valid")
+        };
+        let h = &s.forward.headers[0];
+        assert_eq!(
+            (h.sources.clone(), h.array_format),
+            (
+                vec![vec!["tenant".to_string(), "id".to_string()]],
+                ArrayFormat::Json
+            )
+        );
+    }
+}

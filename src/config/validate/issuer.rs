@@ -336,3 +336,170 @@ fn hmac_secret(issues: &mut Issues, at: &str, raw: &RawHmac) -> Option<HmacSecre
         bytes: bytes.into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::Duration;
+
+    use super::super::testing::*;
+    use crate::algorithm::Algorithm;
+    use crate::config::KeySource;
+
+    /// A file holding `bytes`, removed when dropped.
+    fn secret_file(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+        file.write_all(bytes).expect("written");
+        file
+    }
+
+    /// One issuer entry of `fields`, written as YAML lines under `- issuer: ISSUER`.
+    fn one(issuer: &str, fields: &str) -> String {
+        format!("issuers:\n  - issuer: {issuer}\n{fields}")
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn each_rule_has_a_row() {
+        let long = secret_file(&[b'k'; 64]);
+        let long = long.path().display();
+        let short = secret_file(b"0123456789\n");
+        let short_path = short.path().display().to_string();
+        let empty = secret_file(b"\r\n");
+        let empty_path = empty.path().display().to_string();
+        let idp = "https://idp.example.com";
+        let rows: Vec<(String, &str, String)> = vec![
+            (one("\"\"", "    audiences: [api]\n"), "issuers[0].issuer", "the issuer is empty".into()),
+            (one(idp, ""), "issuers[0].audiences", "at least one non-empty audience is required".into()),
+            (one(idp, "    audiences: [api, \"\"]\n"), "issuers[0].audiences", "at least one non-empty audience".into()),
+            (one(idp, "    audiences: [api]\n    algorithms: []\n"), "issuers[0].algorithms", "the list of algorithms is empty".into()),
+            (
+                one(idp, &format!("    audiences: [api]\n    hmac: {{ secret_file: {long} }}\n    algorithms: [HS256, RS256]\n")),
+                "issuers[0].algorithms[1]",
+                "an HMAC issuer verifies HS256, HS384 or HS512 only, not RS256".into(),
+            ),
+            (one(idp, "    audiences: [api]\n    algorithms: [RS256, HS384]\n"), "issuers[0].algorithms[1]", "HMAC needs a shared secret, and this issuer has none".into()),
+            (one(idp, "    audiences: [api]\n    algorithms: [none]\n"), "issuers[0].algorithms[0]", "unsigned tokens are never accepted".into()),
+            (one(idp, "    audiences: [api]\n    algorithms: [hs256]\n"), "issuers[0].algorithms[0]", "HMAC needs a shared secret, which tokengate does not take".into()),
+            (one(idp, "    audiences: [api]\n    algorithms: [RS1024]\n"), "issuers[0].algorithms[0]", "`RS1024` is not a supported algorithm".into()),
+            (one(idp, "    audiences: [api]\n    leeway: 301s\n"), "issuers[0].leeway", "a leeway of 301s is too long".into()),
+            (one(idp, "    audiences: [api]\n    max_lifetime: 0s\n"), "issuers[0].max_lifetime", "a max_lifetime of zero would refuse every token".into()),
+            (
+                one(idp, &format!("    audiences: [api]\n    hmac: {{ secret_file: {short_path} }}\n")),
+                "issuers[0].hmac",
+                format!("the secret (file {short_path}) is 10 bytes, shorter than HS256's 32-byte hash output"),
+            ),
+            (
+                one(idp, &format!("    audiences: [api]\n    hmac: {{ secret_file: {long} }}\n    jwks_file: jwks.json\n")),
+                "issuers[0].hmac",
+                "an HMAC issuer takes its key from hmac:, not from jwks_uri or jwks_file".into(),
+            ),
+            (one(idp, "    audiences: [api]\n    jwks_uri: https://idp.example.com/keys\n    jwks_file: jwks.json\n"), "issuers[0]", "jwks_uri and jwks_file are both set".into()),
+            (one(idp, "    audiences: [api]\n    jwks_uri: http://idp.example.com/keys\n"), "issuers[0].jwks_uri", "`http://idp.example.com/keys` is not https".into()),
+            (one(idp, "    audiences: [api]\n    jwks_uri: /keys\n"), "issuers[0].jwks_uri", "`/keys` is not a URL: relative URL without a base".into()),
+            (one("http://idp.example.com", "    audiences: [api]\n"), "issuers[0].issuer", "`http://idp.example.com` is not https".into()),
+            (one("idp.example.com", "    audiences: [api]\n"), "issuers[0].issuer", "`idp.example.com` is not an http(s) URL, so keys cannot be discovered".into()),
+            (one("urn:example:idp", "    audiences: [api]\n"), "issuers[0].issuer", "is not an http(s) URL".into()),
+            (one(idp, "    audiences: [api]\n    profile: rfc7519\n"), "issuers[0].profile", "`rfc7519` is not a token profile".into()),
+            // hmac: the secret is read from exactly one of a file and a variable, and not empty.
+            (one(idp, "    audiences: [api]\n    hmac: { secret_file: /nonexistent/secret }\n"), "issuers[0].hmac.secret_file", "cannot read `/nonexistent/secret`".into()),
+            (
+                one(idp, "    audiences: [api]\n    hmac: { secret_env: TOKENGATE_UNIT_TEST_NEVER_SET }\n"),
+                "issuers[0].hmac.secret_env",
+                "environment variable TOKENGATE_UNIT_TEST_NEVER_SET is not set".into(),
+            ),
+            (one(idp, "    audiences: [api]\n    hmac: {}\n"), "issuers[0].hmac", "name exactly one of secret_file and secret_env".into()),
+            (
+                one(idp, &format!("    audiences: [api]\n    hmac: {{ secret_file: {long}, secret_env: HOME }}\n")),
+                "issuers[0].hmac",
+                "name exactly one of secret_file and secret_env".into(),
+            ),
+            (
+                one(idp, &format!("    audiences: [api]\n    hmac: {{ secret_file: {empty_path} }}\n")),
+                "issuers[0].hmac",
+                format!("the secret (file {empty_path}) is empty"),
+            ),
+            // The issuer's claims are claim rules (claims.rs has their table).
+            (one(idp, "    audiences: [api]\n    claims: { cid: null }\n"), "issuers[0].claims.cid", "the claim has no value".into()),
+            // The shared duration rule, for each duration of this section.
+            (one(idp, "    audiences: [api]\n    leeway: a minute\n"), "issuers[0].leeway", "`a minute` is not a duration".into()),
+            (one(idp, "    audiences: [api]\n    max_lifetime: 1 day\n"), "issuers[0].max_lifetime", "`1 day` is not a duration".into()),
+            // The list as a whole: at least one issuer, each once.
+            ("issuers: []\n".into(), "issuers", "no issuer is configured, so no token could ever be accepted".into()),
+            (
+                format!("issuers:\n  - {{ issuer: {idp}, audiences: [a] }}\n  - {{ issuer: {idp}, audiences: [b] }}\n"),
+                "issuers[1].issuer",
+                format!("issuer `{idp}` is configured twice"),
+            ),
+            (
+                "issuers:\n  - { issuer: \"urn:tokengate:dev\", audiences: [a], jwks_file: k.json }\ndev_issuer: {}\n".into(),
+                "dev_issuer.issuer",
+                "issuer `urn:tokengate:dev` is configured twice".into(),
+            ),
+        ];
+        let rows: Vec<Row<'_>> = rows
+            .iter()
+            .map(|(yaml, path, message)| (yaml.as_str(), *path, message.as_str()))
+            .collect();
+        assert_rows(&rows);
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        let long = secret_file(&[b'k'; 64]);
+        let long = long.path().display();
+        let idp = "https://idp.example.com";
+        let files = [
+            one(idp, "    audiences: [api]\n    algorithms: [RS256, PS512, ES256, EdDSA]\n    leeway: 5m\n    max_lifetime: 1h\n"),
+            one(idp, "    audiences: [api]\n    jwks_uri: https://idp.example.com/keys\n    profile: rfc9068\n"),
+            one("http://localhost:8080", "    audiences: [api]\n    allow_http: true\n    jwks_uri: http://localhost:8080/keys\n"),
+            one("urn:example:idp", "    audiences: [api]\n    jwks_file: jwks.json\n"),
+            one(idp, &format!("    audiences: [api]\n    hmac: {{ secret_file: {long} }}\n    algorithms: [HS256, HS384, HS512]\n")),
+            one(idp, "    audiences: [api]\n    claims: { cid: abc, groups: { includes: [admin] } }\n"),
+            "dev_issuer: {}\n".into(),
+        ];
+        assert_valid(&files.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn defaults() {
+        let Ok(s) = settings("") else {
+            panic!("the issuer is valid")
+        };
+        let i = &s.issuers[0];
+        assert_eq!(i.algorithms, vec![Algorithm::RS256]);
+        assert_eq!(i.leeway, Duration::from_secs(60));
+        assert_eq!(
+            (i.max_lifetime, &i.key_source),
+            (None, &KeySource::Discovery)
+        );
+        assert!(!i.allow_http && !i.require_rfc9068 && i.claims.is_empty());
+        let long = secret_file(&[b'k'; 48]);
+        let hmac = one(
+            "https://idp.example.com",
+            &format!(
+                "    audiences: [api]\n    hmac: {{ secret_file: {} }}\n",
+                long.path().display()
+            ),
+        );
+        let Ok(s) = settings(&hmac) else {
+            panic!("the hmac issuer is valid")
+        };
+        assert_eq!(s.issuers[0].algorithms, vec![Algorithm::HS256]);
+        let Ok(s) = settings("dev_issuer: {}\n") else {
+            panic!("the dev issuer is valid")
+        };
+        let dev = &s.issuers[0];
+        assert_eq!(
+            (dev.issuer.as_str(), dev.audiences.as_slice()),
+            (
+                "urn:tokengate:dev",
+                ["api://default".to_string()].as_slice()
+            )
+        );
+        assert_eq!(
+            (&dev.key_source, &dev.algorithms),
+            (&KeySource::DevIssuer, &vec![Algorithm::RS256])
+        );
+    }
+}

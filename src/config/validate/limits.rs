@@ -106,3 +106,78 @@ pub(super) fn limits(issues: &mut Issues, raw: &RawLimits) -> Limits {
 pub(super) fn shutdown_timeout(issues: &mut Issues, raw: Option<&str>) -> Duration {
     issues.duration("shutdown_timeout", raw, Duration::from_secs(30))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use std::time::Duration;
+
+    #[test]
+    #[rustfmt::skip]
+    fn each_rule_has_a_row() {
+        assert_rows(&[
+            ("limits: { max_token_bytes: 1023 }\n", "limits.max_token_bytes", "1023 is out of range"),
+            ("limits: { max_token_bytes: 1048577 }\n", "limits.max_token_bytes", "1048577 is out of range"),
+            ("limits: { max_header_bytes: 8191 }\n", "limits.max_header_bytes", "8191 is out of range"),
+            ("limits: { max_header_bytes: 1048577 }\n", "limits.max_header_bytes", "1048577 is out of range"),
+            ("limits: { max_connections: 0 }\n", "limits.max_connections", "must be above zero"),
+            ("limits: { max_headers: 15 }\n", "limits.max_headers", "15 is out of range"),
+            ("limits: { max_headers: 10001 }\n", "limits.max_headers", "10001 is out of range"),
+            ("limits: { http2_max_concurrent_streams: 0 }\n", "limits.http2_max_concurrent_streams", "0 is out of range"),
+            ("limits: { http2_max_concurrent_streams: 1001 }\n", "limits.http2_max_concurrent_streams", "1001 is out of range"),
+            ("limits: { http2_max_send_buffer: 16383 }\n", "limits.http2_max_send_buffer", "16383 is out of range"),
+            ("limits: { http2_max_send_buffer: 16777217 }\n", "limits.http2_max_send_buffer", "16777217 is out of range"),
+            ("limits: { header_read_timeout: 0s }\n", "limits.header_read_timeout", "timeouts must be above zero"),
+            ("limits: { idle_timeout: 0ms }\n", "limits.idle_timeout", "timeouts must be above zero"),
+            ("limits: { send_timeout: 0 }\n", "limits.send_timeout", "timeouts must be above zero"),
+            ("limits: { body_read_timeout: 0m }\n", "limits.body_read_timeout", "timeouts must be above zero"),
+            // The shared duration rule, for each duration of this section.
+            ("limits: { header_read_timeout: 10 secs }\n", "limits.header_read_timeout", "`10 secs` is not a duration"),
+            ("limits: { idle_timeout: 2min }\n", "limits.idle_timeout", "`2min` is not a duration"),
+            ("limits: { send_timeout: -1s }\n", "limits.send_timeout", "`-1s` is not a duration"),
+            ("limits: { body_read_timeout: forever }\n", "limits.body_read_timeout", "`forever` is not a duration"),
+            ("shutdown_timeout: 1.5s\n", "shutdown_timeout", "`1.5s` is not a duration"),
+        ]);
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        assert_valid(&[
+            "limits: { max_token_bytes: 1024, max_header_bytes: 8192, max_connections: 1, max_headers: 16, http2_max_concurrent_streams: 1, http2_max_send_buffer: 16384 }\n",
+            "limits: { max_token_bytes: 1048576, max_header_bytes: 1048576, max_headers: 10000, http2_max_concurrent_streams: 1000, http2_max_send_buffer: 16777216 }\n",
+            "limits: { header_read_timeout: 1ms, idle_timeout: 1s, send_timeout: 1m, body_read_timeout: 1h }\n",
+            "shutdown_timeout: 0s\n",
+        ]);
+    }
+
+    #[test]
+    fn defaults() {
+        let Ok(s) = settings("") else {
+            panic!("the empty file is valid")
+        };
+        let l = &s.limits;
+        assert_eq!(
+            (
+                l.max_token_bytes,
+                l.max_header_bytes,
+                l.max_connections,
+                l.max_headers
+            ),
+            (16384, 65536, 25_000, 100)
+        );
+        assert_eq!(
+            (l.http2_max_concurrent_streams, l.http2_max_send_buffer),
+            (100, 65536)
+        );
+        assert_eq!(
+            [
+                l.header_read_timeout,
+                l.idle_timeout,
+                l.send_timeout,
+                l.body_read_timeout
+            ],
+            [10, 120, 60, 60].map(Duration::from_secs)
+        );
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
+    }
+}

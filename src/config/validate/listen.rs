@@ -115,3 +115,65 @@ pub(super) fn trusted_proxies(issues: &mut Issues, raw: &[String]) -> Vec<IpNet>
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::config::Overrides;
+
+    #[test]
+    #[rustfmt::skip]
+    fn each_rule_has_a_row() {
+        assert_rows(&[
+            ("listen: localhost:3000\n", "listen", "`localhost:3000` is not an address to listen on"),
+            ("listen: 127.0.0.1\n", "listen", "is not an address to listen on"),
+            ("tls: { cert: missing-cert.pem, key: Cargo.toml }\n", "tls.cert", "`missing-cert.pem` is not a readable file"),
+            ("tls: { cert: Cargo.toml, key: missing-key.pem }\n", "tls.key", "`missing-key.pem` is not a readable file"),
+            ("tls: { cert: Cargo.toml, key: Cargo.toml, client_ca: src }\n", "tls.client_ca", "`src` is not a readable file"),
+            ("listen: 127.0.0.1:3000\nadmin: { listen: 127.0.0.1:3000 }\n", "admin.listen", "must not share the public address"),
+            ("admin: { listen: 9901 }\n", "admin.listen", "`9901` is not an address to listen on"),
+            ("trusted_proxies: [10.0.0.0/8, 10.0.0.0/33]\n", "trusted_proxies[1]", "`10.0.0.0/33` is not an address or CIDR range"),
+            ("trusted_proxies: [proxy.internal]\n", "trusted_proxies[0]", "is not an address or CIDR range"),
+        ]);
+        let cli = Overrides {
+            listen: Some("[::1]".into()),
+            ..Overrides::default()
+        };
+        assert_rows_with(&cli, &[("listen: 127.0.0.1:3000\n", "--listen", "`[::1]` is not an address to listen on")]);
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        assert_valid(&[
+            "",
+            "listen: 0.0.0.0:8080\n",
+            "listen: \"[::1]:3000\"\n",
+            "tls: { cert: Cargo.toml, key: Cargo.toml, client_ca: Cargo.toml }\n",
+            "admin: { listen: 127.0.0.1:9901 }\n",
+            // Port 0 is a fresh port for each listener, so the two never collide.
+            "listen: 127.0.0.1:0\nadmin: { listen: 127.0.0.1:0 }\n",
+            "trusted_proxies: [10.0.0.0/8, 192.168.1.7, fd00::/8, \"::1\"]\n",
+        ]);
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let Ok(s) = settings("") else {
+            panic!("the empty file is valid")
+        };
+        assert_eq!(s.listen.to_string(), "127.0.0.1:3000");
+        assert!(s.tls.is_none() && s.admin_listen.is_none() && s.trusted_proxies.is_empty());
+        let cli = Overrides {
+            listen: Some("127.0.0.1:4000".into()),
+            ..Overrides::default()
+        };
+        let s = validate_with("listen: not-used\n", &cli)
+            .ok()
+            .map(|s| s.listen.to_string());
+        assert_eq!(s.as_deref(), Some("127.0.0.1:4000"));
+        let s = settings("trusted_proxies: [192.168.1.7]\n")
+            .ok()
+            .map(|s| s.trusted_proxies);
+        assert_eq!(s.map(|p| p[0].to_string()), Some("192.168.1.7/32".into()));
+    }
+}

@@ -143,3 +143,190 @@ fn next_generation() -> u64 {
     static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
+
+/// What the sections' tables share: YAML in, problems out.
+#[cfg(test)]
+mod testing {
+    use super::{validate, Issue, Settings};
+    use crate::config::raw::RawConfig;
+    use crate::config::Overrides;
+
+    /// An issuer for files about another section: without one, every file would also report
+    /// that no issuer is configured.
+    pub const ISSUER: &str =
+        "issuers:\n  - issuer: https://idp.example.com\n    audiences: [api]\n";
+
+    /// Parses `yaml` as the file's text (after [`ISSUER`] when it has neither an `issuers:`
+    /// nor a `dev_issuer:` line) and validates it with `overrides`.
+    pub fn validate_with(yaml: &str, overrides: &Overrides) -> Result<Settings, Vec<Issue>> {
+        let has_issuer = yaml
+            .lines()
+            .any(|l| l.starts_with("issuers:") || l.starts_with("dev_issuer:"));
+        let text = if has_issuer {
+            yaml.to_owned()
+        } else {
+            format!("{ISSUER}{yaml}")
+        };
+        let raw: RawConfig = serde_yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("the row's YAML does not parse: {e}\n{text}"));
+        validate(raw, overrides)
+    }
+
+    /// As [`validate_with`], without overrides.
+    pub fn settings(yaml: &str) -> Result<Settings, Vec<Issue>> {
+        validate_with(yaml, &Overrides::default())
+    }
+
+    /// `path: message` of each problem, in order.
+    pub fn problems(result: Result<Settings, Vec<Issue>>) -> Vec<String> {
+        match result {
+            Ok(_) => Vec::new(),
+            Err(issues) => issues
+                .into_iter()
+                .map(|i| format!("{}: {}", i.path, i.message))
+                .collect(),
+        }
+    }
+
+    /// A table row: YAML that breaks exactly one rule, the path of the field the problem
+    /// names, and a part of its message.
+    pub type Row<'a> = (&'a str, &'a str, &'a str);
+
+    /// Each row's YAML yields exactly one problem, at the row's path, whose message contains
+    /// the row's text. (One problem: the row breaks that rule and no other.)
+    pub fn assert_rows(rows: &[Row<'_>]) {
+        assert_rows_with(&Overrides::default(), rows);
+    }
+
+    /// As [`assert_rows`], with `overrides` as given on the command line.
+    pub fn assert_rows_with(overrides: &Overrides, rows: &[Row<'_>]) {
+        for (yaml, path, message) in rows {
+            let issues = match validate_with(yaml, overrides) {
+                Ok(_) => panic!("no problem for {path}:\n{yaml}"),
+                Err(issues) => issues,
+            };
+            let all = issues
+                .iter()
+                .map(|i| format!("{}: {}", i.path, i.message))
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert_eq!(
+                issues.len(),
+                1,
+                "one problem expected for\n{yaml}\ngot\n{all}"
+            );
+            assert_eq!(issues[0].path, *path, "{yaml}\n{all}");
+            assert!(
+                issues[0].message.contains(message),
+                "expected {message:?} at {path} for\n{yaml}\ngot\n{all}"
+            );
+        }
+    }
+
+    /// Every file in `yamls` passes.
+    pub fn assert_valid(yamls: &[&str]) {
+        for yaml in yamls {
+            let problems = problems(settings(yaml));
+            assert!(problems.is_empty(), "{yaml}\n{}", problems.join("\n"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::testing::*;
+    use super::Issues;
+
+    /// The shared duration rule; each section's table has a row for each of its durations.
+    #[test]
+    fn durations_are_checked_once_for_all_sections() {
+        let mut issues = Issues::default();
+        let default = Duration::from_secs(7);
+        assert_eq!(issues.duration("a", None, default), default);
+        assert_eq!(
+            issues.duration("b", Some("250ms"), default),
+            Duration::from_millis(250)
+        );
+        assert!(issues.0.is_empty());
+        assert_eq!(issues.duration("c", Some("5 minutes"), default), default);
+        let [issue] = issues.0.as_slice() else {
+            panic!("one problem")
+        };
+        assert_eq!(
+            (issue.path.as_str(), issue.message.as_str()),
+            ("c", "`5 minutes` is not a duration")
+        );
+        assert_eq!(
+            issue.hint.as_deref(),
+            Some("write a whole number with a unit: 250ms, 30s, 5m, 1h or 1d")
+        );
+        issues.add("d", "no hint", "");
+        assert_eq!(issues.0[1].hint, None);
+    }
+
+    /// Problems come section by section in `validate`'s order, whatever the file's order.
+    #[test]
+    fn problems_come_in_section_order() {
+        let yaml = "\
+cache: { max_entries: 0 }
+resource: { id: nowhere }
+routes:
+  - { path: nowhere }
+default: { auth: maybe }
+trusted_proxies: [nowhere]
+forward: { strip_prefix: X- }
+upstream: { url: \"ftp://x\" }
+shutdown_timeout: soon
+admin: { listen: nowhere }
+tls: { cert: missing.pem, key: Cargo.toml }
+limits: { max_connections: 0 }
+log: { format: xml }
+cors: { mode: browser }
+keys: { fetch_timeout: 0s }
+dev_issuer: { token_lifetime: 0s }
+issuers:
+  - issuer: https://idp.example.com
+    audiences: []
+listen: nowhere
+";
+        let paths: Vec<String> = problems(settings(yaml))
+            .into_iter()
+            .map(|p| p.split(": ").next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "listen",
+                "issuers[0].audiences",
+                "dev_issuer.token_lifetime",
+                "keys.fetch_timeout",
+                "cors.mode",
+                "log.format",
+                "limits.max_connections",
+                "tls.cert",
+                "admin.listen",
+                "shutdown_timeout",
+                "upstream.url",
+                "forward.strip_prefix",
+                "trusted_proxies[0]",
+                "default.auth",
+                "routes[0].path",
+                "resource.id",
+                "cache.max_entries",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_valid_file_gets_a_new_generation_each_time() {
+        let (Ok(a), Ok(b)) = (settings(""), settings("")) else {
+            panic!("the empty file is valid")
+        };
+        assert!(b.generation > a.generation);
+        assert_eq!(a.source, std::path::PathBuf::new());
+        assert_eq!(a.issuers.len(), 1);
+        assert!(a.dev_issuer.is_none());
+    }
+}

@@ -51,3 +51,44 @@ pub(super) fn resource(issues: &mut Issues, raw: &RawResource) -> ResourceSettin
         metadata_url,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+
+    #[test]
+    #[rustfmt::skip]
+    fn each_rule_has_a_row() {
+        assert_rows(&[
+            ("resource: { id: api.example.com }\n", "resource.id", "`api.example.com` is not a resource identifier"),
+            ("resource: { id: \"urn:example:api\" }\n", "resource.id", "`urn:example:api` is not a resource identifier"),
+            ("resource: { id: \"https://api.example.com/?v=1\" }\n", "resource.id", "is not a resource identifier"),
+            ("resource: { id: \"https://api.example.com/#top\" }\n", "resource.id", "is not a resource identifier"),
+        ]);
+        // The second rule (no quote or backslash in the metadata URL) guards the challenge's
+        // quoted-string: a parsed URL percent-encodes quotes and reads a backslash as a
+        // slash, so no identifier reaches it today; these are the spellings that would.
+        assert_valid(&[
+            "resource: { id: \"https://api.example.com/a\\\"b\" }\n",
+            "resource: { id: \"https://api.example.com/a\\\\b\" }\n",
+        ]);
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        assert_valid(&[
+            "resource: { id: \"https://api.example.com\" }\n",
+            "resource: { id: \"http://localhost:3000/v1/\", authorization_servers: [\"https://idp.example.com\"], scopes_supported: [read] }\n",
+        ]);
+        let Ok(s) = settings("resource: { id: \"https://api.example.com/v1/\" }\n") else {
+            panic!("valid")
+        };
+        let r = s.resource.expect("a resource");
+        assert_eq!(r.metadata_path, "/.well-known/oauth-protected-resource/v1");
+        assert_eq!(
+            r.metadata_url,
+            "https://api.example.com/.well-known/oauth-protected-resource/v1"
+        );
+        assert!(settings("").ok().is_some_and(|s| s.resource.is_none()));
+    }
+}

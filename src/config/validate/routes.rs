@@ -197,3 +197,65 @@ fn route(
         rule: Arc::new(rule),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::route::AuthMode;
+
+    #[test]
+    #[rustfmt::skip]
+    fn each_rule_has_a_row() {
+        assert_rows(&[
+            ("default: { auth: maybe }\n", "default.auth", "`maybe` is not an auth mode"),
+            ("routes:\n  - { path: /api/**, auth: Required }\n", "routes[0].auth", "`Required` is not an auth mode"),
+            ("default: { scopes: [read, \"write all\"] }\n", "default.scopes", "scopes are single words"),
+            ("routes:\n  - { path: /api, scopes: [\"\"] }\n", "routes[0].scopes", "scopes are single words"),
+            ("routes:\n  - { path: /api, any_scopes: [read, \"a\\\"b\"] }\n", "routes[0].any_scopes", "scopes are single words"),
+            ("routes:\n  - { path: /api, any_scopes: [] }\n", "routes[0].any_scopes", "an empty any_scopes can never be met"),
+            ("routes:\n  - { path: /api, issuers: [\"https://idp.example.com\", \"https://other.example.com\"] }\n", "routes[0].issuers[1]", "`https://other.example.com` is not a configured issuer"),
+            ("default: { issuers: [\"https://idp.example.com/\"] }\n", "default.issuers[0]", "`https://idp.example.com/` is not a configured issuer"),
+            ("routes:\n  - { path: /health, auth: none, scopes: [read] }\n", "routes[0].auth", "a route with auth: none cannot also require scopes, claims or issuers"),
+            ("routes:\n  - { path: /health, auth: none, any_scopes: [read] }\n", "routes[0].auth", "cannot also require"),
+            ("routes:\n  - { path: /health, auth: none, claims: { cid: x } }\n", "routes[0].auth", "cannot also require"),
+            ("default: { auth: none, issuers: [\"https://idp.example.com\"] }\n", "default.auth", "cannot also require"),
+            ("routes:\n  - { path: api/** }\n", "routes[0].path", "a path pattern starts with /"),
+            ("routes:\n  - { path: /api//x }\n", "routes[0].path", "`/api//x` has an empty or dot segment"),
+            ("routes:\n  - { path: /api/v*/x }\n", "routes[0].path", "* stands for a whole segment"),
+            ("routes:\n  - { path: /api/a%20b }\n", "routes[0].path", "write patterns in decoded form"),
+            ("routes:\n  - { path: /api/ }\n", "routes[0].path", "`/api/` has an empty or dot segment"),
+            ("routes:\n  - { path: /api/../admin }\n", "routes[0].path", "`/api/../admin` has an empty or dot segment"),
+            ("routes:\n  - { path: /api, methods: [GET, post] }\n", "routes[0].methods[1]", "`post` is not a method"),
+            ("routes:\n  - { path: /api, methods: [\"GET POST\"] }\n", "routes[0].methods[0]", "`GET POST` is not a method"),
+            // Route and default claims are claim rules (claims.rs has their table).
+            ("routes:\n  - { path: /api, claims: { cid: { any_of: [] } } }\n", "routes[0].claims.cid", "the list of values is empty"),
+        ]);
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        assert_valid(&[
+            "default: { auth: optional }\n",
+            "default: { scopes: [read], any_scopes: [a, b], claims: { cid: x }, issuers: [\"https://idp.example.com\"] }\n",
+            "routes:\n  - { path: /health, auth: none }\n  - { path: /users/*/profile, methods: [GET, HEAD, PURGE] }\n  - { path: /**, auth: required }\n",
+            "paths: { case_insensitive: true, allow_parameters: true }\nroutes:\n  - { path: /API/** }\n",
+        ]);
+    }
+
+    #[test]
+    fn defaults() {
+        let Ok(s) = settings("") else {
+            panic!("the empty file is valid")
+        };
+        assert_eq!(s.rules.default.auth, AuthMode::Required);
+        assert!(s.rules.routes.is_empty());
+        assert!(!s.paths.allow_parameters && !s.paths.case_insensitive);
+        let Ok(s) = settings("routes:\n  - { path: /a }\n  - { path: /b, auth: none }\n") else {
+            panic!("valid")
+        };
+        let names: Vec<&str> = s.rules.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["/a", "/b"]);
+        assert_eq!(s.rules.routes[0].rule.auth, AuthMode::Required);
+        assert!(s.rules.routes[0].methods.is_none());
+    }
+}

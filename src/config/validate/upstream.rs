@@ -113,3 +113,87 @@ fn unreachable_url() -> Url {
     // Only reached if a literal URL fails to parse, which it cannot.
     Url::parse("http://localhost/").unwrap_or_else(|_| std::process::abort())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::*;
+    use crate::config::Overrides;
+
+    #[test]
+    #[rustfmt::skip]
+    fn each_rule_has_a_row() {
+        assert_rows(&[
+            ("upstream: { url: \"ftp://files.example.com\" }\n", "upstream.url", "`ftp://files.example.com` is not an http(s) URL"),
+            ("upstream: { url: \"http://127.0.0.1:8080/?a=b\" }\n", "upstream.url", "is not an http(s) URL"),
+            ("upstream: { url: \"127.0.0.1:8080\" }\n", "upstream.url", "`127.0.0.1:8080` is not an http(s) URL"),
+            ("upstream: { timeout: 5s }\n", "upstream.url", "`` is not an http(s) URL"),
+            ("upstream: { url: \"http://u\", pool_max_idle: 10001 }\n", "upstream.pool_max_idle", "10001 is out of range"),
+            ("upstream: { url: \"http://u\", timeout: 0s }\n", "upstream", "timeouts must be above zero"),
+            ("upstream: { url: \"http://u\", connect_timeout: 0s }\n", "upstream", "timeouts must be above zero"),
+            ("upstream: { url: \"http://u\", server_name: u.internal }\n", "upstream", "ca_file and server_name only apply to an https upstream"),
+            ("upstream: { url: \"http://u\", ca_file: Cargo.toml }\n", "upstream", "ca_file and server_name only apply to an https upstream"),
+            ("upstream: { url: \"https://u\", ca_file: missing-ca.pem }\n", "upstream.ca_file", "`missing-ca.pem` is not a readable file"),
+            // The shared duration rule, for each duration of this section.
+            ("upstream: { url: \"http://u\", timeout: 1 min }\n", "upstream.timeout", "`1 min` is not a duration"),
+            ("upstream: { url: \"http://u\", connect_timeout: fast }\n", "upstream.connect_timeout", "`fast` is not a duration"),
+            ("upstream: { url: \"http://u\", pool_idle_timeout: 90 s. }\n", "upstream.pool_idle_timeout", "`90 s.` is not a duration"),
+        ]);
+        let cli = Overrides {
+            upstream: Some("localhost:8080".into()),
+            ..Overrides::default()
+        };
+        assert_rows_with(&cli, &[
+            ("", "--upstream", "`localhost:8080` is not an http(s) URL"),
+            ("upstream: { url: \"http://u\" }\n", "--upstream", "`localhost:8080` is not an http(s) URL"),
+        ]);
+    }
+
+    #[test]
+    fn valid_values_pass() {
+        assert_valid(&[
+            "upstream: { url: \"http://127.0.0.1:8080\" }\n",
+            "upstream: { url: \"https://api.internal/base/\", ca_file: Cargo.toml, server_name: api.internal, pool_max_idle: 10000, pool_idle_timeout: 0s }\n",
+            "upstream: { url: \"http://u\", pool_max_idle: 0, timeout: 1ms, connect_timeout: 1ms, http2: true, preserve_host: false }\n",
+        ]);
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let none = settings("").ok().map(|s| s.upstream.is_none());
+        assert_eq!(none, Some(true));
+        let Ok(s) = settings("upstream: { url: \"http://127.0.0.1:8080\" }\n") else {
+            panic!("valid")
+        };
+        let Some(u) = s.upstream else {
+            panic!("an upstream")
+        };
+        assert_eq!(
+            (u.timeout, u.connect_timeout, u.pool_idle_timeout),
+            (
+                Duration::from_secs(60),
+                Duration::from_secs(5),
+                Duration::from_secs(90)
+            )
+        );
+        assert_eq!(
+            (u.pool_max_idle, u.preserve_host, u.http2),
+            (32, true, false)
+        );
+        let cli = Overrides {
+            upstream: Some("http://127.0.0.1:9000".into()),
+            ..Overrides::default()
+        };
+        let Ok(s) = validate_with("upstream: { url: \"ftp://x\", timeout: 7s }\n", &cli) else {
+            panic!("--upstream wins")
+        };
+        let Some(u) = s.upstream else {
+            panic!("an upstream")
+        };
+        assert_eq!(
+            (u.url.as_str(), u.timeout),
+            ("http://127.0.0.1:9000/", Duration::from_secs(7))
+        );
+    }
+}
