@@ -1,5 +1,5 @@
 //! Loading `proxy.yaml`: read → substitute `${VAR}` → parse (`raw.rs`) → validate
-//! (`validate.rs`) → runtime [`Settings`].
+//! (`validate/`, one file per section) → runtime [`Settings`].
 //!
 //! Every problem carries the file, the line, the YAML path of the field and a hint saying
 //! what would be valid. Parse errors stop at the first one (serde cannot go on); validation
@@ -18,20 +18,26 @@ pub use settings::*;
 /// Changes the command line may make to what the file says.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
+    /// `--listen`: replaces `listen:`.
     pub listen: Option<String>,
+    /// `--log-format`: replaces `log.format`.
     pub log_format: Option<String>,
+    /// `--upstream`: replaces `upstream.url` (the other `upstream:` fields still apply).
     pub upstream: Option<String>,
 }
 
 /// One thing wrong with a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The configuration file, as given.
     pub file: PathBuf,
     /// 1-based; `None` when the problem is not tied to one place (the file is unreadable).
     pub line: Option<usize>,
     /// Dotted YAML path, e.g. `issuers[0].audiences`; empty for the whole file.
     pub path: String,
+    /// What is wrong, naming the value where there is one.
     pub message: String,
+    /// What would be valid, when there is more to say.
     pub hint: Option<String>,
 }
 

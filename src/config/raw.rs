@@ -1,12 +1,14 @@
 //! The configuration file as written: serde types only, no validation.
 //!
 //! Every struct denies unknown fields so a typo is an error, never a silently ignored setting.
-//! `validate.rs` turns these into the runtime types of `settings.rs`.
+//! `validate/` turns these into the runtime types of `settings.rs`. Field names are the YAML
+//! keys; durations stay text (`30s`) and are parsed, with the field's path, in `validate/`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+/// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -39,6 +41,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
 }
 
+/// `tls:`: PEM files for the public listener.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
@@ -47,12 +50,14 @@ pub struct RawTls {
     pub client_ca: Option<String>,
 }
 
+/// `admin:`: the admin listener.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
 }
 
+/// `cache:`: the verified-token cache.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
@@ -60,6 +65,7 @@ pub struct RawCache {
     pub max_entries: Option<usize>,
 }
 
+/// `upstream:`: where verified requests go.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
@@ -76,6 +82,7 @@ pub struct RawUpstream {
     pub server_name: Option<String>,
 }
 
+/// `forward:`: identity headers set and stripped.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawForward {
@@ -111,6 +118,7 @@ pub struct RawRoute {
     pub issuers: Option<Vec<String>>,
 }
 
+/// `default:`: the rule for requests no route matches.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
@@ -122,6 +130,7 @@ pub struct RawRule {
     pub issuers: Option<Vec<String>>,
 }
 
+/// `paths:`: how request paths are matched.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPaths {
@@ -131,6 +140,7 @@ pub struct RawPaths {
     pub case_insensitive: bool,
 }
 
+/// `resource:`: RFC 9728 protected resource metadata.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawResource {
@@ -141,6 +151,7 @@ pub struct RawResource {
     pub scopes_supported: Vec<String>,
 }
 
+/// An `issuers:` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIssuer {
@@ -163,6 +174,7 @@ pub struct RawIssuer {
     pub hmac: Option<RawHmac>,
 }
 
+/// `issuers[i].hmac`: where the shared secret is read from.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHmac {
@@ -170,6 +182,7 @@ pub struct RawHmac {
     pub secret_env: Option<String>,
 }
 
+/// `dev_issuer:`: the embedded issuer for local testing.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDevIssuer {
@@ -179,6 +192,7 @@ pub struct RawDevIssuer {
     pub token_lifetime: Option<String>,
 }
 
+/// `keys:`: JWKS fetch and cache timings.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKeys {
@@ -190,6 +204,7 @@ pub struct RawKeys {
     pub max_stale: Option<String>,
 }
 
+/// `cors:`: who answers CORS, and the policy.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
@@ -204,6 +219,7 @@ pub struct RawCors {
     pub allow_credentials: Option<bool>,
 }
 
+/// `log:`: format and level.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
@@ -211,6 +227,7 @@ pub struct RawLog {
     pub level: Option<String>,
 }
 
+/// `limits:`: per-client sizes, counts and timeouts.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {

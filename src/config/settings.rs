@@ -19,25 +19,39 @@ use crate::route::{PathOptions, RuleTable};
 pub struct Settings {
     /// The file this came from, for messages.
     pub source: PathBuf,
+    /// The public listener's address (`listen:`, or `--listen`); 127.0.0.1:3000 by default.
     pub listen: SocketAddr,
+    /// Every issuer whose tokens are accepted, in file order, the dev issuer last.
     pub issuers: Vec<IssuerSettings>,
+    /// The embedded token-minting issuer (`dev_issuer:`), for local testing only.
     pub dev_issuer: Option<DevIssuerSettings>,
+    /// How JWKS keys are fetched and cached (`keys:`).
     pub keys: KeyTimings,
+    /// Who answers CORS (`cors:`); [`Cors::Off`] without the block.
     pub cors: Cors,
+    /// Log format and filter (`log:`, or `--log-format`).
     pub log: LogSettings,
+    /// Sizes, counts and timeouts per client (`limits:`).
     pub limits: Limits,
+    /// How long a stopping server waits for requests in flight; 30s by default.
     pub shutdown_timeout: Duration,
     /// Where verified requests go; `None`: the built-in quickstart routes answer.
     pub upstream: Option<UpstreamSettings>,
+    /// The identity headers set from claims, and the headers stripped (`forward:`).
     pub forward: ForwardSettings,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The `routes:` in file order and the `default` rule: which requests need which token.
     pub rules: RuleTable,
+    /// How request paths are matched against route patterns (`paths:`).
     pub paths: PathOptions,
+    /// RFC 9728 protected resource metadata (`resource:`); none served when `None`.
     pub resource: Option<ResourceSettings>,
+    /// The verified-token cache (`cache:`).
     pub cache: CacheSettings,
     /// Distinguishes one loaded configuration from the next (verified-token cache keys).
     pub generation: u64,
+    /// TLS on the public listener (`tls:`); plain HTTP when `None`.
     pub tls: Option<TlsSettings>,
     /// The admin listener (metrics, health); off unless configured.
     pub admin_listen: Option<SocketAddr>,
@@ -46,7 +60,9 @@ pub struct Settings {
 /// TLS on the listener (`tls:`); files are read at start and on every reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
+    /// PEM certificates: the server's, then its chain.
     pub cert: PathBuf,
+    /// PEM private key of the server's certificate.
     pub key: PathBuf,
     /// Require client certificates signed by this CA (mTLS).
     pub client_ca: Option<PathBuf>,
@@ -55,33 +71,47 @@ pub struct TlsSettings {
 /// The verified-token cache (`cache:`).
 #[derive(Debug, Clone, Copy)]
 pub struct CacheSettings {
+    /// `true` by default.
     pub enabled: bool,
+    /// Tokens kept at most (1 to 10000000; 100000 by default), about 1.5 KiB each.
     pub max_entries: usize,
 }
 
+/// Where verified requests go (`upstream:`, or `--upstream`).
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
+    /// The base URL (http or https, no query) request paths are appended to.
     pub url: Url,
+    /// Speak only HTTP/2 to the upstream.
     pub http2: bool,
     /// Until the response headers arrive.
     pub timeout: Duration,
+    /// To open a connection (TCP and TLS); 5s by default.
     pub connect_timeout: Duration,
+    /// An idle pooled connection is closed after this long; 90s by default.
     pub pool_idle_timeout: Duration,
     /// Idle connections the shared pool keeps (beyond them, a finished connection closes).
     pub pool_max_idle: usize,
     /// Send the client's `Host` (sidecar), or the upstream's authority.
     pub preserve_host: bool,
+    /// PEM CA certificates trusted for an https upstream, besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// The TLS server name (SNI and certificate check) when it differs from the URL's host.
     pub server_name: Option<String>,
 }
 
+/// What the upstream learns of the caller (`forward:`).
 #[derive(Debug, Clone)]
 pub struct ForwardSettings {
+    /// The headers set from claims: four `X-Auth-*` headers by default.
     pub headers: Vec<ClaimHeader>,
     /// Lower-case, `_` written as `-`: compared with normalised request header names.
     pub strip_prefix: String,
+    /// Joins the elements of an array claim ([`ArrayFormat::Joined`]); a space by default.
     pub separator: String,
+    /// A header carrying the claims exactly as the issuer signed them (base64url JSON).
     pub payload_header: Option<HeaderName>,
+    /// Remove `Authorization` before forwarding (the upstream then never sees the token).
     pub strip_authorization: bool,
     /// Identity headers other auth proxies and platforms set, stripped from every request:
     /// [`DEFAULT_FOREIGN_IDENTITY_HEADERS`] plus `forward.strip_headers`.
@@ -149,17 +179,22 @@ pub enum ArrayFormat {
 /// A header tokengate sets from the verified claims.
 #[derive(Debug, Clone)]
 pub struct ClaimHeader {
+    /// The header set on the forwarded request.
     pub name: HeaderName,
     /// Claim paths; the first one present is used.
     pub sources: Vec<Vec<String>>,
+    /// How an array claim is written.
     pub array_format: ArrayFormat,
 }
 
 /// RFC 9728 protected resource metadata.
 #[derive(Debug, Clone)]
 pub struct ResourceSettings {
+    /// The resource identifier as written (an http(s) URL without query or fragment).
     pub id: String,
+    /// Authorization server issuer identifiers listed in the metadata.
     pub authorization_servers: Vec<String>,
+    /// Scopes listed in the metadata.
     pub scopes_supported: Vec<String>,
     /// Where the metadata is served on this listener.
     pub metadata_path: String,
@@ -167,29 +202,38 @@ pub struct ResourceSettings {
     pub metadata_url: String,
 }
 
+/// One trusted issuer (`issuers[i]`, or the dev issuer).
 #[derive(Debug, Clone)]
 pub struct IssuerSettings {
     /// Compared byte for byte with the token's `iss`.
     pub issuer: String,
+    /// A token's `aud` must contain at least one of these.
     pub audiences: Vec<String>,
     /// The allow-list; a key only ever verifies the members that fit its type.
     pub algorithms: Vec<Algorithm>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`; at most 5m, 60s by default.
     pub leeway: Duration,
     /// `max_lifetime`: a token whose `exp` lies further than this beyond now (plus leeway),
     /// or beyond its own `iat`, is refused (`token_lifetime_too_long`). `None`: no cap.
     pub max_lifetime: Option<Duration>,
+    /// Where the verification keys come from.
     pub key_source: KeySource,
+    /// Allow `http://` for the issuer and `jwks_uri` (local testing only).
     pub allow_http: bool,
+    /// Claim rules every token of this issuer must meet.
     pub claims: Vec<ClaimRule>,
     /// RFC 9068: `typ` must be `at+jwt` and its required claims present.
     pub require_rfc9068: bool,
 }
 
+/// Where an issuer's verification keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// OIDC discovery on the issuer, then RFC 8414 metadata.
     Discovery,
+    /// `jwks_uri`: keys fetched from this URL and cached per [`KeyTimings`].
     JwksUri(Url),
+    /// `jwks_file`: a JWKS read from this file.
     JwksFile(PathBuf),
     /// The embedded dev issuer's own key, held in memory.
     DevIssuer,
@@ -204,6 +248,7 @@ pub enum KeySource {
 pub struct HmacSecret {
     /// `file PATH` or `env NAME`, for messages.
     pub origin: String,
+    /// The secret itself; never logged.
     pub bytes: std::sync::Arc<[u8]>,
 }
 
@@ -218,11 +263,17 @@ impl std::fmt::Debug for HmacSecret {
     }
 }
 
+/// The embedded dev issuer (`dev_issuer:`), which mints tokens on a loopback listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevIssuerSettings {
+    /// The `iss` of minted tokens; `urn:tokengate:dev` by default.
     pub issuer: String,
+    /// The `aud` of minted tokens; `api://default` by default.
     pub audience: String,
+    /// A PKCS#8 PEM RSA key to sign with, made and written there when the file does not
+    /// exist; a new key each start when `None`.
     pub key_file: Option<PathBuf>,
+    /// Lifetime of minted tokens, 1s to 1d; 1h by default.
     pub token_lifetime: Duration,
 }
 
@@ -231,10 +282,15 @@ pub struct DevIssuerSettings {
 pub struct KeyTimings {
     /// Cache lifetime when the JWKS response says nothing.
     pub refresh: Duration,
+    /// The shortest a JWKS response's `Cache-Control`/`Expires` may make its lifetime.
     pub min_refresh: Duration,
+    /// The longest a JWKS response's `Cache-Control`/`Expires` may make its lifetime.
     pub max_refresh: Duration,
+    /// On-demand refetches (a token with an unknown `kid`) per minute, 1 to 600; 10 by default.
     pub refetch_per_minute: u32,
+    /// One key or discovery fetch, and how long a request waits for one; above zero.
     pub fetch_timeout: Duration,
+    /// A failed fetch never replaces good keys: they serve until this long past their lifetime.
     pub max_stale: Duration,
 }
 
@@ -276,32 +332,47 @@ impl Cors {
     }
 }
 
+/// tokengate's CORS policy (`cors:` with `mode: policy`): the response headers, ready to send.
 #[derive(Debug, Clone)]
 pub struct CorsSettings {
+    /// Origins answered, compared byte for byte with the request's `Origin`.
     pub allow_origins: AllowedOrigins,
+    /// `Access-Control-Allow-Methods`, the methods joined by commas.
     pub allow_methods: HeaderValue,
     /// `None`: reflect the preflight's `Access-Control-Request-Headers`, as `cors()` does.
     pub allow_headers: Option<HeaderValue>,
+    /// `Access-Control-Expose-Headers`; by default `WWW-Authenticate`, `Retry-After` and `X-Request-Id`.
     pub expose_headers: HeaderValue,
+    /// `Access-Control-Max-Age` in seconds; not sent when `None`.
     pub max_age: Option<HeaderValue>,
+    /// Send `Access-Control-Allow-Credentials: true` (never with a wildcard origin).
     pub allow_credentials: bool,
+    /// The methods of [`CorsSettings::allow_methods`], parsed.
     pub methods: Vec<Method>,
 }
 
+/// The origins a CORS policy answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedOrigins {
+    /// `["*"]`: any origin (never with credentials).
     Any,
+    /// The listed origins, each as a browser sends it.
     List(Vec<HeaderValue>),
 }
 
+/// How log records are written (`log.format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Human-readable lines (the default).
     Text,
+    /// One JSON object per line.
     Json,
 }
 
+/// Logging (`log:`).
 #[derive(Debug, Clone)]
 pub struct LogSettings {
+    /// Text (the default) or JSON lines.
     pub format: LogFormat,
     /// A `tracing` filter directive; `RUST_LOG` wins when set.
     pub level: String,
@@ -318,6 +389,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Header fields in one request, either protocol; beyond it, 431.
     pub max_headers: usize,
+    /// Bytes of one bearer token, 1024 to 1048576; 16384 by default. A longer token is
+    /// refused before it is parsed.
     pub max_token_bytes: usize,
     /// Beyond this many open connections, new ones wait in the listen backlog. The server
     /// may use fewer when the open-files limit cannot hold this many (see `crate::fdlimit`).
@@ -337,6 +410,7 @@ pub struct Limits {
 }
 
 impl Settings {
+    /// The issuer whose `issuer` is exactly `iss` (byte for byte), if one is configured.
     pub fn issuer(&self, iss: &str) -> Option<&IssuerSettings> {
         self.issuers.iter().find(|i| i.issuer == iss)
     }
