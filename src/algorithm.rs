@@ -12,19 +12,33 @@ use std::fmt;
 pub enum Algorithm {
     /// HMAC with SHA-256 (RFC 7518 §3.2): only on an issuer configured with `hmac:`.
     HS256,
+    /// HMAC with SHA-384 (RFC 7518 §3.2): only on an issuer configured with `hmac:`.
     HS384,
+    /// HMAC with SHA-512 (RFC 7518 §3.2): only on an issuer configured with `hmac:`.
     HS512,
-    /// RSASSA-PKCS1-v1_5 (RFC 7518 §3.3), RSA keys of 2048 to 8192 bits.
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3), RSA keys of 2048 to 8192 bits.
     RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384 (RFC 7518 §3.3), RSA keys of 2048 to 8192 bits.
     RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512 (RFC 7518 §3.3), RSA keys of 2048 to 8192 bits.
     RS512,
-    /// RSASSA-PSS (RFC 7518 §3.5).
+    /// RSASSA-PSS with SHA-256 and MGF1 with SHA-256 (RFC 7518 §3.5), RSA keys of 2048 to
+    /// 8192 bits.
     PS256,
+    /// RSASSA-PSS with SHA-384 and MGF1 with SHA-384 (RFC 7518 §3.5), RSA keys of 2048 to
+    /// 8192 bits.
     PS384,
+    /// RSASSA-PSS with SHA-512 and MGF1 with SHA-512 (RFC 7518 §3.5), RSA keys of 2048 to
+    /// 8192 bits.
     PS512,
-    /// ECDSA (RFC 7518 §3.4) on P-256, P-384 and P-521, signatures as fixed-size `R || S`.
+    /// ECDSA on P-256 with SHA-256 (RFC 7518 §3.4), the signature as fixed-size `R || S`
+    /// (64 bytes).
     ES256,
+    /// ECDSA on P-384 with SHA-384 (RFC 7518 §3.4), the signature as fixed-size `R || S`
+    /// (96 bytes).
     ES384,
+    /// ECDSA on P-521 with SHA-512 (RFC 7518 §3.4), the signature as fixed-size `R || S`
+    /// (132 bytes).
     ES512,
     /// Ed25519 (RFC 8037 §3.1).
     EdDSA,

@@ -8,11 +8,14 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 
+/// Any error a body can end with (hyper's, a timeout from `stall`, an upstream's), boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Any body tokengate sends: built in full here, streamed from an upstream later.
 pub type Body = BoxBody<Bytes, BoxError>;
 
+/// A body of exactly `bytes`, in one frame; its size is known, so hyper can send a
+/// `Content-Length`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
@@ -28,6 +31,8 @@ pub struct Metered<B> {
 }
 
 impl<B> Metered<B> {
+    /// Wraps `inner`, adding the length of each data frame to `bytes` (trailers and errors
+    /// count nothing); `on_end`, if any, gets the total when the body is dropped.
     pub fn new(
         inner: B,
         bytes: Arc<AtomicU64>,

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use crate::authn::VerifiedToken;
 use crate::body::{full, Body};
 
+/// One of the quickstart's routes, answered (to `GET` and `HEAD`, for a verified token) when
+/// there is no upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Builtin {
     /// `GET /api/messages`
@@ -17,6 +19,8 @@ pub enum Builtin {
 }
 
 impl Builtin {
+    /// The route at canonical path `path`, if it is one: an exact, case-sensitive match, so
+    /// `/secure/` is not `/secure`.
     pub fn for_path(path: &str) -> Option<Builtin> {
         match path {
             "/api/messages" => Some(Builtin::Messages),
@@ -25,6 +29,8 @@ impl Builtin {
         }
     }
 
+    /// The 200 JSON answer: the quickstart's fixed message list, or `token`'s JOSE header and
+    /// claims (`{"header": …, "claims": …}`).
     pub fn respond(self, token: &VerifiedToken) -> Response<Body> {
         let body = match self {
             Builtin::Messages => json!([{"message": "Hello, word!"}]),
@@ -35,6 +41,7 @@ impl Builtin {
     }
 }
 
+/// A response with `status` and `body` as compact JSON (`Content-Type: application/json`).
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     let mut response = Response::new(full(Bytes::from(body.to_string())));
     *response.status_mut() = status;

@@ -8,18 +8,26 @@
 
 use serde_json::{Map, Value};
 
+/// One claim assertion (a `claims:` entry of an issuer or a route): a claim, found by its
+/// dotted name, and what its value must satisfy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimRule {
     /// The claim's name as configured, e.g. `realm_access.roles`.
     pub name: String,
+    /// `name` split at each `.`, for [`lookup`].
     pub path: Vec<String>,
+    /// What the claim's value must satisfy.
     pub predicate: Predicate,
 }
 
+/// How a claim's value is tested (`equals`, `includes`, `includes_any`, `any_of`); values
+/// are compared whole, as JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Predicate {
+    /// The claim equals this value (JSON equality). `claim: value` means this.
     Equals(Value),
-    /// Every listed value must be present.
+    /// Every listed value must be present: an element of the claim's array, or a word of its
+    /// space-separated string.
     Includes(Vec<Value>),
     /// At least one listed value must be present (a non-empty set intersection).
     IncludesAny(Vec<Value>),
@@ -28,6 +36,8 @@ pub enum Predicate {
 }
 
 impl ClaimRule {
+    /// A rule on the claim `name` (a dotted path into nested objects, e.g.
+    /// `realm_access.roles`).
     pub fn new(name: &str, predicate: Predicate) -> ClaimRule {
         ClaimRule {
             name: name.to_owned(),

@@ -22,6 +22,8 @@ use crate::jwk::{KeySet, PublicKey, VerifyingKey};
 /// The largest `expires_in` a dev token may ask for.
 const MAX_EXPIRES_IN: u64 = 24 * 3600;
 
+/// The dev issuer: its settings and one RSA key for RS256 (made with 2048 bits, or read from
+/// `key_file`), whose `kid` is its RFC 7638 thumbprint.
 pub struct DevIssuer {
     settings: DevIssuerSettings,
     kid: String,
@@ -79,10 +81,12 @@ impl DevIssuer {
         })
     }
 
+    /// Its issuer identifier, the `iss` of the tokens it mints.
     pub fn issuer(&self) -> &str {
         &self.settings.issuer
     }
 
+    /// The `dev_issuer:` settings it was made with.
     pub fn settings(&self) -> &DevIssuerSettings {
         &self.settings
     }
@@ -95,7 +99,8 @@ impl DevIssuer {
         }
     }
 
-    /// Answers a `POST /_dev/token` form: `sub`, `scope`, optional `aud` and `expires_in`.
+    /// Answers a `POST /_dev/token` form: `sub` (required), optional `scope`, `aud` and
+    /// `expires_in` (seconds, 1 to 86400).
     pub fn token_response(&self, form: &[u8]) -> Result<Value, BadTokenRequest> {
         let mut sub = None;
         let mut scope = None;

@@ -54,6 +54,8 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// A stable code for logs and metrics (the access log's and `tokengate_requests_total`'s
+    /// `reason`).
     pub fn reason(&self) -> &'static str {
         match self {
             UpstreamError::Unreachable(_) => "upstream_unreachable",

@@ -13,6 +13,8 @@ use crate::app::App;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 
+/// The current [`App`], the current TLS acceptor (when TLS is on) and the process-wide
+/// metrics, shared by every listener and connection.
 pub struct Gateway {
     app: ArcSwap<App>,
     tls: ArcSwapOption<TlsAcceptor>,
@@ -45,14 +47,18 @@ impl Gateway {
         self.app.load().start();
     }
 
+    /// The current `App`: a request holds on to it until it ends, across any reload.
     pub fn app(&self) -> Arc<App> {
         self.app.load_full()
     }
 
+    /// The TLS acceptor for new connections (certificates as of the last reload); `None`
+    /// when TLS is off.
     pub fn tls(&self) -> Option<Arc<TlsAcceptor>> {
         self.tls.load_full()
     }
 
+    /// The process's metrics, the same across reloads.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

@@ -35,7 +35,9 @@ fn normalize_byte(b: u8) -> u8 {
 /// A header name, or every name starting with a prefix (`X-Consumer-*`), in normal form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderPattern {
+    /// Exactly this name (written `X-Auth-User`).
     Name(String),
+    /// Every name that starts with this (written `X-Consumer-*`).
     Prefix(String),
 }
 

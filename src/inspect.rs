@@ -18,12 +18,20 @@ pub enum Keys<'a> {
     Config(&'a Settings),
     /// A JWKS document (any supported asymmetric algorithm; no issuer or audience checks).
     /// With `allow_hmac`, `kty: oct` keys are HMAC keys for HS256/384/512 too.
-    Jwks { jwks: &'a [u8], allow_hmac: bool },
+    Jwks {
+        /// The JWKS document's bytes (RFC 7517 §5).
+        jwks: &'a [u8],
+        /// `--allow-hmac`: read `kty: oct` keys as HMAC secrets.
+        allow_hmac: bool,
+    },
 }
 
 /// The printed report and whether the token would be accepted.
 pub struct Report {
+    /// The report for people: the decoded header and claims, one `PASS`/`FAIL` line per
+    /// check, `note` lines, and the verdict.
     pub text: String,
+    /// Whether no check failed.
     pub accepted: bool,
 }
 

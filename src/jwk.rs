@@ -55,7 +55,9 @@ pub const SUPPORTED_ALGORITHMS: [Algorithm; 10] = [
 /// (and curve) ∩ its own `alg`, when it names one.
 #[derive(Clone)]
 pub struct VerifyingKey {
+    /// The JWK's `kid` (RFC 7517 §4.5), if it has one.
     pub kid: Option<String>,
+    /// The algorithms this key may verify.
     pub algorithms: Vec<Algorithm>,
     /// The key parsed once per algorithm it may verify, so that a signature check (every
     /// cache miss) does not parse the key again.
@@ -79,12 +81,16 @@ enum Verifier {
 
 /// Public key material, as a JWK gives it.
 pub enum PublicKey {
+    /// An RSA key (RFC 7518 §6.3.1).
     Rsa {
+        /// The modulus, big-endian, without leading zero bytes.
         n: Vec<u8>,
+        /// The public exponent, big-endian, without leading zero bytes.
         e: Vec<u8>,
     },
     /// An uncompressed EC point (`04 || x || y`).
     Ec(Vec<u8>),
+    /// An Ed25519 public key (RFC 8037 §2): the 32 bytes of `x`.
     Ed25519(Vec<u8>),
 }
 
@@ -279,7 +285,9 @@ pub struct KeySet {
 /// Which key a token names.
 #[derive(Debug)]
 pub enum Selection {
+    /// Exactly one key fits.
     Found(Arc<VerifyingKey>),
+    /// No key admits the token's algorithm (under its `kid`, if it names one).
     NotFound,
     /// The token names no `kid` and more than one key admits its algorithm.
     NoKidSeveralKeys,
@@ -290,6 +298,7 @@ pub enum Selection {
 /// Why a JWKS document was not used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwksError {
+    /// Not JSON, or no `keys` array (RFC 7517 §5).
     #[error("the JWKS is not a JSON object with a keys array")]
     NotAJwks,
     /// With HMAC allowed (`inspect --allow-hmac`): the set holds both HMAC secrets and public
@@ -330,7 +339,9 @@ impl std::fmt::Display for Skipped {
 /// Why one JWK is skipped: a stable code and the reason in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkipReason {
+    /// The stable code (becomes [`Skipped::reason`]).
     pub code: &'static str,
+    /// The reason in words (becomes [`Skipped::detail`]).
     pub detail: String,
 }
 
@@ -484,10 +495,13 @@ impl KeySet {
         kids
     }
 
+    /// The number of distinct usable keys.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    /// Whether the set holds no key (a parsed set never does: that is
+    /// [`JwksError::NoUsableKeys`]).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

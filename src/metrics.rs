@@ -13,11 +13,17 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// The labels of `tokengate_requests_total`: few values each, so the series stay bounded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// The matched route's configured name; `-` when no route matched (the default rule,
+    /// tokengate's own endpoints, a request refused before the rule lookup).
     pub route: String,
+    /// The method's class, from [`method_class`].
     pub method: &'static str,
+    /// The response status code.
     pub status: u16,
+    /// The stable decision code (`ok`, or the refusal's reason).
     pub reason: &'static str,
 }
 
@@ -38,12 +44,15 @@ struct SkippedLabels {
     reason: &'static str,
 }
 
+/// The process's metrics registry (prefix `tokengate_`) and the handles that update it.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Histogram,
     upstream_duration: Histogram,
+    /// `tokengate_in_flight_requests`: requests received whose response body has not ended.
     pub in_flight: Gauge,
+    /// `tokengate_open_connections`: accepted client connections not yet closed.
     pub connections: Gauge,
     jwks_fetches: Family<FetchLabels, Counter>,
     keys_loaded: Family<IssuerLabels, Gauge>,
@@ -73,6 +82,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Registers every metric, all at zero.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("tokengate");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -161,6 +171,9 @@ impl Metrics {
         }
     }
 
+    /// Counts one request under `labels`, once its response head is ready, and observes its
+    /// latency to that head (`total`) and, if it was forwarded, the upstream's (`upstream`),
+    /// in seconds.
     pub fn record_request(
         &self,
         labels: &RequestLabels,
@@ -200,10 +213,13 @@ impl Metrics {
 /// One issuer's key state, for `/readyz` and metrics (made by the key store).
 #[derive(Debug, Clone)]
 pub struct IssuerStatus {
+    /// The issuer as configured.
     pub issuer: String,
     /// Usable keys now (0 when none, or when they went stale).
     pub keys: usize,
+    /// Successful fetches (or key file reads) since the process started.
     pub fetches_ok: u64,
+    /// Failed fetches (or key file reads) since the process started.
     pub fetches_failed: u64,
     /// Since the last good fetch (or file read).
     pub since_last_good: Option<Duration>,
@@ -212,7 +228,9 @@ pub struct IssuerStatus {
 /// Counters that outlive a reload, handed to the parts that count.
 #[derive(Clone, Default)]
 pub struct FetchCounters {
+    /// `tokengate_jwks_fetches_total{outcome="ok"}` for this issuer.
     pub ok: Counter,
+    /// `tokengate_jwks_fetches_total{outcome="error"}` for this issuer.
     pub failed: Counter,
     issuer: String,
     skipped: Family<SkippedLabels, Counter>,

@@ -15,16 +15,24 @@ use crate::claims::ClaimRule;
 /// Why a request target cannot be routed (400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
+    /// `%2F` or `%5C` (either case): a separator that some upstreams decode before routing
+    /// and others do not.
     #[error("the path has an encoded slash or backslash")]
     EncodedSeparator,
+    /// A raw `\`, which some servers read as `/`.
     #[error("the path has a backslash")]
     Backslash,
+    /// A control character or DEL, raw or percent-encoded, or a raw space.
     #[error("the path has a control character")]
     ControlCharacter,
+    /// A raw `;` while `paths.allow_parameters` is off (`%3B` stays encoded and is allowed).
     #[error("the path has ; parameters")]
     Parameters,
+    /// A `%` not followed by two hex digits, or a raw `#`, `?` or non-ASCII byte (RFC 3986
+    /// §3.3 allows none of them in a path).
     #[error("the path has a malformed percent-encoding")]
     BadEncoding,
+    /// The path does not start with `/` (an asterisk-form `*` target, RFC 9112 §3.2.4).
     #[error("the request target is not a path")]
     NotOriginForm,
 }
@@ -43,7 +51,11 @@ pub struct CanonicalPath {
 /// How paths are read (`paths:`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PathOptions {
+    /// `paths.allow_parameters`: accept `;` path parameters, forward them, and match without
+    /// them. Off by default, when a `;` is refused (400).
     pub allow_parameters: bool,
+    /// `paths.case_insensitive`: match paths and patterns ASCII-lower-cased (the forwarded
+    /// path keeps its case).
     pub case_insensitive: bool,
 }
 
@@ -289,17 +301,20 @@ pub enum AuthMode {
     None,
     /// Verified if present (and refused if invalid); anonymous if absent.
     Optional,
+    /// A valid token needed: without one the request is refused (401).
     Required,
 }
 
 /// What a route asks of the caller.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
+    /// Whether a token is needed, optional or ignored.
     pub auth: AuthMode,
     /// All of these scopes.
     pub scopes: Vec<String>,
     /// At least one of these scopes.
     pub any_scopes: Vec<String>,
+    /// Claim assertions the token must all satisfy.
     pub claims: Vec<ClaimRule>,
     /// Only tokens of these issuers.
     pub issuers: Option<Vec<String>>,
@@ -331,20 +346,26 @@ impl Rule {
 pub struct RouteRule {
     /// As written, for logs and `tokengate check`.
     pub name: String,
+    /// The compiled `path`, matched against [`CanonicalPath::matched`].
     pub pattern: PathPattern,
     /// `None`: every method.
     pub methods: Option<Vec<Method>>,
+    /// What a request this route matches must satisfy.
     pub rule: Arc<Rule>,
 }
 
 /// The ordered rules and the default; the first match decides.
 #[derive(Debug, Clone)]
 pub struct RuleTable {
+    /// The `routes:` entries, in configuration order.
     pub routes: Vec<RouteRule>,
+    /// The rule for a request no route matches (`default:`).
     pub default: Arc<Rule>,
 }
 
 impl RuleTable {
+    /// The first route whose methods include `method` and whose pattern matches the path's
+    /// matching form, with its rule; `(None, default)` when none does.
     pub fn match_request(
         &self,
         method: &Method,

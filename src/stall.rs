@@ -40,6 +40,7 @@ pub struct SocketProgress {
 }
 
 impl SocketProgress {
+    /// The record of a socket just accepted: not blocked, its clock starting now.
     pub fn new() -> Arc<SocketProgress> {
         Arc::new(SocketProgress {
             opened: Instant::now(),
@@ -80,6 +81,8 @@ pub struct WatchedIo<IO> {
 }
 
 impl<IO> WatchedIo<IO> {
+    /// Wraps `inner`, recording its writes in `progress` and holding `admitted` (the
+    /// connection's `max_connections` slot and descriptor) until the socket is dropped.
     pub fn new(
         inner: IO,
         progress: Arc<SocketProgress>,
@@ -178,6 +181,7 @@ pub struct Sweep {
 }
 
 impl Responses {
+    /// The (empty) set of one new client connection, its clock starting now.
     pub fn new() -> Arc<Responses> {
         Arc::new(Responses {
             clock: Instant::now(),
@@ -331,6 +335,8 @@ pub struct ReadTimeout<B> {
 }
 
 impl<B> ReadTimeout<B> {
+    /// Wraps `inner`, failing it after `timeout` (`limits.body_read_timeout`) of waiting for
+    /// a frame; the wait restarts with every frame.
     pub fn new(inner: B, timeout: Duration) -> ReadTimeout<B> {
         ReadTimeout {
             inner,

@@ -9,6 +9,12 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsSettings;
 
+/// The listener's TLS acceptor: the certificate chain in `tls.cert` (PEM, leaf first) with the
+/// private key in `tls.key` (PEM), TLS 1.3 and 1.2, ALPN `h2` then `http/1.1`. With
+/// `tls.client_ca`, every client must present a certificate that chains to one of its CAs.
+///
+/// Errors: a file that cannot be read or parsed, a `tls.cert` without a certificate, a key
+/// or CA rustls refuses; each message names the setting and the file.
 pub fn acceptor(settings: &TlsSettings) -> Result<TlsAcceptor, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&settings.cert)
         .and_then(|iter| iter.collect::<Result<_, _>>())

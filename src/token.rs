@@ -28,6 +28,7 @@ impl<'a> BearerToken<'a> {
 pub enum Extracted<'a> {
     /// No Authorization header (or one with another scheme, such as Basic).
     None,
+    /// `Authorization: Bearer <b64token>` (RFC 6750 §2.1), with no `access_token` parameter.
     Bearer(BearerToken<'a>),
     /// Only an `access_token` query parameter: a method tokengate does not support (RFC 6750
     /// §3.1: treated as no authentication, never as a token).
@@ -37,8 +38,11 @@ pub enum Extracted<'a> {
 /// Why the request is malformed (400 `invalid_request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ExtractError {
+    /// Two or more `Authorization` fields: which one an upstream would read is anyone's guess.
     #[error("more than one Authorization header")]
     MultipleHeaders,
+    /// Not visible ASCII, no valid scheme (an RFC 9110 §5.6.2 token), or a `Bearer` scheme
+    /// not followed by exactly one `b64token` (RFC 6750 §2.1).
     #[error("the Authorization header is malformed")]
     MalformedHeader,
     /// RFC 6750 §2: "Clients MUST NOT use more than one method to transmit the token".

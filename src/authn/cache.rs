@@ -16,6 +16,8 @@ use crate::authn::VerifiedToken;
 use crate::config::CacheSettings;
 use crate::jwk::VerifyingKey;
 
+/// A token's cache key: the SHA-256 of the whole token and the configuration generation, so
+/// the cache never holds the token itself and an entry from before a reload never matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     generation: u64,
@@ -25,6 +27,7 @@ pub struct CacheKey {
 /// What a cache hit needs to be trusted again.
 #[derive(Debug)]
 pub struct Entry {
+    /// The verified token, shared with every request that hits the entry.
     pub token: Arc<VerifiedToken>,
     /// `exp` + leeway, in seconds since the epoch.
     pub deadline: f64,
@@ -32,6 +35,8 @@ pub struct Entry {
     pub key: Arc<VerifyingKey>,
 }
 
+/// The verified-token cache of one configuration generation: disabled (every lookup misses,
+/// nothing is kept) unless `cache.enabled`, else at most `cache.max_entries` entries.
 pub struct TokenCache {
     entries: Option<quick_cache::sync::Cache<CacheKey, Arc<Entry>>>,
     generation: u64,
@@ -40,6 +45,8 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
+    /// An empty cache for configuration `generation`, counting hits and misses into counters
+    /// of its own.
     pub fn new(settings: &CacheSettings, generation: u64) -> TokenCache {
         TokenCache::with_counters(settings, generation, Counter::default(), Counter::default())
     }
@@ -61,10 +68,12 @@ impl TokenCache {
         }
     }
 
+    /// Whether the configuration enables the cache (`cache.enabled`).
     pub fn enabled(&self) -> bool {
         self.entries.is_some()
     }
 
+    /// The key of `token` in this cache (SHA-256 of its bytes, with this cache's generation).
     pub fn key(&self, token: &str) -> CacheKey {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         let mut bytes = [0u8; 32];
@@ -87,22 +96,27 @@ impl TokenCache {
         entry
     }
 
+    /// Caches `entry` under `key`, evicting as the bound requires; nothing when disabled.
     pub fn insert(&self, key: CacheKey, entry: Entry) {
         if let Some(entries) = &self.entries {
             entries.insert(key, Arc::new(entry));
         }
     }
 
+    /// Drops the entry under `key`, if any ([`crate::authn::verify`] drops one whose deadline
+    /// passed or whose key was rotated out).
     pub fn remove(&self, key: &CacheKey) {
         if let Some(entries) = &self.entries {
             entries.remove(key);
         }
     }
 
+    /// The number of entries held (0 when disabled).
     pub fn len(&self) -> usize {
         self.entries.as_ref().map_or(0, |e| e.len())
     }
 
+    /// Whether no entry is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

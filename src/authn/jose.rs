@@ -15,17 +15,31 @@ use crate::jwk::VerifyingKey;
 pub struct Jws<'a> {
     /// `header.payload`, what the signature covers.
     pub signing_input: &'a str,
+    /// The third segment, still base64url (its alphabet and length already checked).
     pub signature: &'a str,
+    /// The header's `alg`, one tokengate implements (RFC 7515 §4.1.1).
     pub alg: Algorithm,
+    /// The header's `kid`, if present (RFC 7515 §4.1.4).
     pub kid: Option<String>,
+    /// The header's `typ`, if present (RFC 7515 §4.1.9).
     pub typ: Option<String>,
-    /// The whole JOSE header, parsed, and as it was signed.
+    /// The whole JOSE header, parsed.
     pub header: Map<String, Value>,
+    /// The JOSE header's JSON as it was signed (the decoded first segment).
     pub header_json: Vec<u8>,
+    /// The decoded payload (the claims' JSON, not yet parsed).
     pub payload: Vec<u8>,
 }
 
 impl<'a> Jws<'a> {
+    /// Splits and decodes a compact JWS (RFC 7515 §7.1): exactly three segments, strict
+    /// base64url without padding (§2), a strict-JSON object header with a supported `alg`
+    /// and string `kid`/`typ` if present, and no `crit` (§4.1.11). `jku`, `x5u`, `jwk` and
+    /// `x5c` are ignored, so nothing in the token chooses its key. The payload is only
+    /// decoded here.
+    ///
+    /// Errors: [`TokenError::Malformed`], [`TokenError::UnsupportedAlgorithm`] or
+    /// [`TokenError::CriticalHeader`].
     pub fn parse(token: &'a str) -> Result<Jws<'a>, TokenError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =

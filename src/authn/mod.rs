@@ -28,6 +28,7 @@ use crate::token::BearerToken;
 pub enum Principal {
     /// No token was needed and none was used.
     Anonymous,
+    /// A token that [`verify`] accepted (shared with the verified-token cache).
     Authenticated(Arc<VerifiedToken>),
 }
 
@@ -39,6 +40,8 @@ pub enum Principal {
 /// every request, are extracted once.
 #[derive(Debug)]
 pub struct VerifiedToken {
+    /// The configured issuer that verified it (its `issuer:` setting, equal to the token's
+    /// `iss`).
     pub issuer: String,
     header_json: Box<[u8]>,
     claims_json: Box<[u8]>,
@@ -89,10 +92,13 @@ impl VerifiedToken {
         )
     }
 
+    /// The `sub` claim (RFC 7519 §4.1.2), if present (a string, as the claim checks require).
     pub fn subject(&self) -> Option<&str> {
         self.subject.as_deref()
     }
 
+    /// The token's scopes, as [`crate::claims::scopes`] reads them: `scp` (an array, or a
+    /// space-separated string) if present, else `scope` (space-separated, RFC 9068 §2.2.3).
     pub fn scopes(&self) -> &[Box<str>] {
         &self.scopes
     }
@@ -116,47 +122,74 @@ impl VerifiedToken {
 /// Why a token is not accepted. Each variant says which check failed, never the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    /// Not a compact JWS with a JSON object header and payload we accept (RFC 7515 §7.1);
+    /// the text says what is wrong.
     #[error("the token is malformed: {0}")]
     Malformed(&'static str),
+    /// Longer than `limits.max_token_bytes`; refused before any parsing.
     #[error("the token is longer than allowed")]
     TooLarge,
+    /// `alg` names no algorithm tokengate implements (`none` included), or an HMAC algorithm
+    /// on an issuer that has no secret.
     #[error("the token's algorithm is not supported")]
     UnsupportedAlgorithm,
+    /// `alg` is implemented but not in the issuer's `algorithms`, or not one the selected
+    /// key admits.
     #[error("the token's algorithm is not allowed for this issuer or key")]
     AlgorithmNotAllowed,
+    /// The header has `crit`: tokengate implements no extension, so RFC 7515 §4.1.11 makes it
+    /// invalid.
     #[error("the token has critical header parameters that are not understood")]
     CriticalHeader,
+    /// `iss` is absent or names no configured issuer.
     #[error("the token's issuer is not accepted")]
     UnknownIssuer,
+    /// No key of the issuer admits the token's `alg` under its `kid` (or at all, without
+    /// one), even after the refetch an unknown `kid` may trigger.
     #[error("no key of the issuer matches the token's kid")]
     UnknownKey,
+    /// The header has no `kid` and more than one of the issuer's keys admits its `alg`.
     #[error("the token names no kid and the issuer has several keys")]
     KidMissing,
     /// The issuer publishes two different keys under the token's `kid` for its algorithm
     /// (RFC 7517 §4.5 asks that they be distinguishable): neither is tried.
     #[error("the issuer publishes two different keys under kid {0:?}")]
     KidAmbiguous(String),
+    /// The signature does not verify with the selected key (RFC 7515 §5.2).
     #[error("the token's signature is invalid")]
     BadSignature,
+    /// `exp` + leeway is not after now (RFC 7519 §4.1.4).
     #[error("the token has expired")]
     Expired,
+    /// `nbf` is later than now + leeway (RFC 7519 §4.1.5).
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// `iat` is later than now + leeway (RFC 7519 §4.1.6).
     #[error("the token was issued in the future")]
     IssuedInFuture,
     /// `exp` lies further beyond now, or beyond `iat`, than the issuer's `max_lifetime`.
     #[error("the token's lifetime is longer than the issuer allows")]
     LifetimeTooLong,
+    /// No `exp`: tokengate requires every token to expire.
     #[error("the token has no exp claim")]
     MissingExp,
+    /// The named claim is present with a type its specification does not allow (a
+    /// NumericDate that is not a number, an `aud` that is not a string or array of strings,
+    /// a non-string `iss`, `sub`, `scope`, …).
     #[error("the claim `{0}` has the wrong type")]
     ClaimType(&'static str),
+    /// `aud` is absent or names none of the issuer's audiences (RFC 7519 §4.1.3).
     #[error("the token is not meant for this audience")]
     Audience,
+    /// The issuer's claim assertion on the named claim does not hold.
     #[error("the claim `{0}` does not match")]
     Claim(String),
+    /// The issuer requires RFC 9068 and the header's `typ` is not `at+jwt` (or
+    /// `application/at+jwt`) (RFC 9068 §2.1).
     #[error("the token's typ is not at+jwt")]
     NotAnAccessToken,
+    /// The issuer requires RFC 9068 and one of `sub`, `client_id`, `iat`, `jti` is absent
+    /// (RFC 9068 §2.2).
     #[error("the token lacks the required claim `{0}`")]
     MissingClaim(&'static str),
 }
@@ -192,9 +225,11 @@ impl TokenError {
 /// Why authentication did not produce a principal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthnError {
+    /// The token failed a check: the client's fault (401 `invalid_token`).
     Invalid(TokenError),
     /// The issuer has no usable keys yet: not the client's fault, so 503 rather than 401.
     KeysUnavailable {
+        /// The configured issuer whose keys are missing.
         issuer: String,
     },
 }

@@ -23,22 +23,42 @@ const FILE_POLL: Duration = Duration::from_secs(2);
 /// Why a fetch failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
+    /// The request did not complete: connection, TLS, timeout, a refused redirect (to another
+    /// host, scheme or port, or more than five) or the body cut short. The text never names
+    /// the URL.
     #[error("request failed: {0}")]
     Http(String),
+    /// The server answered with a status other than 2xx.
     #[error("HTTP status {0}")]
     Status(u16),
+    /// The body is (or announces itself as) larger than 1 MiB; reading stops there.
     #[error("document larger than 1 MiB")]
     TooLarge,
+    /// The discovery document is not JSON, or has no `jwks_uri` that parses as a URL
+    /// (OIDC Discovery §3, RFC 8414 §2); also when no discovery location could be tried.
     #[error("discovery document is not valid JSON or has no jwks_uri")]
     BadDiscovery,
+    /// The discovery document's `issuer` is not exactly the configured issuer (OIDC Discovery
+    /// §4.3, RFC 8414 §3.3): its keys would not be this issuer's.
     #[error("discovery names issuer {found:?}, not the configured one")]
-    IssuerMismatch { found: String },
+    IssuerMismatch {
+        /// The `issuer` the document names (at most 200 characters; empty when absent).
+        found: String,
+    },
+    /// The discovered `jwks_uri` is neither `https` nor, with `allow_http`, `http`.
     #[error("jwks_uri {0} is not https (set allow_http for local testing)")]
     InsecureJwksUri(String),
+    /// The document was read but is not a JWKS with a usable key.
     #[error("{0}")]
     Jwks(#[from] crate::jwk::JwksError),
+    /// A `jwks_file` could not be read.
     #[error("cannot read {path}: {error}")]
-    File { path: PathBuf, error: String },
+    File {
+        /// The configured file.
+        path: PathBuf,
+        /// The I/O error, in words.
+        error: String,
+    },
 }
 
 impl IssuerKeys {

@@ -9,6 +9,7 @@ use crate::jwk::{JwksError, KeySet, Skipped};
 /// (same client, timeouts, redirect and https rules, discovery order and key hygiene).
 #[derive(Debug, Clone)]
 pub struct Probe {
+    /// The issuer as configured.
     pub issuer: String,
     /// The discovery document used, when keys are found by discovery.
     pub discovery: Option<String>,
@@ -16,6 +17,8 @@ pub struct Probe {
     pub jwks: Option<String>,
     /// Usable keys: `kid` (or `(no kid)`), type with size or curve, algorithms.
     pub usable: Vec<(String, String, Vec<Algorithm>)>,
+    /// Keys skipped, each with its reason (`kid_ambiguous` for a `kid` naming two different
+    /// keys).
     pub skipped: Vec<Skipped>,
     /// Why the issuer has no usable key: unreachable, not a JWKS, every key skipped.
     pub error: Option<String>,
