@@ -490,8 +490,13 @@ impl KeySet {
 
     /// The `kid`s with two different keys for one algorithm, each once.
     pub fn conflicting_kids(&self) -> Vec<&str> {
-        let mut kids: Vec<&str> = self.conflicts.iter().map(|(k, _)| k.as_str()).collect();
-        kids.dedup();
+        // Each kid once, in first-seen order (`dedup` alone keeps non-adjacent repeats).
+        let mut kids: Vec<&str> = Vec::new();
+        for (kid, _) in &self.conflicts {
+            if !kids.contains(&kid.as_str()) {
+                kids.push(kid.as_str());
+            }
+        }
         kids
     }
 
@@ -807,6 +812,19 @@ fn has_roca_fingerprint(n: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_conflicting_kid_is_listed_once() {
+        let set = KeySet {
+            keys: Vec::new(),
+            conflicts: vec![
+                ("k".into(), Algorithm::RS256),
+                ("m".into(), Algorithm::ES256),
+                ("k".into(), Algorithm::PS256),
+            ],
+        };
+        assert_eq!(set.conflicting_kids(), ["k", "m"]);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -157,11 +157,16 @@ pub struct HeaderPolicy {
 /// from a trusted proxy), for the `X-Forwarded-*` headers tokengate writes. (Not the CORS
 /// `Origin`.)
 pub struct ForwardedFrom {
+    /// The client's `Host` (for `X-Forwarded-Host`), before any rewriting.
     pub host: Option<HeaderValue>,
+    /// The TCP peer is in `trusted_proxies`: its `X-Forwarded-*` chain is extended, not
+    /// replaced.
     pub trusted_peer: bool,
 }
 
 impl HeaderPolicy {
+    /// The policy for `forward:` (identity headers, prefix, foreign and trusted identity
+    /// names) and the `trusted_proxies` networks.
     pub fn new(forward: &ForwardSettings, trusted_proxies: &[IpNet]) -> HeaderPolicy {
         let mut identity: Vec<String> = forward
             .headers
@@ -516,6 +521,7 @@ pub struct TrailerFilter<B> {
 }
 
 impl<B> TrailerFilter<B> {
+    /// `inner` with every trailer section filtered by `rules` (RFC 9110 §6.5).
     pub fn new(inner: B, rules: TrailerRules) -> TrailerFilter<B> {
         TrailerFilter { inner, rules }
     }
