@@ -19,6 +19,65 @@ pub struct Gateway {
     app: ArcSwap<App>,
     tls: ArcSwapOption<TlsAcceptor>,
     metrics: Arc<Metrics>,
+    /// What the process started with and keeps until a restart: every reload is compared
+    /// with this (not with the previous reload's file), so a change still waiting for a
+    /// restart is reported on every reload until then.
+    fixed: Fixed,
+}
+
+/// The settings only a restart applies, as the process started with them.
+#[derive(Debug, Clone, PartialEq)]
+struct Fixed {
+    listen: std::net::SocketAddr,
+    admin_listen: Option<std::net::SocketAddr>,
+    tls_on: bool,
+    max_connections: usize,
+    pool_max_idle: Option<usize>,
+    log_format: crate::config::LogFormat,
+    log_level: String,
+}
+
+impl Fixed {
+    fn of(settings: &Settings) -> Fixed {
+        Fixed {
+            listen: settings.listen,
+            admin_listen: settings.admin_listen,
+            tls_on: settings.tls.is_some(),
+            max_connections: settings.limits.max_connections,
+            pool_max_idle: settings.upstream.as_ref().map(|u| u.pool_max_idle),
+            log_format: settings.log.format,
+            log_level: settings.log.level.clone(),
+        }
+    }
+
+    /// The names of the settings in `new` that differ from these.
+    fn changed_in(&self, new: &Fixed) -> Vec<&'static str> {
+        let mut restart = Vec::new();
+        if new.listen != self.listen {
+            restart.push("listen");
+        }
+        if new.admin_listen != self.admin_listen {
+            restart.push("admin.listen");
+        }
+        if new.tls_on != self.tls_on {
+            restart.push("tls (turning it on or off)");
+        }
+        // Sized once for the process: the connection slots and the descriptor budget.
+        if new.max_connections != self.max_connections {
+            restart.push("limits.max_connections");
+        }
+        if new.pool_max_idle != self.pool_max_idle {
+            restart.push("upstream.pool_max_idle (the descriptor budget keeps its start-up size)");
+        }
+        // The log subscriber is installed once, at start.
+        if new.log_format != self.log_format {
+            restart.push("log.format");
+        }
+        if new.log_level != self.log_level {
+            restart.push("log.level");
+        }
+        restart
+    }
 }
 
 /// What a reload changed that only a restart can apply.
@@ -34,11 +93,13 @@ impl Gateway {
             .as_ref()
             .map(crate::tls::acceptor)
             .transpose()?;
+        let fixed = Fixed::of(&settings);
         let app = App::build(settings, None, metrics.clone())?;
         Ok(Gateway {
             app: ArcSwap::from_pointee(app),
             tls: ArcSwapOption::new(tls.map(Arc::new)),
             metrics,
+            fixed,
         })
     }
 
@@ -67,34 +128,11 @@ impl Gateway {
     /// setting applies to requests that start after the swap, and `limits.*` (but
     /// `max_connections`) to connections accepted after it; what only a restart can apply
     /// (listen addresses, TLS on or off, `limits.max_connections`, `upstream.pool_max_idle`'s
-    /// share of the descriptor budget, the log format and level) is reported, not applied.
+    /// share of the descriptor budget, the log format and level) is reported, not applied,
+    /// on every reload until a restart.
     pub fn reload(&self, settings: Settings) -> Result<NeedsRestart, String> {
         let old = self.app.load_full();
-        let mut restart = Vec::new();
-        if settings.listen != old.settings().listen {
-            restart.push("listen");
-        }
-        if settings.admin_listen != old.settings().admin_listen {
-            restart.push("admin.listen");
-        }
-        if settings.tls.is_some() != old.settings().tls.is_some() {
-            restart.push("tls (turning it on or off)");
-        }
-        // Sized once for the process: the connection slots and the descriptor budget.
-        if settings.limits.max_connections != old.settings().limits.max_connections {
-            restart.push("limits.max_connections");
-        }
-        let pool = |s: &Settings| s.upstream.as_ref().map(|u| u.pool_max_idle);
-        if pool(&settings) != pool(old.settings()) {
-            restart.push("upstream.pool_max_idle (the descriptor budget keeps its start-up size)");
-        }
-        // The log subscriber is installed once, at start.
-        if settings.log.format != old.settings().log.format {
-            restart.push("log.format");
-        }
-        if settings.log.level != old.settings().log.level {
-            restart.push("log.level");
-        }
+        let restart = self.fixed.changed_in(&Fixed::of(&settings));
         let tls = match (&settings.tls, self.tls.load_full()) {
             (Some(t), Some(_)) => Some(Arc::new(crate::tls::acceptor(t)?)),
             (_, current) => current,
@@ -104,5 +142,39 @@ impl Gateway {
         self.tls.store(tls);
         self.app.store(Arc::new(app));
         Ok(NeedsRestart(restart))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{load_str, Overrides};
+
+    fn settings(listen: &str) -> Settings {
+        let yaml = format!(
+            "listen: {listen}\nissuers:\n  - issuer: https://idp.example.com\n    audiences: [api]\n"
+        );
+        match load_str(Path::new("t.yaml"), &yaml, &Overrides::default()) {
+            Ok(s) => s,
+            Err(e) => panic!("test configuration refused: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_waiting_for_a_restart_is_reported_on_every_reload() {
+        let gateway = match Gateway::new(settings("127.0.0.1:8080")) {
+            Ok(g) => g,
+            Err(e) => panic!("{e}"),
+        };
+        for _ in 0..2 {
+            let restart = gateway.reload(settings("127.0.0.1:9090"));
+            assert_eq!(restart, Ok(NeedsRestart(vec!["listen"])));
+        }
+        assert_eq!(
+            gateway.reload(settings("127.0.0.1:8080")),
+            Ok(NeedsRestart(vec![]))
+        );
     }
 }
