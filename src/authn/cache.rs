@@ -84,30 +84,32 @@ impl TokenCache {
         }
     }
 
-    /// The entry, if one is cached (the caller still checks deadline and key).
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        let entry = self.entries.as_ref()?.get(key);
-        let counter = if entry.is_some() {
+    /// The entry under `key` if one is cached and `usable` says it still is (deadline, key);
+    /// an unusable one is dropped. Counts a hit only for an entry that is returned.
+    pub fn get(&self, key: &CacheKey, usable: impl Fn(&Entry) -> bool) -> Option<Arc<Entry>> {
+        let entries = self.entries.as_ref()?;
+        let entry = entries.get(key);
+        let found = match entry {
+            Some(entry) if usable(&entry) => Some(entry),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        };
+        let counter = if found.is_some() {
             &self.hits
         } else {
             &self.misses
         };
         counter.inc();
-        entry
+        found
     }
 
     /// Caches `entry` under `key`, evicting as the bound requires; nothing when disabled.
     pub fn insert(&self, key: CacheKey, entry: Entry) {
         if let Some(entries) = &self.entries {
             entries.insert(key, Arc::new(entry));
-        }
-    }
-
-    /// Drops the entry under `key`, if any ([`crate::authn::verify`] drops one whose deadline
-    /// passed or whose key was rotated out).
-    pub fn remove(&self, key: &CacheKey) {
-        if let Some(entries) = &self.entries {
-            entries.remove(key);
         }
     }
 

@@ -258,12 +258,11 @@ pub async fn verify(
     }
     let cache_key = cache.enabled().then(|| cache.key(token));
     if let Some(key) = &cache_key {
-        if let Some(entry) = cache.get(key) {
-            if now() < entry.deadline && keys.is_current(&entry.token.issuer, &entry.key) {
-                return Ok(entry.token.clone());
-            }
-            // Expired, or its key was rotated out: verify afresh (which will say why).
-            cache.remove(key);
+        // An expired entry, or one whose key was rotated out, is dropped and the token
+        // verified afresh (which will say why).
+        let usable = |e: &Entry| now() < e.deadline && keys.is_current(&e.token.issuer, &e.key);
+        if let Some(entry) = cache.get(key, usable) {
+            return Ok(entry.token.clone());
         }
     }
     let (verified, key, deadline) = verify_uncached(token, settings, keys).await?;
