@@ -5,6 +5,7 @@
 //! what would be valid. Parse errors stop at the first one (serde cannot go on); validation
 //! reports every problem at once.
 
+mod forward_auth;
 mod raw;
 mod settings;
 mod validate;

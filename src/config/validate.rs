@@ -406,6 +406,9 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         );
     }
 
+    let forward_auth =
+        super::forward_auth::validate_forward_auth(raw.forward_auth.as_ref(), &mut issues.0);
+
     if !issues.0.is_empty() {
         return Err(issues.0);
     }
@@ -429,6 +432,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         generation: next_generation(),
         tls,
         admin_listen,
+        forward_auth,
     })
 }
 
