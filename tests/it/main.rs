@@ -12,6 +12,7 @@ mod config;
 mod cors;
 mod deploy;
 mod extraction;
+mod forward_auth;
 mod forwarding;
 mod hmac;
 mod hostile;
