@@ -458,11 +458,12 @@ mod tests {
         use ForwardAuthError::*;
         let uri: Uri = "/_auth".parse().unwrap_or_else(|e| panic!("{e}"));
         let trusted = peer("10.0.0.1");
-        let rows: Vec<(
+        type Row = (
             ForwardAuthMode,
             Vec<(&'static str, &'static str)>,
             ForwardAuthError,
-        )> = vec![
+        );
+        let rows: Vec<Row> = vec![
             (
                 ForwardAuthMode::Nginx,
                 vec![("x-original-method", "GET")],

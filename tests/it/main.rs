@@ -16,6 +16,7 @@ mod forward_auth;
 mod forwarding;
 mod hmac;
 mod hostile;
+mod ingress;
 mod keys;
 mod keysets;
 mod operations;
