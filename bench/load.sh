@@ -9,8 +9,11 @@
 #
 # Core 0 runs the proxy under test; core 1 runs the load generator (wrk) and the upstream
 # (nginx, one worker, a small fixed JSON body). Rows: the upstream alone; nginx proxy_pass
-# with no authentication; tokengate verifying every token with the cache on and off; and
-# tokengate on an `auth: none` route. Each row prints requests/s, p50, p99, the proxy's CPU
+# with no authentication; tokengate verifying every token with the cache on and off;
+# tokengate on an `auth: none` route; and nginx auth_request (the shipped
+# examples/forward-auth/nginx.conf, on core 0 beside tokengate) asking tokengate
+# (forward_auth: { mode: nginx }, cache on) before proxying, whose CPU column is
+# tokengate's CPU per decision. Each row prints requests/s, p50, p99, the proxy's CPU
 # time per request (user + system, from /proc), its peak RSS, and the ratio to the
 # nginx-no-auth row. Everything listens on 127.0.0.1 only.
 #
@@ -23,7 +26,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 MANY_USERS=0
 [ "${1:-}" = "--many-users" ] && MANY_USERS=1
-UPSTREAM_PORT=18080 NGINX_PROXY_PORT=18081 TOKENGATE_PORT=18082
+UPSTREAM_PORT=18080 NGINX_PROXY_PORT=18081 TOKENGATE_PORT=18082 NGINX_AUTH_PORT=18083
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -69,13 +72,32 @@ CONF
 nginx_conf nginx-up "$UPSTREAM_PORT" "default_type application/json; return 200 '[{\"message\":\"Hello, word!\"}]';"
 nginx_conf nginx-proxy "$NGINX_PROXY_PORT" "proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\";"
 taskset -c 1 "$NGINX" -p "$WORK/nginx-up" -c "$WORK/nginx-up/nginx.conf" & PIDS+=($!)
+# nginx auth_request in front of the upstream, tokengate deciding: the shipped example, as
+# conf.d would include it.
+mkdir -p "$WORK/nginx-auth"
+sed -e "s/__LISTEN_PORT__/$NGINX_AUTH_PORT/" -e "s/__TOKENGATE_PORT__/$TOKENGATE_PORT/" \
+  -e "s/__UPSTREAM_PORT__/$UPSTREAM_PORT/" examples/forward-auth/nginx.conf > "$WORK/nginx-auth/site.conf"
+cat > "$WORK/nginx-auth/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-auth/nginx.pid;
+error_log $WORK/nginx-auth/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx-auth; proxy_temp_path $WORK/nginx-auth; fastcgi_temp_path $WORK/nginx-auth;
+  uwsgi_temp_path $WORK/nginx-auth; scgi_temp_path $WORK/nginx-auth;
+  keepalive_requests 1000000;
+  include $WORK/nginx-auth/site.conf;
+}
+CONF
 
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on port $1" >&2; exit 1; }
 wait_port "$UPSTREAM_PORT"
 
 # --- tokengate configurations: the dev issuer mints the tokens (loopback only) ---
 KEY="$WORK/dev-key.pem"
-tokengate_conf() { # file cache
+tokengate_conf() { # file cache [extra line]
   cat > "$1" <<CONF
 listen: 127.0.0.1:$TOKENGATE_PORT
 dev_issuer: { audience: api://default, key_file: $KEY, token_lifetime: 1h }
@@ -84,10 +106,12 @@ routes:
   - { path: /public/**, auth: none }
 cache: { enabled: $2 }
 log: { level: warn }
+${3:-}
 CONF
 }
 tokengate_conf "$WORK/cache-on.yaml" true
 tokengate_conf "$WORK/cache-off.yaml" false
+tokengate_conf "$WORK/forward-auth.yaml" true "forward_auth: { mode: nginx, trusted_proxies: [127.0.0.1/32] }"
 
 PROXY_PID=""
 start_tokengate() { # config
@@ -190,6 +214,12 @@ for conns in 50 256; do
   fi
   start_tokengate "$WORK/cache-off.yaml"
   run "tokengate, cache off (RS256 every request)" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID"
+  stop_proxy
+  start_tokengate "$WORK/forward-auth.yaml"
+  taskset -c 0 "$NGINX" -p "$WORK/nginx-auth" -c "$WORK/nginx-auth/nginx.conf" & NGINX_AUTH=$!; PIDS+=("$NGINX_AUTH")
+  wait_port "$NGINX_AUTH_PORT"
+  run "nginx auth_request -> tokengate (cache on)" "$NGINX_AUTH_PORT" /api/messages "$conns" "$PROXY_PID"
+  kill "$NGINX_AUTH"; wait "$NGINX_AUTH" 2>/dev/null || true
   stop_proxy
 done
 done

@@ -18,11 +18,12 @@ use crate::authn::{self, Principal};
 use crate::authz::{self, Permit};
 use crate::body::{Body, BoxError, Metered};
 use crate::builtin::Builtin;
-use crate::config::{Cors, Settings};
+use crate::config::{Cors, ForwardAuthSettings, Settings};
 use crate::cors;
 use crate::dev::DevIssuer;
 use crate::endpoints::{self, Endpoints};
 use crate::forward::{Affinity, Upstream};
+use crate::forward_auth::{self, OriginalRequest};
 use crate::jwks::KeyStore;
 use crate::metrics::{method_class, Metrics, RequestLabels};
 use crate::mutate::{HeaderPolicy, TrailerFilter, TrailerRules};
@@ -310,6 +311,18 @@ impl App {
         // 1 route: one canonical path for matching and forwarding.
         let canonical = route::canonicalize(request.uri().path(), self.settings.paths)?;
         host_is_unambiguous(&request)?;
+        if let Some(settings) = &self.settings.forward_auth {
+            if forward_auth::is_decision(
+                settings,
+                request.uri().path(),
+                &canonical,
+                self.settings.paths,
+            )? {
+                // A decision for an ingress, never forwarded; CORS is the ingress's business.
+                outcome.no_cors = true;
+                return self.decide(settings, request, inbound, outcome).await;
+            }
+        }
         if let Some((endpoint, allowed)) =
             self.endpoints
                 .route(request.method(), &canonical.path, preflight)
@@ -323,7 +336,9 @@ impl App {
         let dispatch = self.dispatch(&request, &canonical)?;
         let rule = self.rule(&mut request, &canonical, outcome);
         // 2 token, 3 authn (as the rule asks)
-        let principal = self.authenticate(rule.auth, &request).await?;
+        let principal = self
+            .authenticate(rule.auth, request.headers(), request.uri().query())
+            .await?;
         outcome.identify(&principal);
         // 4 authz
         let permit = authz::authorize(rule, principal)?;
@@ -340,6 +355,58 @@ impl App {
                 None => Err(Rejection::MissingToken),
             },
         }
+    }
+
+    /// Forward-auth: the decision on the request an ingress asks about. The original
+    /// request is rebuilt from the ingress's headers (trusted peers only), then the same
+    /// stages as [`App::pipeline`] run on it: method, canonical path, rule table, token
+    /// (from this request's own `Authorization`, and the original query), verification,
+    /// authorization. Allowed: 200 with every identity header ([`forward_auth::allow`]);
+    /// refused: the [`Rejection`] the proxy would have answered.
+    async fn decide(
+        &self,
+        settings: &ForwardAuthSettings,
+        request: Request<Body>,
+        inbound: &Inbound<'_>,
+        outcome: &mut Outcome,
+    ) -> Result<Response<Body>, Rejection> {
+        let original = forward_auth::original_request(
+            settings,
+            request.method(),
+            request.uri(),
+            request.headers(),
+            &inbound.peer,
+        )
+        .inspect_err(|e| {
+            warn!(
+                request_id = inbound.request_id.to_str().unwrap_or("-"),
+                peer = %inbound.peer,
+                mode = settings.mode.name(),
+                reason = e.reason(),
+                error = %e,
+                "forward-auth question refused"
+            );
+        })?;
+        let OriginalRequest {
+            method,
+            path,
+            query,
+            ..
+        } = &original;
+        method_is_forwardable(method)?;
+        // 1 route, on the rebuilt request
+        let canonical = route::canonicalize(path, self.settings.paths)?;
+        let rule = self.matched_rule(method, &canonical, outcome);
+        // 2 token, 3 authn
+        let principal = self
+            .authenticate(rule.auth, request.headers(), query.as_deref())
+            .await?;
+        outcome.identify(&principal);
+        // 4 authz
+        let permit = authz::authorize(rule, principal)?;
+        outcome.reason = "ok";
+        let identity = self.headers.identity_answer(&permit, &inbound.request_id);
+        Ok(forward_auth::allow(identity))
     }
 
     /// Where the request would go: the upstream, or (with none) one of the quickstart's
@@ -366,12 +433,7 @@ impl App {
         canonical: &CanonicalPath,
         outcome: &mut Outcome,
     ) -> &Rule {
-        let (matched, rule) = self
-            .settings
-            .rules
-            .match_request(request.method(), canonical);
-        outcome.path = Some(canonical.path.clone());
-        outcome.route = matched.map(|r| r.name.clone());
+        let rule = self.matched_rule(request.method(), canonical, outcome);
         // `cors: { mode: upstream }`: the upstream answers preflights, and a browser sends
         // them without credentials, so they go without a token (and without one forwarded).
         // (HTTP/2 needs no Content-Length or Transfer-Encoding to carry a body: the stream's
@@ -386,17 +448,32 @@ impl App {
         rule
     }
 
-    /// Stages 2 and 3: extract and verify the bearer token, as the route's auth mode asks.
+    /// The rule table's answer for `method` on `canonical`, logged under its route's name.
+    fn matched_rule(
+        &self,
+        method: &Method,
+        canonical: &CanonicalPath,
+        outcome: &mut Outcome,
+    ) -> &Rule {
+        let (matched, rule) = self.settings.rules.match_request(method, canonical);
+        outcome.path = Some(canonical.path.clone());
+        outcome.route = matched.map(|r| r.name.clone());
+        rule
+    }
+
+    /// Stages 2 and 3: extract and verify the bearer token from `headers` (and the
+    /// `access_token` check on `query`), as the route's auth mode asks.
     async fn authenticate(
         &self,
         auth: AuthMode,
-        request: &Request<Body>,
+        headers: &HeaderMap,
+        query: Option<&str>,
     ) -> Result<Principal, Rejection> {
         if auth == AuthMode::None {
             // Not even looked at: a token on a public route never becomes identity.
             return Ok(Principal::Anonymous);
         }
-        let token = match token::extract(request.headers(), request.uri().query())? {
+        let token = match token::extract(headers, query)? {
             Extracted::None if auth == AuthMode::Optional => return Ok(Principal::Anonymous),
             Extracted::None => return Err(Rejection::MissingToken),
             // A credential in the URL: refused even where anonymous callers are welcome, so it

@@ -12,7 +12,10 @@
 //! 5. [`mutate`]: strip identity, hop-by-hop and untrusted forwarding headers, then inject
 //! 6. dispatch: `forward` to the upstream, or the quickstart routes (`builtin`)
 //!
-//! Any failure is a `rejection::Rejection`, turned into a response in one place.
+//! Any failure is a `rejection::Rejection`, turned into a response in one place. With
+//! `forward_auth:`, a request to the decision path is a question from an ingress:
+//! `forward_auth` rebuilds the request it asks about, stages 1 to 4 run on it, and the
+//! answer is the decision (`App::decide`), never a forwarded request.
 #![forbid(unsafe_code)]
 
 // Public: what the binary (`main.rs`), the integration tests, the benches and the fuzz
@@ -32,6 +35,7 @@ mod dev;
 mod endpoints;
 pub mod fdlimit;
 mod forward;
+mod forward_auth;
 mod gateway;
 mod header_name;
 pub mod inspect;

@@ -328,6 +328,47 @@ impl HeaderPolicy {
         }
     }
 
+    /// The identity headers of a forward-auth allow: every claims header and the payload
+    /// header, in configuration order, each with the value [`HeaderPolicy::inject`] would
+    /// send, or an empty value where it would send none (the claim is absent, the value is
+    /// withheld as ambiguous, or the caller is anonymous). An ingress that copies these
+    /// names onto the upstream request so always overwrites what the client sent under them.
+    pub fn identity_answer(
+        &self,
+        permit: &Permit,
+        request_id: &HeaderValue,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        let names = self
+            .claim_headers
+            .iter()
+            .map(|h| &h.name)
+            .chain(self.payload_header.as_ref());
+        let rendered = permit.token().map(|token| {
+            (
+                token,
+                token.forward_headers.get_or_init(|| self.render(token)),
+            )
+        });
+        names
+            .map(|name| {
+                let value = rendered.and_then(|(token, rendered)| {
+                    match rendered.iter().find(|(n, _)| n == name) {
+                        Some((_, Some(value))) => Some(value.clone()),
+                        Some((_, None)) => {
+                            self.warn_withheld(name, token, request_id);
+                            None
+                        }
+                        None => None,
+                    }
+                });
+                (
+                    name.clone(),
+                    value.unwrap_or_else(|| HeaderValue::from_static("")),
+                )
+            })
+            .collect()
+    }
+
     fn warn_withheld(&self, name: &HeaderName, token: &VerifiedToken, request_id: &HeaderValue) {
         let claim = self
             .claim_headers
@@ -1082,5 +1123,45 @@ mod tests {
             assert!(!keeps_response_trailer(&name), "{name}");
             assert!(!p.keeps_request_trailer(&name), "{name}");
         }
+    }
+
+    #[test]
+    fn a_forward_auth_answer_names_every_identity_header() {
+        let p = policy(&[]);
+        let answer = |permit: &Permit| -> Vec<(String, String)> {
+            p.identity_answer(permit, &ID)
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
+                .collect()
+        };
+        let names = [
+            "x-auth-subject",
+            "x-user-roles",
+            "x-auth-scopes",
+            "x-auth-meta",
+            "x-groups-json",
+        ];
+        // A verified token: its values; absent claims and ambiguous values are empty.
+        let got = answer(&permit(json!({
+            "sub": "alice",
+            "scp": ["read", "write"],
+            "groups": ["a b"],
+            "realm_access": {"roles": ["Everyone", "not admin"]},
+        })));
+        let expected: Vec<(String, String)> = names
+            .iter()
+            .zip(["alice", "", "read write", "", "[\"a b\"]"])
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, expected);
+        // Anonymous: every name, every value empty.
+        let got = answer(&anonymous());
+        assert_eq!(
+            got,
+            names
+                .iter()
+                .map(|n| (n.to_string(), String::new()))
+                .collect::<Vec<_>>()
+        );
     }
 }

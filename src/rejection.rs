@@ -12,6 +12,7 @@ use crate::body::{full, Body};
 use crate::dev::BadTokenRequest;
 use crate::endpoints::EndpointError;
 use crate::forward::UpstreamError;
+use crate::forward_auth::ForwardAuthError;
 use crate::route::PathError;
 use crate::token::ExtractError;
 
@@ -55,6 +56,9 @@ pub enum Rejection {
     /// Authenticated, but the route's claim or issuer condition fails (403).
     AccessDenied(String),
     Upstream(UpstreamError),
+    /// A forward-auth question that cannot be decided: from a peer that is not a trusted
+    /// ingress (403), or without one readable original request (400).
+    ForwardAuth(ForwardAuthError),
 }
 
 impl From<AuthzError> for Rejection {
@@ -75,6 +79,12 @@ impl From<EndpointError> for Rejection {
             EndpointError::BadDevTokenRequest(e) => Rejection::BadDevTokenRequest(e),
             EndpointError::BodyTooLarge => Rejection::BodyTooLarge,
         }
+    }
+}
+
+impl From<ForwardAuthError> for Rejection {
+    fn from(e: ForwardAuthError) -> Rejection {
+        Rejection::ForwardAuth(e)
     }
 }
 
@@ -121,6 +131,7 @@ impl Rejection {
             Rejection::InsufficientScope(_) => "insufficient_scope",
             Rejection::AccessDenied(_) => "access_denied",
             Rejection::Upstream(e) => e.reason(),
+            Rejection::ForwardAuth(e) => e.reason(),
         }
     }
 
@@ -136,7 +147,9 @@ impl Rejection {
             | Rejection::MethodNotUpperCase => StatusCode::BAD_REQUEST,
             Rejection::InsufficientScope(_)
             | Rejection::AccessDenied(_)
-            | Rejection::DevTokenForbidden(_) => StatusCode::FORBIDDEN,
+            | Rejection::DevTokenForbidden(_)
+            | Rejection::ForwardAuth(ForwardAuthError::UntrustedPeer) => StatusCode::FORBIDDEN,
+            Rejection::ForwardAuth(_) => StatusCode::BAD_REQUEST,
             Rejection::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             Rejection::Upstream(UpstreamError::Unreachable(_) | UpstreamError::Protocol(_)) => {
                 StatusCode::BAD_GATEWAY
@@ -213,6 +226,10 @@ impl Rejection {
                 )),
             ),
             Rejection::AccessDenied(why) => ("access_denied", why.clone(), None),
+            Rejection::ForwardAuth(e @ ForwardAuthError::UntrustedPeer) => {
+                ("access_denied", e.to_string(), None)
+            }
+            Rejection::ForwardAuth(e) => ("invalid_request", e.to_string(), None),
             Rejection::Upstream(e) => (
                 match e {
                     UpstreamError::Timeout => "upstream_timeout",
@@ -453,6 +470,20 @@ mod tests {
                 None,
                 Some(("retry-after", "1")),
             ),
+            (
+                Rejection::ForwardAuth(ForwardAuthError::UntrustedPeer),
+                403,
+                "access_denied",
+                None,
+                None,
+            ),
+            (
+                Rejection::ForwardAuth(ForwardAuthError::RepeatedHeader("X-Original-URI")),
+                400,
+                "invalid_request",
+                None,
+                None,
+            ),
         ]
     }
 
@@ -474,7 +505,8 @@ mod tests {
             | Rejection::AmbiguousHost
             | Rejection::InsufficientScope(_)
             | Rejection::AccessDenied(_)
-            | Rejection::Upstream(_) => {}
+            | Rejection::Upstream(_)
+            | Rejection::ForwardAuth(_) => {}
         }
     }
 

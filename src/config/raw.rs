@@ -39,6 +39,22 @@ pub struct RawConfig {
     pub cache: RawCache,
     pub tls: Option<RawTls>,
     pub admin: Option<RawAdmin>,
+    pub forward_auth: Option<RawForwardAuth>,
+}
+
+/// `forward_auth:`: the decision endpoint an ingress asks (`config/forward_auth.rs` checks it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    /// `nginx`, `traefik`, `caddy` or `envoy`; required (optional here so that its absence
+    /// gets a message with a hint rather than serde's).
+    pub mode: Option<String>,
+    /// The decision path (nginx, traefik, caddy).
+    pub path: Option<String>,
+    /// The prefix Envoy's `ext_authz` puts before the original path (envoy).
+    pub path_prefix: Option<String>,
+    /// Peers whose original-request headers are believed; required, never empty.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `tls:`: PEM files for the public listener.

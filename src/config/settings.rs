@@ -55,6 +55,50 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// The admin listener (metrics, health); off unless configured.
     pub admin_listen: Option<SocketAddr>,
+    /// `forward_auth:`: the decision endpoint for an ingress; off unless configured.
+    pub forward_auth: Option<ForwardAuthSettings>,
+}
+
+/// `forward_auth:`: where an ingress asks tokengate for a decision, how it says what the
+/// original request was, and which peers may say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuthSettings {
+    pub mode: ForwardAuthMode,
+    /// A canonical absolute path (`/_auth` by default). For nginx, Traefik and Caddy the
+    /// decision path itself (any query ignored); for Envoy the prefix its `ext_authz`
+    /// `path_prefix` puts before the original path, which follows it.
+    pub path: String,
+    /// Only a TCP peer in one of these networks may ask; every other gets 403. Never empty,
+    /// never `0.0.0.0/0` or `::/0`.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// Which ingress asks, and so which headers carry the original request
+/// (`forward_auth.mode`; configured, never guessed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardAuthMode {
+    /// nginx `auth_request`: `X-Original-Method` and `X-Original-URI`, as the module's
+    /// documentation sets them.
+    Nginx,
+    /// Traefik `ForwardAuth`: `X-Forwarded-Method`, `-Proto`, `-Host` and `-Uri`.
+    Traefik,
+    /// Caddy `forward_auth`: the same four `X-Forwarded-*` headers as Traefik.
+    Caddy,
+    /// Envoy `ext_authz` (HTTP service): the request's own method, and the path after
+    /// `path_prefix`.
+    Envoy,
+}
+
+impl ForwardAuthMode {
+    /// The name as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardAuthMode::Nginx => "nginx",
+            ForwardAuthMode::Traefik => "traefik",
+            ForwardAuthMode::Caddy => "caddy",
+            ForwardAuthMode::Envoy => "envoy",
+        }
+    }
 }
 
 /// TLS on the listener (`tls:`); files are read at start and on every reload.

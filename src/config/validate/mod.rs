@@ -12,6 +12,7 @@ mod claims;
 mod cors;
 mod dev_issuer;
 mod forward;
+mod forward_auth;
 mod issuer;
 mod keys;
 mod limits;
@@ -111,6 +112,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         .as_ref()
         .map(|r| resource::resource(&mut issues, r));
     let cache = cache::cache(&mut issues, &raw.cache);
+    let forward_auth = forward_auth::validate_forward_auth(raw.forward_auth.as_ref(), &mut issues);
 
     if !issues.0.is_empty() {
         return Err(issues.0);
@@ -135,6 +137,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         generation: next_generation(),
         tls,
         admin_listen,
+        forward_auth,
     })
 }
 
