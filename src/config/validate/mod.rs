@@ -111,6 +111,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         .as_ref()
         .map(|r| resource::resource(&mut issues, r));
     let cache = cache::cache(&mut issues, &raw.cache);
+    let opaque_tokens = issuer::opaque_tokens(&mut issues, raw.opaque_tokens.as_deref(), &issuers);
 
     if !issues.0.is_empty() {
         return Err(issues.0);
@@ -135,6 +136,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         generation: next_generation(),
         tls,
         admin_listen,
+        opaque_tokens,
     })
 }
 
