@@ -15,6 +15,7 @@ mod extraction;
 mod forwarding;
 mod hmac;
 mod hostile;
+mod introspection;
 mod keys;
 mod keysets;
 mod operations;

@@ -188,8 +188,13 @@ impl Introspector {
         };
         let now = Instant::now();
         match said {
-            Ok(Said::Active(members)) => {
+            Ok(Said::Active(mut members)) => {
                 state.counters.call("active", now - started);
+                // The issuer asked is the token's issuer: claims headers and route rules read
+                // `iss` as for a JWT (a different `iss` fails `check_members`).
+                members
+                    .entry("iss")
+                    .or_insert_with(|| Value::String(issuer.issuer.clone()));
                 let ttl = ttl(&members, config.cache_ttl, super::now());
                 let claims_json = serde_json::to_vec(&members).unwrap_or_default();
                 let verified = VerifiedToken::from_verified(

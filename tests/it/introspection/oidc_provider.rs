@@ -1,0 +1,2 @@
+//! Introspection against a real authorization server: oidc-provider (see
+//! `tests/peers/oidc-provider`).
