@@ -26,7 +26,7 @@ const SECRET_ENCODED: &str = "s3cr%3At%2F%2B+%C3%A9";
 const OPAQUE: &str = "opaque-token-0123456789abcdefghijklmnop";
 
 /// A file holding `text`, removed when dropped.
-fn file(text: &str) -> tempfile::NamedTempFile {
+pub(crate) fn file(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().expect("a temporary file");
     f.write_all(text.as_bytes()).expect("written");
     f
