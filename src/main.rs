@@ -188,6 +188,31 @@ fn summary(s: &Settings) -> String {
             i.key_source,
             i.claims.len()
         );
+        if let Some(intro) = &i.introspection {
+            let auth = match intro.auth {
+                tokengate::config::ClientAuth::ClientSecretBasic(_) => "client_secret_basic",
+                tokengate::config::ClientAuth::ClientSecretPost(_) => "client_secret_post",
+                tokengate::config::ClientAuth::PrivateKeyJwt(_) => "private_key_jwt",
+            };
+            out += &format!(
+                "    introspection: {} as client {} ({auth}, {:?} answers, cache {}s, negative {}s){}\n",
+                intro
+                    .endpoint
+                    .as_ref()
+                    .map_or("discovery's introspection_endpoint", |u| u.as_str()),
+                intro.client_id,
+                intro.response,
+                intro.cache_ttl.as_secs(),
+                intro.negative_cache_ttl.as_secs(),
+                if i.introspect_jwts { "; JWTs too" } else { "" }
+            );
+        }
+    }
+    if !s.opaque_tokens.is_empty() {
+        out += &format!(
+            "  opaque tokens: introspected at {}\n",
+            s.opaque_tokens.join(", then ")
+        );
     }
     if s.dev_issuer.is_some() {
         out += "  dev issuer: ON (POST /_dev/token mints tokens; local testing only)\n";
