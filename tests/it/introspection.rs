@@ -327,6 +327,21 @@ async fn answers_are_cached_for_cache_ttl_then_asked_again() {
     // The negative answer is cached too (10 s by default).
     assert_eq!(s.status("/api/x", Some(OPAQUE)).await, 401);
     assert_eq!(ep.calls(OPAQUE), 2);
+    // Metrics: calls by issuer and outcome, cache hits, latency.
+    let metrics = s
+        .proxy
+        .gateway
+        .metrics()
+        .render(&s.proxy.app().keys().status(), 0);
+    let iss = s.issuer.url();
+    for line in [
+        format!("tokengate_introspection_calls_total{{issuer=\"{iss}\",outcome=\"active\"}} 1"),
+        format!("tokengate_introspection_calls_total{{issuer=\"{iss}\",outcome=\"inactive\"}} 1"),
+        format!("tokengate_introspection_cache_hits_total{{issuer=\"{iss}\"}} 2"),
+        "tokengate_introspection_duration_seconds_count 2".to_owned(),
+    ] {
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
 }
 
 #[tokio::test]

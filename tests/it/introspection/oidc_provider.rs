@@ -257,3 +257,31 @@ async fn oidc_provider_single_flight() {
     assert_eq!(upstream.count(), 500);
     assert_eq!(peer.introspections().await - before, 1);
 }
+
+/// `check --online` finds the peer's introspection endpoint by discovery, as the proxy will.
+#[tokio::test]
+async fn oidc_provider_check_online_names_the_discovered_endpoint() {
+    let peer = OidcProvider::start(600);
+    let secret = file(RS_SECRET);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("tokengate.yaml");
+    std::fs::write(
+        &config,
+        format!("issuers:\n{}", issuer_entry(&peer, &secret, "")),
+    )
+    .expect("config written");
+    let out = std::process::Command::new(process::BIN)
+        .args(["check", "--online", "--config"])
+        .arg(&config)
+        .output()
+        .expect("tokengate check --online runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "introspection: {}/token/introspection (from discovery)",
+            peer.issuer()
+        )),
+        "{stdout}"
+    );
+}
