@@ -12,6 +12,7 @@
 //! The cache (`cache.rs`) keeps answers, never decisions: the checks above run on every hit,
 //! and the route's rule runs per request in `authz` as for any token.
 
+/// The answer cache: keys, bounded storage, single-flight lookups.
 pub mod cache;
 mod client;
 
