@@ -10,10 +10,12 @@
 # Core 0 runs the proxy under test; core 1 runs the load generator (wrk) and the upstream
 # (nginx, one worker, a small fixed JSON body). Rows: the upstream alone; nginx proxy_pass
 # with no authentication; tokengate verifying every token with the cache on and off;
-# tokengate on an `auth: none` route; and nginx auth_request (the shipped
+# tokengate on an `auth: none` route; nginx auth_request (the shipped
 # examples/forward-auth/nginx.conf, on core 0 beside tokengate) asking tokengate
 # (forward_auth: { mode: nginx }, cache on) before proxying, whose CPU column is
-# tokengate's CPU per decision. Each row prints requests/s, p50, p99, the proxy's CPU
+# tokengate's CPU per decision; tokengate with one opaque token introspected (RFC 7662,
+# the endpoint is the nginx upstream's /introspect; the answer is cached, so this measures
+# the cache hit) and, with --many-users, 10,000 distinct opaque tokens. Each row prints requests/s, p50, p99, the proxy's CPU
 # time per request (user + system, from /proc), its peak RSS, and the ratio to the
 # nginx-no-auth row. Everything listens on 127.0.0.1 only.
 #
@@ -65,11 +67,15 @@ http {
   server {
     listen 127.0.0.1:$2;
     location / { $3 }
+    ${4:-}
   }
 }
 CONF
 }
-nginx_conf nginx-up "$UPSTREAM_PORT" "default_type application/json; return 200 '[{\"message\":\"Hello, word!\"}]';"
+# /introspect: an RFC 7662 endpoint saying every token is active (for the opaque-token rows).
+INTROSPECT_ANSWER='{\"active\":true,\"iss\":\"urn:bench:opaque\",\"sub\":\"user-1\",\"scope\":\"read\",\"aud\":\"api://default\",\"exp\":4102444800}'
+nginx_conf nginx-up "$UPSTREAM_PORT" "default_type application/json; return 200 '[{\"message\":\"Hello, word!\"}]';" \
+  "location = /introspect { default_type application/json; return 200 '$INTROSPECT_ANSWER'; }"
 nginx_conf nginx-proxy "$NGINX_PROXY_PORT" "proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\";"
 taskset -c 1 "$NGINX" -p "$WORK/nginx-up" -c "$WORK/nginx-up/nginx.conf" & PIDS+=($!)
 # nginx auth_request in front of the upstream, tokengate deciding: the shipped example, as
@@ -112,6 +118,22 @@ CONF
 tokengate_conf "$WORK/cache-on.yaml" true
 tokengate_conf "$WORK/cache-off.yaml" false
 tokengate_conf "$WORK/forward-auth.yaml" true "forward_auth: { mode: nginx, trusted_proxies: [127.0.0.1/32] }"
+# Opaque tokens: an issuer whose tokens are introspected at nginx's /introspect (the HMAC
+# secret only gives the issuer a key at once; no JWT is used). Answers cached for 1h.
+head -c 48 /dev/urandom | base64 > "$WORK/secret"
+cat > "$WORK/opaque.yaml" <<CONF
+listen: 127.0.0.1:$TOKENGATE_PORT
+issuers:
+  - issuer: urn:bench:opaque
+    audiences: [api://default]
+    allow_http: true
+    hmac: { secret_file: $WORK/secret }
+    introspection: { endpoint: http://127.0.0.1:$UPSTREAM_PORT/introspect, client_id: bench, client_secret_file: $WORK/secret, cache_ttl: 1h, max_entries: 100000 }
+upstream: { url: http://127.0.0.1:$UPSTREAM_PORT }
+log: { level: warn }
+CONF
+OPAQUE=opaque-bench-token-0123456789abcdef
+python3 -c 'import secrets; [print(secrets.token_urlsafe(32)) for _ in range(10000)]' > "$WORK/opaque-tokens.txt"
 
 PROXY_PID=""
 start_tokengate() { # config
@@ -144,27 +166,36 @@ if [ "$MANY_USERS" = 1 ]; then
 fi
 stop_proxy
 
-cat > "$WORK/many.lua" <<LUA
+lua_script() { # file tokens
+  cat > "$1" <<LUA
 local tokens = {}
-for line in io.lines("$WORK/tokens.txt") do tokens[#tokens + 1] = line end
+for line in io.lines("$2") do tokens[#tokens + 1] = line end
 local i = 0
 request = function()
   i = i % #tokens + 1
   return wrk.format("GET", nil, { Authorization = "Bearer " .. tokens[i] })
 end
 LUA
+}
+lua_script "$WORK/many.lua" "$WORK/tokens.txt"
+lua_script "$WORK/many-opaque.lua" "$WORK/opaque-tokens.txt"
 
 peak_rss() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "-"; }
 # User + system CPU ticks of a process so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-# run LABEL PORT PATH CONNECTIONS PROXY_PID [many]: one measurement, appended to $RESULTS.
+# run LABEL PORT PATH CONNECTIONS PROXY_PID [many|opaque|many-opaque]: one measurement,
+# appended to $RESULTS.
 RESULTS="$WORK/results"
 : > "$RESULTS"
 run() {
   local label=$1 port=$2 path=$3 conns=$4 pid=$5 many=${6:-}
   local script=() header=(-H "Authorization: Bearer $TOKEN")
-  [ -n "$many" ] && script=(-s "$WORK/many.lua") && header=()
+  case "$many" in
+    many) script=(-s "$WORK/many.lua"); header=() ;;
+    many-opaque) script=(-s "$WORK/many-opaque.lua"); header=() ;;
+    opaque) header=(-H "Authorization: Bearer $OPAQUE") ;;
+  esac
   # Warm up (fills the cache and the pools), then measure.
   taskset -c 1 wrk -t1 -c"$conns" -d2s "${header[@]}" "${script[@]}" "http://127.0.0.1:$port$path" >/dev/null
   local out ticks_before=0 ticks_after=0
@@ -221,6 +252,15 @@ for conns in 50 256; do
   run "nginx auth_request -> tokengate (cache on)" "$NGINX_AUTH_PORT" /api/messages "$conns" "$PROXY_PID"
   kill "$NGINX_AUTH"; wait "$NGINX_AUTH" 2>/dev/null || true
   stop_proxy
+  start_tokengate "$WORK/opaque.yaml"
+  run "tokengate, one opaque token (introspection cached)" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID" opaque
+  stop_proxy
+  if [ "$MANY_USERS" = 1 ]; then
+    # A fresh proxy: the warm-up introspects each of the 10,000 tokens once.
+    start_tokengate "$WORK/opaque.yaml"
+    run "tokengate, 10,000 opaque tokens (introspection cached)" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID" many-opaque
+    stop_proxy
+  fi
 done
 done
 

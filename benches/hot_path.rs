@@ -132,6 +132,7 @@ fn verification(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let f = fixture(&rt);
+    let introspector = authn::Introspector::new(&f.settings);
     let off = TokenCache::new(
         &CacheSettings {
             enabled: false,
@@ -191,7 +192,7 @@ fn verification(c: &mut Criterion) {
                 else {
                     panic!("no token")
                 };
-                authn::verify(t, &f.settings, &f.keys, &off)
+                authn::verify(t, &f.settings, &f.keys, &off, &introspector)
                     .await
                     .expect("valid")
             })
@@ -203,7 +204,7 @@ fn verification(c: &mut Criterion) {
         let token::Extracted::Bearer(t) = token::extract(&headers, None).expect("extract") else {
             panic!()
         };
-        authn::verify(t, &f.settings, &f.keys, &on)
+        authn::verify(t, &f.settings, &f.keys, &on, &introspector)
             .await
             .expect("valid");
     });
@@ -214,7 +215,7 @@ fn verification(c: &mut Criterion) {
             else {
                 panic!("no token")
             };
-            authn::verify(t, &f.settings, &f.keys, &on)
+            authn::verify(t, &f.settings, &f.keys, &on, &introspector)
                 .await
                 .expect("valid")
         })

@@ -14,6 +14,7 @@ use tracing::warn;
 
 use crate::access::AccessRecord;
 use crate::authn::cache::TokenCache;
+use crate::authn::Introspector;
 use crate::authn::{self, Principal};
 use crate::authz::{self, Permit};
 use crate::body::{Body, BoxError, Metered};
@@ -48,6 +49,8 @@ pub struct App {
     /// The rule a preflight handed to the upstream (`cors: { mode: upstream }`) runs under.
     preflight_rule: Arc<Rule>,
     cache: TokenCache,
+    /// RFC 7662 introspection: per introspecting issuer, its client and answer cache.
+    introspector: Introspector,
     metrics: Arc<Metrics>,
 }
 
@@ -129,6 +132,7 @@ impl App {
             )),
             preflight_rule: Arc::new(Rule::public()),
             cache: TokenCache::with_counters(&settings.cache, settings.generation, hits, misses),
+            introspector: Introspector::counting(&settings, &metrics),
             settings,
             keys,
             dev,
@@ -481,7 +485,14 @@ impl App {
             Extracted::QueryParameter => return Err(Rejection::TokenInQuery),
             Extracted::Bearer(token) => token,
         };
-        let verified = authn::verify(token, &self.settings, &self.keys, &self.cache).await?;
+        let verified = authn::verify(
+            token,
+            &self.settings,
+            &self.keys,
+            &self.cache,
+            &self.introspector,
+        )
+        .await?;
         Ok(Principal::Authenticated(verified))
     }
 

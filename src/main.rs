@@ -188,6 +188,31 @@ fn summary(s: &Settings) -> String {
             i.key_source,
             i.claims.len()
         );
+        if let Some(intro) = &i.introspection {
+            let auth = match intro.auth {
+                tokengate::config::ClientAuth::ClientSecretBasic(_) => "client_secret_basic",
+                tokengate::config::ClientAuth::ClientSecretPost(_) => "client_secret_post",
+                tokengate::config::ClientAuth::PrivateKeyJwt(_) => "private_key_jwt",
+            };
+            out += &format!(
+                "    introspection: {} as client {} ({auth}, {:?} answers, cache {}s, negative {}s){}\n",
+                intro
+                    .endpoint
+                    .as_ref()
+                    .map_or("discovery's introspection_endpoint", |u| u.as_str()),
+                intro.client_id,
+                intro.response,
+                intro.cache_ttl.as_secs(),
+                intro.negative_cache_ttl.as_secs(),
+                if i.introspect_jwts { "; JWTs too" } else { "" }
+            );
+        }
+    }
+    if !s.opaque_tokens.is_empty() {
+        out += &format!(
+            "  opaque tokens: introspected at {}\n",
+            s.opaque_tokens.join(", then ")
+        );
     }
     if s.dev_issuer.is_some() {
         out += "  dev issuer: ON (POST /_dev/token mints tokens; local testing only)\n";
@@ -258,11 +283,29 @@ fn check_online(settings: &Settings) -> ExitCode {
     };
     let probes = runtime.block_on(tokengate::jwks::probe(settings));
     let mut failed = 0;
+    let mut no_endpoint = 0;
     let mut out = String::from("online:\n");
     for p in &probes {
         out += &format!("  issuer {}\n", Escaped(&p.issuer));
         if let Some(d) = &p.discovery {
             out += &format!("    discovery: {}\n", Escaped(d));
+        }
+        let introspection = settings
+            .issuer(&p.issuer)
+            .and_then(|i| i.introspection.as_ref());
+        match (
+            introspection.map(|i| &i.endpoint),
+            &p.introspection_endpoint,
+        ) {
+            (Some(Some(url)), _) => out += &format!("    introspection: {}\n", Escaped(url)),
+            (Some(None), Some(url)) => {
+                out += &format!("    introspection: {} (from discovery)\n", Escaped(url))
+            }
+            (Some(None), None) => {
+                no_endpoint += 1;
+                out += "    introspection: no endpoint configured and discovery names none (https); opaque tokens would get 503\n";
+            }
+            (None, _) => {}
         }
         match &p.jwks {
             Some(j) => out += &format!("    jwks: {}\n", Escaped(j)),
@@ -291,9 +334,14 @@ fn check_online(settings: &Settings) -> ExitCode {
         }
     }
     print!("{out}");
-    if failed == 0 {
+    if no_endpoint > 0 {
+        println!("online: {no_endpoint} introspecting issuer(s) without an introspection endpoint");
+    }
+    if failed == 0 && no_endpoint == 0 {
         println!("online: every issuer has usable keys");
         ExitCode::SUCCESS
+    } else if failed == 0 {
+        ExitCode::from(CONFIG_ERROR)
     } else {
         println!(
             "online: {failed} issuer{} without usable keys; tokens for {} would get 503",

@@ -61,6 +61,9 @@ pub struct Metrics {
     cache_hits: Counter,
     cache_misses: Counter,
     cache_entries: Gauge,
+    introspection_calls: Family<FetchLabels, Counter>,
+    introspection_cache_hits: Family<IssuerLabels, Counter>,
+    introspection_duration: Histogram,
 }
 
 /// `GET`/`HEAD` read, `OPTIONS` options, the rest write (or other), to keep label sets small.
@@ -154,7 +157,29 @@ impl Metrics {
             "Verified tokens cached",
             cache_entries.clone(),
         );
+        let introspection_calls = Family::<FetchLabels, Counter>::default();
+        registry.register(
+            "introspection_calls",
+            "RFC 7662 introspection calls by issuer and outcome (active, inactive, error)",
+            introspection_calls.clone(),
+        );
+        let introspection_cache_hits = Family::<IssuerLabels, Counter>::default();
+        registry.register(
+            "introspection_cache_hits",
+            "Introspection answers reused from the cache, by issuer",
+            introspection_cache_hits.clone(),
+        );
+        // 1 ms .. ~65 s
+        let introspection_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        registry.register(
+            "introspection_duration_seconds",
+            "Introspection call latency, to the whole answer",
+            introspection_duration.clone(),
+        );
         Metrics {
+            introspection_calls,
+            introspection_cache_hits,
+            introspection_duration,
             registry,
             requests,
             duration,
@@ -268,5 +293,60 @@ impl Metrics {
     /// The verified-token cache's hit and miss counters (shared with the cache).
     pub fn cache_counters(&self) -> (Counter, Counter) {
         (self.cache_hits.clone(), self.cache_misses.clone())
+    }
+}
+
+/// One issuer's introspection metrics (shared with its introspection client; they outlive a
+/// reload): calls by outcome, cache hits, and call latency.
+#[derive(Clone)]
+pub struct IntrospectionCounters {
+    issuer: String,
+    calls: Family<FetchLabels, Counter>,
+    hits: Counter,
+    duration: Histogram,
+}
+
+impl IntrospectionCounters {
+    /// Counts one call that ended with `outcome` (`active`, `inactive` or `error`) after
+    /// `latency`.
+    pub fn call(&self, outcome: &'static str, latency: Duration) {
+        self.calls
+            .get_or_create(&FetchLabels {
+                issuer: self.issuer.clone(),
+                outcome,
+            })
+            .inc();
+        self.duration.observe(latency.as_secs_f64());
+    }
+
+    /// Counts one answer reused from the cache.
+    pub fn hit(&self) {
+        self.hits.inc();
+    }
+
+    /// Calls counted so far with `outcome` (for tests and `/metrics` readers).
+    pub fn calls(&self, outcome: &'static str) -> u64 {
+        self.calls
+            .get_or_create(&FetchLabels {
+                issuer: self.issuer.clone(),
+                outcome,
+            })
+            .get()
+    }
+}
+
+impl Metrics {
+    /// The introspection metrics of one issuer.
+    pub fn introspection_counters(&self, issuer: &str) -> IntrospectionCounters {
+        IntrospectionCounters {
+            issuer: issuer.to_owned(),
+            calls: self.introspection_calls.clone(),
+            hits: self
+                .introspection_cache_hits
+                .get_or_create_owned(&IssuerLabels {
+                    issuer: issuer.to_owned(),
+                }),
+            duration: self.introspection_duration.clone(),
+        }
     }
 }

@@ -35,6 +35,10 @@ pub enum Rejection {
     KeysUnavailable {
         issuer: String,
     },
+    /// The issuer's introspection endpoint cannot answer (503, retry).
+    IntrospectionUnavailable {
+        issuer: String,
+    },
     NotFound,
     MethodNotAllowed {
         allow: &'static str,
@@ -105,6 +109,9 @@ impl From<AuthnError> for Rejection {
         match e {
             AuthnError::Invalid(e) => Rejection::InvalidToken(e),
             AuthnError::KeysUnavailable { issuer } => Rejection::KeysUnavailable { issuer },
+            AuthnError::IntrospectionUnavailable { issuer } => {
+                Rejection::IntrospectionUnavailable { issuer }
+            }
         }
     }
 }
@@ -120,6 +127,7 @@ impl Rejection {
             Rejection::InvalidRequest(ExtractError::MultipleMethods) => "token_methods_repeated",
             Rejection::InvalidToken(e) => e.reason(),
             Rejection::KeysUnavailable { .. } => "keys_unavailable",
+            Rejection::IntrospectionUnavailable { .. } => "introspection_unavailable",
             Rejection::NotFound => "not_found",
             Rejection::MethodNotAllowed { .. } => "method_not_allowed",
             Rejection::MethodNotUpperCase => "method_invalid",
@@ -156,7 +164,9 @@ impl Rejection {
             }
             Rejection::Upstream(UpstreamError::ClientBodyTimeout) => StatusCode::REQUEST_TIMEOUT,
             Rejection::Upstream(UpstreamError::Overloaded) => StatusCode::SERVICE_UNAVAILABLE,
-            Rejection::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::KeysUnavailable { .. } | Rejection::IntrospectionUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -191,6 +201,11 @@ impl Rejection {
             Rejection::KeysUnavailable { .. } => (
                 "temporarily_unavailable",
                 "the token's issuer keys are not available yet; try again shortly".to_owned(),
+                None,
+            ),
+            Rejection::IntrospectionUnavailable { .. } => (
+                "temporarily_unavailable",
+                "the token's issuer cannot be asked about it now; try again shortly".to_owned(),
                 None,
             ),
             Rejection::NotFound => ("not_found", "no such route".to_owned(), None),
@@ -254,7 +269,7 @@ impl Rejection {
             headers.insert(WWW_AUTHENTICATE, c);
         }
         match self {
-            Rejection::KeysUnavailable { .. } => {
+            Rejection::KeysUnavailable { .. } | Rejection::IntrospectionUnavailable { .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Rejection::MethodNotAllowed { allow } => {
@@ -425,6 +440,20 @@ mod tests {
                 None,
                 Some(("retry-after", "5")),
             ),
+            (
+                Rejection::IntrospectionUnavailable { issuer: "https://idp".into() },
+                503,
+                "temporarily_unavailable",
+                None,
+                Some(("retry-after", "5")),
+            ),
+            (
+                Rejection::InvalidToken(TokenError::Inactive),
+                401,
+                "invalid_token",
+                Some("Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"the token is not active\""),
+                None,
+            ),
             (Rejection::NotFound, 404, "not_found", None, None),
             (
                 Rejection::MethodNotAllowed { allow: "GET, HEAD" },
@@ -495,6 +524,7 @@ mod tests {
             | Rejection::InvalidRequest(_)
             | Rejection::InvalidToken(_)
             | Rejection::KeysUnavailable { .. }
+            | Rejection::IntrospectionUnavailable { .. }
             | Rejection::NotFound
             | Rejection::MethodNotAllowed { .. }
             | Rejection::MethodNotUpperCase

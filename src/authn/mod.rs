@@ -6,6 +6,7 @@
 
 pub mod cache;
 mod checks;
+pub mod introspect;
 mod jose;
 mod json;
 
@@ -16,6 +17,7 @@ use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 pub use checks::{check_claims, ClaimCheck};
+pub use introspect::Introspector;
 pub use jose::Jws;
 
 use self::cache::{Entry, TokenCache};
@@ -192,6 +194,12 @@ pub enum TokenError {
     /// (RFC 9068 §2.2).
     #[error("the token lacks the required claim `{0}`")]
     MissingClaim(&'static str),
+    /// RFC 7662 §2.2: the introspection endpoint did not say `active: true`.
+    #[error("the token is not active")]
+    Inactive,
+    /// An introspection answer's `iss` is not the issuer asked.
+    #[error("the token's issuer is not the one that introspected it")]
+    IssuerMismatch,
 }
 
 impl TokenError {
@@ -218,6 +226,8 @@ impl TokenError {
             TokenError::Claim(_) => "claim_mismatch",
             TokenError::NotAnAccessToken => "typ_mismatch",
             TokenError::MissingClaim(_) => "claim_missing",
+            TokenError::Inactive => "token_inactive",
+            TokenError::IssuerMismatch => "issuer_mismatch",
         }
     }
 }
@@ -232,6 +242,10 @@ pub enum AuthnError {
         /// The configured issuer whose keys are missing.
         issuer: String,
     },
+    /// The issuer's introspection endpoint could not be reached or believed (unreachable,
+    /// timeout, non-200 such as 5xx or a 401 to our client, an unparsable or unverifiable
+    /// answer): 503 with `Retry-After`, never a pass and never "inactive".
+    IntrospectionUnavailable { issuer: String },
 }
 
 impl From<TokenError> for AuthnError {
@@ -240,21 +254,33 @@ impl From<TokenError> for AuthnError {
     }
 }
 
-/// Verifies a compact JWS access token (RFC 7515 §7.1) against the configured issuers,
-/// through the verified-token cache: signature, then `iss`, `aud`, `exp`/`nbf`/`iat`, the
-/// RFC 9068 profile where asked and the issuer's claim assertions.
+/// Verifies a bearer token. A compact JWS (RFC 7515 §7.1: three dot-separated segments) is
+/// verified locally against the configured issuers, through the verified-token cache:
+/// signature, then `iss`, `aud`, `exp`/`nbf`/`iat`, the RFC 9068 profile where asked and the
+/// issuer's claim assertions; unless its issuer says `introspect_jwts`, when it is
+/// introspected there instead. Anything else is an opaque token, introspected (RFC 7662) at
+/// the issuers of `opaque_tokens:` in order, and only there.
 ///
 /// Errors: [`AuthnError::Invalid`] with the failed check (401 `invalid_token`, RFC 6750
-/// §3.1), or [`AuthnError::KeysUnavailable`] while the issuer has no keys (503).
+/// §3.1), [`AuthnError::KeysUnavailable`] while the issuer has no keys (503), or
+/// [`AuthnError::IntrospectionUnavailable`] when an introspection endpoint cannot answer
+/// (503).
 pub async fn verify(
     token: BearerToken<'_>,
     settings: &Settings,
     keys: &KeyStore,
     cache: &TokenCache,
+    introspector: &Introspector,
 ) -> Result<Arc<VerifiedToken>, AuthnError> {
     let token = token.as_str();
     if token.len() > settings.limits.max_token_bytes {
         return Err(TokenError::TooLarge.into());
+    }
+    if token.bytes().filter(|&b| b == b'.').count() != 2 {
+        return introspector.verify_opaque(token, settings, keys).await;
+    }
+    if let Some(issuer) = introspected_jwt_issuer(token, settings) {
+        return introspector.verify_at(token, issuer, keys).await;
     }
     let cache_key = cache.enabled().then(|| cache.key(token));
     if let Some(key) = &cache_key {
@@ -278,6 +304,21 @@ pub async fn verify(
         );
     }
     Ok(verified)
+}
+
+/// The issuer of a JWT that is introspected rather than verified locally
+/// (`introspect_jwts: true`), chosen by its unverified `iss` among configured issuers only.
+fn introspected_jwt_issuer<'s>(
+    token: &str,
+    settings: &'s Settings,
+) -> Option<&'s crate::config::IssuerSettings> {
+    if !settings.issuers.iter().any(|i| i.introspect_jwts) {
+        return None;
+    }
+    let jws = Jws::parse(token).ok()?;
+    let claims = parse_claims(&jws.payload).ok()?;
+    let issuer = settings.issuer(claims.get("iss")?.as_str()?)?;
+    issuer.introspect_jwts.then_some(issuer)
 }
 
 /// The full check. Returns the token, the key that verified it and its `exp` + leeway.
@@ -374,6 +415,8 @@ mod tests {
             allow_http: false,
             claims: vec![ClaimRule::new("cid", Predicate::Equals(json!("client-1")))],
             require_rfc9068: false,
+            introspection: None,
+            introspect_jwts: false,
         }
     }
 

@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     pub admin: Option<RawAdmin>,
     pub forward_auth: Option<RawForwardAuth>,
+    /// Issuers (their exact `issuer` values) asked about an opaque token, in order.
+    pub opaque_tokens: Option<Vec<String>>,
 }
 
 /// `forward_auth:`: the decision endpoint an ingress asks (`config/forward_auth.rs` checks it).
@@ -188,6 +190,33 @@ pub struct RawIssuer {
     pub profile: Option<String>,
     /// A shared secret for HS256/384/512 (never inline: a file or an environment variable).
     pub hmac: Option<RawHmac>,
+    /// RFC 7662 token introspection for this issuer's opaque tokens.
+    pub introspection: Option<RawIntrospection>,
+    /// Introspect this issuer's JWTs too (revocation), after their local verification.
+    #[serde(default)]
+    pub introspect_jwts: bool,
+}
+
+/// `issuers[i].introspection`: the RFC 7662 endpoint and how tokengate authenticates to it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    /// The endpoint; else discovery's `introspection_endpoint`.
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub client_id: String,
+    /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
+    pub auth: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub client_secret_env: Option<String>,
+    /// PKCS#8 PEM (RSA or P-256) for `private_key_jwt`.
+    pub private_key_file: Option<String>,
+    /// `json` (default) or `jwt` (RFC 9701).
+    pub response: Option<String>,
+    pub cache_ttl: Option<String>,
+    pub negative_cache_ttl: Option<String>,
+    pub timeout: Option<String>,
+    pub max_entries: Option<usize>,
 }
 
 /// `issuers[i].hmac`: where the shared secret is read from.

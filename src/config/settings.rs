@@ -57,6 +57,10 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     /// `forward_auth:`: the decision endpoint for an ingress; off unless configured.
     pub forward_auth: Option<ForwardAuthSettings>,
+    /// The issuers (exact `issuer` values) an opaque token (anything that is not a compact
+    /// JWS) is introspected at, in order (`opaque_tokens:`; the one introspecting issuer by
+    /// default). Empty: opaque tokens are refused without a network call.
+    pub opaque_tokens: Vec<String>,
 }
 
 /// `forward_auth:`: where an ingress asks tokengate for a decision, how it says what the
@@ -268,6 +272,86 @@ pub struct IssuerSettings {
     pub claims: Vec<ClaimRule>,
     /// RFC 9068: `typ` must be `at+jwt` and its required claims present.
     pub require_rfc9068: bool,
+    /// RFC 7662 introspection of this issuer's opaque tokens (`introspection:`).
+    pub introspection: Option<IntrospectionSettings>,
+    /// `introspect_jwts`: a JWT of this issuer that verifies locally is also introspected
+    /// (so a revoked one is refused before its `exp`). Needs `introspection`.
+    pub introspect_jwts: bool,
+}
+
+/// RFC 7662 token introspection for one issuer (`issuers[i].introspection`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntrospectionSettings {
+    /// The introspection endpoint; `None`: discovery's `introspection_endpoint`.
+    pub endpoint: Option<Url>,
+    /// tokengate's client id at the authorization server (also the `aud` of RFC 9701 answers).
+    pub client_id: String,
+    /// How tokengate authenticates to the endpoint (RFC 7662 §2.1 requires it).
+    pub auth: ClientAuth,
+    /// Plain JSON (RFC 7662 §2.2) or a signed JWT (RFC 9701).
+    pub response: IntrospectionResponse,
+    /// An active answer is reused for at most this long (and never past its `exp`); 60s by
+    /// default.
+    pub cache_ttl: Duration,
+    /// An inactive answer is reused for this long; 10s by default (0: not cached).
+    pub negative_cache_ttl: Duration,
+    /// One introspection call, connect to last byte; 5s by default.
+    pub timeout: Duration,
+    /// Answers (active and inactive) cached at most; 10000 by default.
+    pub max_entries: usize,
+}
+
+/// RFC 7662 §2.1 client authentication to the introspection endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// RFC 6749 §2.3.1 HTTP Basic, id and secret form-urlencoded first.
+    ClientSecretBasic(Secret),
+    /// RFC 6749 §2.3.1 `client_id` and `client_secret` in the form body.
+    ClientSecretPost(Secret),
+    /// RFC 7523 §2.2 / OIDC Core §9: a JWT assertion signed with this key.
+    PrivateKeyJwt(Secret),
+}
+
+/// The JWS algorithm a PEM private key signs `private_key_jwt` assertions with: `RS256` for
+/// an RSA key, `ES256` for a P-256 key; `None` for anything else.
+pub fn signing_algorithm(pem: &[u8]) -> Option<jsonwebtoken::Algorithm> {
+    if jsonwebtoken::EncodingKey::from_rsa_pem(pem).is_ok() {
+        Some(jsonwebtoken::Algorithm::RS256)
+    } else if jsonwebtoken::EncodingKey::from_ec_pem(pem).is_ok() {
+        Some(jsonwebtoken::Algorithm::ES256)
+    } else {
+        None
+    }
+}
+
+/// The introspection answer's format (`response:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntrospectionResponse {
+    /// `application/json` (RFC 7662 §2.2).
+    Json,
+    /// `application/token-introspection+jwt`, signed by the issuer (RFC 9701).
+    Jwt,
+}
+
+/// A secret read at load from a file or an environment variable. Its `Debug` names where it
+/// came from and its length, never the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// `file PATH` or `env NAME`, for messages.
+    pub origin: String,
+    /// The secret itself; never logged.
+    pub bytes: std::sync::Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Secret({}, {} bytes, redacted)",
+            self.origin,
+            self.bytes.len()
+        )
+    }
 }
 
 /// Where an issuer's verification keys come from.

@@ -174,6 +174,15 @@ impl IssuerKeys {
         if uri.scheme() != "https" && !(self.allow_http && uri.scheme() == "http") {
             return Err(FetchError::InsecureJwksUri(uri.to_string()));
         }
+        // RFC 8414 §2 / RFC 7662 §4: where this issuer's tokens are introspected, kept for
+        // `introspection:` without an `endpoint` (an insecure one is not kept).
+        let introspection = doc
+            .get("introspection_endpoint")
+            .and_then(Value::as_str)
+            .and_then(|s| Url::parse(s).ok())
+            .filter(|u| u.scheme() == "https" || (self.allow_http && u.scheme() == "http"));
+        self.introspection_endpoint
+            .store(introspection.map(std::sync::Arc::new));
         Ok(uri)
     }
 
@@ -390,6 +399,8 @@ mod tests {
             allow_http,
             claims: Vec::new(),
             require_rfc9068: false,
+            introspection: None,
+            introspect_jwts: false,
         };
         IssuerKeys::new(
             &settings,

@@ -179,6 +179,17 @@ impl KeyStore {
             .is_some_and(|loaded| loaded.set.keys.iter().any(|k| k.same_as(key)))
     }
 
+    /// The `introspection_endpoint` of the issuer's discovery document (RFC 8414 §2), once
+    /// discovery has been read; `None` before, for an issuer that does no discovery, or when
+    /// the document names none (or one that is not https without `allow_http`).
+    pub fn introspection_endpoint(&self, issuer: &str) -> Option<Url> {
+        self.issuers
+            .get(issuer)?
+            .introspection_endpoint
+            .load_full()
+            .map(|u| (*u).clone())
+    }
+
     /// A copy of the issuer's usable keys, limited to `allowed` (for `tokengate inspect`).
     pub fn key_set(&self, issuer: &str, allowed: &[Algorithm]) -> Option<KeySet> {
         let loaded = self.issuers.get(issuer)?.usable()?;
@@ -257,6 +268,8 @@ struct IssuerKeys {
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// The keys the last load skipped (whether or not another key was usable).
     skipped: std::sync::Mutex<Vec<Skipped>>,
+    /// Discovery's `introspection_endpoint`, from the last discovery document read.
+    introspection_endpoint: ArcSwapOption<Url>,
 }
 
 impl Drop for IssuerKeys {
@@ -299,6 +312,7 @@ impl IssuerKeys {
             counters,
             task: std::sync::Mutex::new(None),
             skipped: std::sync::Mutex::new(Vec::new()),
+            introspection_endpoint: ArcSwapOption::empty(),
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Probe {
     pub skipped: Vec<Skipped>,
     /// Why the issuer has no usable key: unreachable, not a JWKS, every key skipped.
     pub error: Option<String>,
+    /// The discovery document's `introspection_endpoint` (RFC 8414 §2), when it names one.
+    pub introspection_endpoint: Option<String>,
 }
 
 /// Fetches discovery and the JWKS of every configured issuer once, as the proxy would at
@@ -47,6 +49,7 @@ impl IssuerKeys {
             usable: Vec::new(),
             skipped: Vec::new(),
             error: None,
+            introspection_endpoint: None,
         };
         let body = match &self.source {
             KeySource::DevIssuer | KeySource::Hmac(_) => return probe,
@@ -64,6 +67,10 @@ impl IssuerKeys {
             KeySource::Discovery => match self.discover_from().await {
                 Ok((document, uri)) => {
                     probe.discovery = Some(document.to_string());
+                    probe.introspection_endpoint = self
+                        .introspection_endpoint
+                        .load_full()
+                        .map(|u| u.to_string());
                     probe.jwks = Some(uri.to_string());
                     self.get(&uri).await.map(|(body, _)| body)
                 }

@@ -17,6 +17,7 @@ mod forwarding;
 mod hmac;
 mod hostile;
 mod ingress;
+mod introspection;
 mod keys;
 mod keysets;
 mod operations;

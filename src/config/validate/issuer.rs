@@ -10,10 +10,15 @@ use url::Url;
 use super::claims::claim_rule;
 use super::Issues;
 use crate::algorithm::Algorithm;
-use crate::config::raw::{RawHmac, RawIssuer};
-use crate::config::{parse_duration, DevIssuerSettings, HmacSecret, IssuerSettings, KeySource};
+use crate::config::raw::{RawHmac, RawIntrospection, RawIssuer};
+use crate::config::{
+    parse_duration, ClientAuth, DevIssuerSettings, HmacSecret, IntrospectionResponse,
+    IntrospectionSettings, IssuerSettings, KeySource, Secret,
+};
 
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
+/// The longest an introspection answer may be reused (a revocation is seen this late).
+const MAX_INTROSPECTION_CACHE: Duration = Duration::from_secs(3600);
 const SUPPORTED_ALGORITHMS: &str =
     "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA";
 
@@ -45,6 +50,8 @@ pub(super) fn with_dev_issuer(
             allow_http: false,
             claims: Vec::new(),
             require_rfc9068: false,
+            introspection: None,
+            introspect_jwts: false,
         });
     }
 
@@ -271,6 +278,18 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
         }
     };
 
+    let introspection = raw
+        .introspection
+        .as_ref()
+        .and_then(|r| introspection(issues, at, raw, r));
+    if raw.introspect_jwts && raw.introspection.is_none() {
+        issues.add(
+            format!("{at}.introspect_jwts"),
+            "introspect_jwts needs an introspection: block",
+            "add introspection: { endpoint, client_id, client_secret_file } or remove introspect_jwts",
+        );
+    }
+
     IssuerSettings {
         issuer: raw.issuer.clone(),
         audiences: raw.audiences.clone(),
@@ -281,16 +300,277 @@ fn issuer(issues: &mut Issues, at: &str, raw: &RawIssuer) -> IssuerSettings {
         allow_http: raw.allow_http,
         claims,
         require_rfc9068,
+        introspection,
+        introspect_jwts: raw.introspect_jwts,
     }
 }
 
-/// The secret of `hmac:`: exactly one of `secret_file` (its bytes, without one final line
-/// break) or `secret_env` (the variable's value); never written in the file itself.
-fn hmac_secret(issues: &mut Issues, at: &str, raw: &RawHmac) -> Option<HmacSecret> {
-    let path = format!("{at}.hmac");
-    let hint = "write hmac: { secret_file: /run/secrets/jwt } or hmac: { secret_env: JWT_SECRET }";
-    let (origin, bytes) = match (&raw.secret_file, &raw.secret_env) {
-        (Some(file), None) => match std::fs::read(file) {
+/// `issuers[i].introspection`: the endpoint (https unless `allow_http`; else discovery, which
+/// needs the issuer's discovery, not `jwks_uri`/`jwks_file`/`hmac`), the client id, the client
+/// authentication and its secret or key (from a file or the environment, never inline), the
+/// answer format and the cache timings.
+fn introspection(
+    issues: &mut Issues,
+    at: &str,
+    issuer: &RawIssuer,
+    raw: &RawIntrospection,
+) -> Option<IntrospectionSettings> {
+    let at = format!("{at}.introspection");
+    let before = issues.0.len();
+    let endpoint = match &raw.endpoint {
+        Some(text) => match Url::parse(text) {
+            Ok(url) if url.scheme() == "https" || (issuer.allow_http && url.scheme() == "http") => {
+                Some(url)
+            }
+            Ok(_) => {
+                issues.add(
+                    format!("{at}.endpoint"),
+                    format!("`{text}` is not https"),
+                    "tokens and client secrets travel to it: https only (allow_http: true only for local testing)",
+                );
+                None
+            }
+            Err(e) => {
+                issues.add(
+                    format!("{at}.endpoint"),
+                    format!("`{text}` is not a URL: {e}"),
+                    "write the full URL, e.g. https://dev-123.okta.com/oauth2/v1/introspect",
+                );
+                None
+            }
+        },
+        None => {
+            if issuer.jwks_uri.is_some() || issuer.jwks_file.is_some() || issuer.hmac.is_some() {
+                issues.add(
+                    format!("{at}.endpoint"),
+                    "no endpoint, and this issuer does no discovery to find one",
+                    "write endpoint: https://.../introspect (discovery runs only without jwks_uri, jwks_file and hmac)",
+                );
+            }
+            None
+        }
+    };
+    if raw.client_id.is_empty() {
+        issues.add(
+            format!("{at}.client_id"),
+            "a client_id is required",
+            "the client id tokengate authenticates with at the endpoint (RFC 7662 §2.1)",
+        );
+    }
+    let auth = match raw.auth.as_deref().unwrap_or("client_secret_basic") {
+        kind @ ("client_secret_basic" | "client_secret_post") => {
+            if raw.private_key_file.is_some() {
+                issues.add(
+                    format!("{at}.private_key_file"),
+                    format!("{kind} takes a client secret, not a private key"),
+                    "set auth: private_key_jwt, or remove private_key_file",
+                );
+            }
+            read_secret(
+                issues,
+                &at,
+                ("client_secret_file", raw.client_secret_file.as_deref()),
+                ("client_secret_env", raw.client_secret_env.as_deref()),
+                "write client_secret_file: /run/secrets/introspection or client_secret_env: INTROSPECTION_SECRET",
+            )
+            .map(|secret| {
+                if kind == "client_secret_basic" {
+                    ClientAuth::ClientSecretBasic(secret)
+                } else {
+                    ClientAuth::ClientSecretPost(secret)
+                }
+            })
+        }
+        "private_key_jwt" => {
+            if raw.client_secret_file.is_some() || raw.client_secret_env.is_some() {
+                issues.add(
+                    format!("{at}.auth"),
+                    "private_key_jwt signs with a private key, not a client secret",
+                    "remove client_secret_file/client_secret_env, or use client_secret_basic",
+                );
+            }
+            match raw.private_key_file.as_deref() {
+                None => {
+                    issues.add(
+                        format!("{at}.private_key_file"),
+                        "private_key_jwt needs private_key_file",
+                        "a PKCS#8 PEM file with an RSA (RS256) or P-256 (ES256) private key",
+                    );
+                    None
+                }
+                Some(file) => match std::fs::read(file) {
+                    Ok(bytes) if crate::config::signing_algorithm(&bytes).is_some() => {
+                        Some(ClientAuth::PrivateKeyJwt(Secret {
+                            origin: format!("file {file}"),
+                            bytes: bytes.into(),
+                        }))
+                    }
+                    Ok(_) => {
+                        issues.add(
+                            format!("{at}.private_key_file"),
+                            format!("`{file}` is not a PEM RSA or P-256 private key"),
+                            "a PKCS#8 PEM file with an RSA (RS256) or P-256 (ES256) private key",
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        issues.add(
+                            format!("{at}.private_key_file"),
+                            format!("cannot read `{file}`: {e}"),
+                            "give the path of the PEM private key registered for private_key_jwt",
+                        );
+                        None
+                    }
+                },
+            }
+        }
+        other => {
+            issues.add(
+                format!("{at}.auth"),
+                format!("`{other}` is not a client authentication method"),
+                "use client_secret_basic, client_secret_post or private_key_jwt",
+            );
+            None
+        }
+    };
+    let response = match raw.response.as_deref() {
+        None | Some("json") => IntrospectionResponse::Json,
+        Some("jwt") => IntrospectionResponse::Jwt,
+        Some(other) => {
+            issues.add(
+                format!("{at}.response"),
+                format!("`{other}` is not an introspection response format"),
+                "use json (RFC 7662) or jwt (RFC 9701, signed by the issuer)",
+            );
+            IntrospectionResponse::Json
+        }
+    };
+    let cache_ttl = issues.duration(
+        &format!("{at}.cache_ttl"),
+        raw.cache_ttl.as_deref(),
+        Duration::from_secs(60),
+    );
+    if cache_ttl > MAX_INTROSPECTION_CACHE {
+        issues.add(
+            format!("{at}.cache_ttl"),
+            format!("a cache_ttl of {}s is too long", cache_ttl.as_secs()),
+            "a revoked token is accepted for up to cache_ttl: use at most 1h (the default is 60s)",
+        );
+    }
+    let negative_cache_ttl = issues.duration(
+        &format!("{at}.negative_cache_ttl"),
+        raw.negative_cache_ttl.as_deref(),
+        Duration::from_secs(10),
+    );
+    if negative_cache_ttl > MAX_INTROSPECTION_CACHE {
+        issues.add(
+            format!("{at}.negative_cache_ttl"),
+            format!(
+                "a negative_cache_ttl of {}s is too long",
+                negative_cache_ttl.as_secs()
+            ),
+            "use at most 1h (the default is 10s)",
+        );
+    }
+    let timeout = issues.duration(
+        &format!("{at}.timeout"),
+        raw.timeout.as_deref(),
+        Duration::from_secs(5),
+    );
+    if timeout.is_zero() || timeout > Duration::from_secs(60) {
+        issues.add(
+            format!("{at}.timeout"),
+            format!("a timeout of {}ms is out of range", timeout.as_millis()),
+            "use 1ms to 60s (the default is 5s); requests wait for it",
+        );
+    }
+    let max_entries = raw.max_entries.unwrap_or(10_000);
+    if !(1..=10_000_000).contains(&max_entries) {
+        issues.add(
+            format!("{at}.max_entries"),
+            format!("{max_entries} is out of range"),
+            "use 1 to 10000000 (the default is 10000)",
+        );
+    }
+    if issues.0.len() != before {
+        return None;
+    }
+    Some(IntrospectionSettings {
+        endpoint,
+        client_id: raw.client_id.clone(),
+        auth: auth?,
+        response,
+        cache_ttl,
+        negative_cache_ttl,
+        timeout,
+        max_entries,
+    })
+}
+
+/// `opaque_tokens:`: the issuers an opaque token is introspected at, in order. Each must be
+/// configured with `introspection:`, once. Without the list, the one introspecting issuer
+/// (when exactly one has `introspection:`); with several, the list is required, so no token
+/// goes to an endpoint by a guess.
+pub(super) fn opaque_tokens(
+    issues: &mut Issues,
+    raw: Option<&[String]>,
+    issuers: &[IssuerSettings],
+) -> Vec<String> {
+    let introspecting: Vec<&str> = issuers
+        .iter()
+        .filter(|i| i.introspection.is_some())
+        .map(|i| i.issuer.as_str())
+        .collect();
+    let Some(raw) = raw else {
+        if introspecting.len() > 1 {
+            issues.add(
+                "opaque_tokens",
+                format!(
+                    "{} issuers introspect, and opaque_tokens does not say which is asked about an opaque token",
+                    introspecting.len()
+                ),
+                format!("list them in the order to ask: opaque_tokens: [{}]", introspecting.join(", ")),
+            );
+        }
+        return introspecting.iter().map(|s| (*s).to_owned()).collect();
+    };
+    for (i, name) in raw.iter().enumerate() {
+        if raw[..i].contains(name) {
+            issues.add(
+                format!("opaque_tokens[{i}]"),
+                format!("`{name}` is listed twice"),
+                "name each issuer once",
+            );
+        } else if !introspecting.contains(&name.as_str()) {
+            issues.add(
+                format!("opaque_tokens[{i}]"),
+                format!("`{name}` is not an issuer with introspection:"),
+                format!(
+                    "name issuers configured with introspection: ({})",
+                    if introspecting.is_empty() {
+                        "none is".to_owned()
+                    } else {
+                        introspecting.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+    raw.to_vec()
+}
+
+/// A secret from exactly one of a file (its bytes, without one final line break) or an
+/// environment variable, never written in the configuration; `file` and `env` are the
+/// field names and values under `at`.
+fn read_secret(
+    issues: &mut Issues,
+    at: &str,
+    file: (&str, Option<&str>),
+    env: (&str, Option<&str>),
+    hint: &str,
+) -> Option<Secret> {
+    let (origin, bytes) = match (file.1, env.1) {
+        (Some(path), None) => match std::fs::read(path) {
             Ok(mut bytes) => {
                 // Files written by `echo` or an editor end in a line break that is not part of
                 // the secret.
@@ -300,13 +580,13 @@ fn hmac_secret(issues: &mut Issues, at: &str, raw: &RawHmac) -> Option<HmacSecre
                         bytes.pop();
                     }
                 }
-                (format!("file {file}"), bytes)
+                (format!("file {path}"), bytes)
             }
             Err(e) => {
                 issues.add(
-                    format!("{path}.secret_file"),
-                    format!("cannot read `{file}`: {e}"),
-                    "give the path of a file holding the shared secret",
+                    format!("{at}.{}", file.0),
+                    format!("cannot read `{path}`: {e}"),
+                    "give the path of a file holding the secret",
                 );
                 return None;
             }
@@ -315,7 +595,7 @@ fn hmac_secret(issues: &mut Issues, at: &str, raw: &RawHmac) -> Option<HmacSecre
             Some(value) => (format!("env {name}"), value.into_encoded_bytes()),
             None => {
                 issues.add(
-                    format!("{path}.secret_env"),
+                    format!("{at}.{}", env.0),
                     format!("environment variable {name} is not set"),
                     format!("export {name}=... before starting"),
                 );
@@ -323,17 +603,37 @@ fn hmac_secret(issues: &mut Issues, at: &str, raw: &RawHmac) -> Option<HmacSecre
             }
         },
         _ => {
-            issues.add(path, "name exactly one of secret_file and secret_env", hint);
+            issues.add(
+                at,
+                format!("name exactly one of {} and {}", file.0, env.0),
+                hint,
+            );
             return None;
         }
     };
     if bytes.is_empty() {
-        issues.add(path, format!("the secret ({origin}) is empty"), hint);
+        issues.add(at, format!("the secret ({origin}) is empty"), hint);
         return None;
     }
-    Some(HmacSecret {
+    Some(Secret {
         origin,
         bytes: bytes.into(),
+    })
+}
+
+/// The secret of `hmac:`: exactly one of `secret_file` (its bytes, without one final line
+/// break) or `secret_env` (the variable's value); never written in the file itself.
+fn hmac_secret(issues: &mut Issues, at: &str, raw: &RawHmac) -> Option<HmacSecret> {
+    read_secret(
+        issues,
+        &format!("{at}.hmac"),
+        ("secret_file", raw.secret_file.as_deref()),
+        ("secret_env", raw.secret_env.as_deref()),
+        "write hmac: { secret_file: /run/secrets/jwt } or hmac: { secret_env: JWT_SECRET }",
+    )
+    .map(|s| HmacSecret {
+        origin: s.origin,
+        bytes: s.bytes,
     })
 }
 
@@ -358,6 +658,22 @@ mod tests {
         format!("issuers:\n  - issuer: {issuer}\n{fields}")
     }
 
+    /// One issuer with `introspection: { FIELDS }`.
+    fn intro(issuer: &str, fields: &str) -> String {
+        one(
+            issuer,
+            &format!("    audiences: [api]\n    introspection: {{ {fields} }}\n"),
+        )
+    }
+
+    /// An RSA private key (PKCS#8 PEM) of the test fixtures.
+    fn rsa_key() -> String {
+        format!(
+            "{}/tests/fixtures/keys/rsa-a.pem",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    }
+
     #[test]
     #[rustfmt::skip]
     fn each_rule_has_a_row() {
@@ -368,6 +684,7 @@ mod tests {
         let empty = secret_file(b"\r\n");
         let empty_path = empty.path().display().to_string();
         let idp = "https://idp.example.com";
+        let rsa_key = rsa_key();
         let rows: Vec<(String, &str, String)> = vec![
             (one("\"\"", "    audiences: [api]\n"), "issuers[0].issuer", "the issuer is empty".into()),
             (one(idp, ""), "issuers[0].audiences", "at least one non-empty audience is required".into()),
@@ -424,6 +741,41 @@ mod tests {
             // The shared duration rule, for each duration of this section.
             (one(idp, "    audiences: [api]\n    leeway: a minute\n"), "issuers[0].leeway", "`a minute` is not a duration".into()),
             (one(idp, "    audiences: [api]\n    max_lifetime: 1 day\n"), "issuers[0].max_lifetime", "`1 day` is not a duration".into()),
+            // introspection: endpoint, client, authentication and its secret, format, timings.
+            (intro(idp, "endpoint: http://idp.example.com/introspect, client_id: rs, client_secret_env: HOME"), "issuers[0].introspection.endpoint", "`http://idp.example.com/introspect` is not https".into()),
+            (intro(idp, "endpoint: /introspect, client_id: rs, client_secret_env: HOME"), "issuers[0].introspection.endpoint", "`/introspect` is not a URL".into()),
+            (
+                one(idp, "    audiences: [api]\n    jwks_uri: https://idp.example.com/keys\n    introspection: { client_id: rs, client_secret_env: HOME }\n"),
+                "issuers[0].introspection.endpoint",
+                "no endpoint, and this issuer does no discovery to find one".into(),
+            ),
+            (intro(idp, "client_secret_env: HOME"), "issuers[0].introspection.client_id", "a client_id is required".into()),
+            (intro(idp, "client_id: rs"), "issuers[0].introspection", "name exactly one of client_secret_file and client_secret_env".into()),
+            (intro(idp, &format!("client_id: rs, client_secret_env: HOME, client_secret_file: {long}")), "issuers[0].introspection", "name exactly one of client_secret_file and client_secret_env".into()),
+            (intro(idp, "client_id: rs, client_secret_file: /nonexistent/secret"), "issuers[0].introspection.client_secret_file", "cannot read `/nonexistent/secret`".into()),
+            (intro(idp, "client_id: rs, client_secret_env: TOKENGATE_UNIT_TEST_NEVER_SET"), "issuers[0].introspection.client_secret_env", "environment variable TOKENGATE_UNIT_TEST_NEVER_SET is not set".into()),
+            (intro(idp, &format!("client_id: rs, client_secret_file: {empty_path}")), "issuers[0].introspection", format!("the secret (file {empty_path}) is empty")),
+            (intro(idp, "client_id: rs, auth: client_secret_jwt, client_secret_env: HOME"), "issuers[0].introspection.auth", "`client_secret_jwt` is not a client authentication method".into()),
+            (intro(idp, &format!("client_id: rs, client_secret_env: HOME, private_key_file: {long}")), "issuers[0].introspection.private_key_file", "client_secret_basic takes a client secret, not a private key".into()),
+            (intro(idp, &format!("client_id: rs, auth: private_key_jwt, private_key_file: {rsa_key}, client_secret_env: HOME")), "issuers[0].introspection.auth", "private_key_jwt signs with a private key, not a client secret".into()),
+            (intro(idp, "client_id: rs, auth: private_key_jwt"), "issuers[0].introspection.private_key_file", "private_key_jwt needs private_key_file".into()),
+            (intro(idp, &format!("client_id: rs, auth: private_key_jwt, private_key_file: {long}")), "issuers[0].introspection.private_key_file", "is not a PEM RSA or P-256 private key".into()),
+            (intro(idp, "client_id: rs, auth: private_key_jwt, private_key_file: /nonexistent/key.pem"), "issuers[0].introspection.private_key_file", "cannot read `/nonexistent/key.pem`".into()),
+            (intro(idp, "client_id: rs, client_secret_env: HOME, response: xml"), "issuers[0].introspection.response", "`xml` is not an introspection response format".into()),
+            (intro(idp, "client_id: rs, client_secret_env: HOME, cache_ttl: 2h"), "issuers[0].introspection.cache_ttl", "a cache_ttl of 7200s is too long".into()),
+            (intro(idp, "client_id: rs, client_secret_env: HOME, negative_cache_ttl: 2h"), "issuers[0].introspection.negative_cache_ttl", "a negative_cache_ttl of 7200s is too long".into()),
+            (intro(idp, "client_id: rs, client_secret_env: HOME, timeout: 0s"), "issuers[0].introspection.timeout", "a timeout of 0ms is out of range".into()),
+            (intro(idp, "client_id: rs, client_secret_env: HOME, max_entries: 0"), "issuers[0].introspection.max_entries", "0 is out of range".into()),
+            (intro(idp, "client_id: rs, client_secret_env: HOME, cache_ttl: soon"), "issuers[0].introspection.cache_ttl", "`soon` is not a duration".into()),
+            (one(idp, "    audiences: [api]\n    introspect_jwts: true\n"), "issuers[0].introspect_jwts", "introspect_jwts needs an introspection: block".into()),
+            // opaque_tokens: which introspecting issuers an opaque token goes to, in order.
+            (
+                format!("issuers:\n  - {{ issuer: {idp}, audiences: [a], introspection: {{ client_id: rs, client_secret_env: HOME }} }}\n  - {{ issuer: https://idp2.example.com, audiences: [a], introspection: {{ client_id: rs, client_secret_env: HOME }} }}\n"),
+                "opaque_tokens",
+                "2 issuers introspect, and opaque_tokens does not say which".into(),
+            ),
+            (format!("{}opaque_tokens: [{idp}, https://nobody.example.com]\n", intro(idp, "client_id: rs, client_secret_env: HOME")), "opaque_tokens[1]", "`https://nobody.example.com` is not an issuer with introspection:".into()),
+            (format!("{}opaque_tokens: [{idp}, {idp}]\n", intro(idp, "client_id: rs, client_secret_env: HOME")), "opaque_tokens[1]", format!("`{idp}` is listed twice")),
             // The list as a whole: at least one issuer, each once.
             ("issuers: []\n".into(), "issuers", "no issuer is configured, so no token could ever be accepted".into()),
             (
@@ -457,6 +809,11 @@ mod tests {
             one(idp, &format!("    audiences: [api]\n    hmac: {{ secret_file: {long} }}\n    algorithms: [HS256, HS384, HS512]\n")),
             one(idp, "    audiences: [api]\n    claims: { cid: abc, groups: { includes: [admin] } }\n"),
             "dev_issuer: {}\n".into(),
+            intro(idp, "client_id: rs, client_secret_env: HOME"),
+            intro(idp, "endpoint: https://idp.example.com/introspect, client_id: rs, auth: client_secret_post, client_secret_env: HOME, response: jwt, cache_ttl: 1h, negative_cache_ttl: 0s, timeout: 1s, max_entries: 1"),
+            intro(idp, &format!("client_id: rs, auth: private_key_jwt, private_key_file: {}", rsa_key())),
+            format!("{}    introspect_jwts: true\nopaque_tokens: [{idp}]\n", intro(idp, "client_id: rs, client_secret_env: HOME")),
+            one("http://localhost:8080", "    audiences: [api]\n    allow_http: true\n    introspection: { endpoint: http://localhost:8080/introspect, client_id: rs, client_secret_env: HOME }\n"),
         ];
         assert_valid(&files.iter().map(String::as_str).collect::<Vec<_>>());
     }

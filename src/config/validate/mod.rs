@@ -113,6 +113,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         .map(|r| resource::resource(&mut issues, r));
     let cache = cache::cache(&mut issues, &raw.cache);
     let forward_auth = forward_auth::validate_forward_auth(raw.forward_auth.as_ref(), &mut issues);
+    let opaque_tokens = issuer::opaque_tokens(&mut issues, raw.opaque_tokens.as_deref(), &issuers);
 
     if !issues.0.is_empty() {
         return Err(issues.0);
@@ -138,6 +139,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         tls,
         admin_listen,
         forward_auth,
+        opaque_tokens,
     })
 }
 

@@ -39,6 +39,8 @@ struct State {
     /// The `issuer` the discovery document claims (defaults to the real one).
     discovery_issuer: Mutex<Option<String>>,
     cache_control: Mutex<Option<String>>,
+    /// Discovery's `introspection_endpoint`, when set.
+    introspection_endpoint: Mutex<Option<String>>,
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
 }
@@ -67,6 +69,7 @@ impl TestIssuer {
             mode: Mutex::new(Mode::Up),
             discovery_issuer: Mutex::new(None),
             cache_control: Mutex::new(None),
+            introspection_endpoint: Mutex::new(None),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
         });
@@ -109,6 +112,11 @@ impl TestIssuer {
 
     pub fn set_discovery_issuer(&self, issuer: &str) {
         *self.state.discovery_issuer.lock().expect("lock") = Some(issuer.into());
+    }
+
+    /// Discovery names `url` as the `introspection_endpoint` (RFC 8414 §2).
+    pub fn set_introspection_endpoint(&self, url: &str) {
+        *self.state.introspection_endpoint.lock().expect("lock") = Some(url.into());
     }
 
     pub fn set_cache_control(&self, value: &str) {
@@ -192,10 +200,13 @@ async fn answer(state: &State, req: Request<hyper::body::Incoming>) -> Response<
                 return respond(status, "down".into());
             }
             let claimed = state.discovery_issuer.lock().expect("lock").clone();
-            let doc = json!({
+            let mut doc = json!({
                 "issuer": claimed.unwrap_or_else(|| state.issuer.clone()),
                 "jwks_uri": format!("{}/keys", state.issuer),
             });
+            if let Some(url) = state.introspection_endpoint.lock().expect("lock").clone() {
+                doc["introspection_endpoint"] = json!(url);
+            }
             respond(200, doc.to_string())
         }
         "/keys" => {

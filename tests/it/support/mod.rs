@@ -1,8 +1,10 @@
 //! Real parts for the integration tests: an OIDC issuer, the proxy itself, fixture keys.
 
 pub mod client;
+pub mod introspection;
 pub mod issuer;
 pub mod keys;
+pub mod oidc_provider;
 pub mod process;
 pub mod proxy;
 pub mod raw;

@@ -30,6 +30,7 @@ pub struct StackBuilder {
     upstream_url: Option<String>,
     routes: String,
     extra: String,
+    issuer_lines: String,
 }
 
 impl Stack {
@@ -40,6 +41,7 @@ impl Stack {
             upstream_url: None,
             routes: String::new(),
             extra: String::new(),
+            issuer_lines: String::new(),
         }
     }
 
@@ -144,6 +146,12 @@ impl StackBuilder {
         self
     }
 
+    /// Lines under the issuer's entry (indented by four spaces: `    leeway: 0s\n`).
+    pub fn issuer_lines(mut self, lines: &str) -> StackBuilder {
+        self.issuer_lines = lines.to_owned();
+        self
+    }
+
     /// Configuration after the routes (limits, cors, forward...).
     pub fn extra(mut self, extra: &str) -> StackBuilder {
         self.extra = extra.to_owned();
@@ -162,7 +170,7 @@ impl StackBuilder {
         };
         let yaml = format!(
             "{}upstream: {{ url: {url} }}\n{}{}",
-            issuer_config(&issuer, ""),
+            issuer_config(&issuer, &self.issuer_lines),
             self.routes,
             self.extra
         );

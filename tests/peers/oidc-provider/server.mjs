@@ -1,0 +1,104 @@
+// A real OAuth 2.0 authorization server for tokengate's tests: oidc-provider (the exact
+// version in package-lock.json) on 127.0.0.1, configured by environment variables.
+//
+//   PORT            port to listen on; 0 (default) picks one
+//   AUDIENCE        the resource server's audience, and tokengate's client_id (so RFC 9701
+//                   answers, whose aud oidc-provider sets to the token's aud, name it);
+//                   default api://tokengate
+//   RS_SECRET       tokengate's client secret (client_secret_basic and _post clients);
+//                   default tokengate-secret
+//   APP_SECRET      the secret of client `app` (client_credentials); default app-secret
+//   ACCESS_TOKEN_TTL  access token lifetime in seconds; default 600
+//
+// Prints one JSON line when ready: {"issuer": "http://127.0.0.1:PORT", "port": PORT}.
+// Clients:
+//   AUDIENCE (client_secret_basic) and `${AUDIENCE}-post` (client_secret_post): tokengate as
+//     resource server; may introspect (RFC 7662) and, with Accept
+//     application/token-introspection+jwt, get RS256-signed answers (RFC 9701).
+//   app: client_credentials for the scopes read, write and admin; tokens are opaque and
+//     carry aud AUDIENCE (resource indicators, RFC 8707). It may revoke its tokens (RFC 7009).
+// Test hooks: GET /_test/counts answers {"introspection": N} (introspection requests so far).
+// Features are on for what tokengate will need later too (DPoP can be added to `features`).
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
+
+import Provider from 'oidc-provider';
+
+const port = Number(process.env.PORT ?? 0);
+const audience = process.env.AUDIENCE ?? 'api://tokengate';
+const rsSecret = process.env.RS_SECRET ?? 'tokengate-secret';
+const appSecret = process.env.APP_SECRET ?? 'app-secret';
+const accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL ?? 600);
+const scopes = 'read write admin';
+
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'peer-rs256', alg: 'RS256', use: 'sig' };
+
+const resourceServerClient = (clientId, method) => ({
+  client_id: clientId,
+  client_secret: rsSecret,
+  token_endpoint_auth_method: method,
+  introspection_endpoint_auth_method: method,
+  revocation_endpoint_auth_method: method,
+  introspection_signed_response_alg: 'RS256',
+  grant_types: [],
+  response_types: [],
+  redirect_uris: [],
+});
+
+const counts = { introspection: 0 };
+
+const server = createServer();
+server.listen(port, '127.0.0.1', () => {
+  const { port: bound } = server.address();
+  const issuer = `http://127.0.0.1:${bound}`;
+  const provider = new Provider(issuer, {
+    jwks: { keys: [signingKey] },
+    clients: [
+      resourceServerClient(audience, 'client_secret_basic'),
+      resourceServerClient(`${audience}-post`, 'client_secret_post'),
+      {
+        client_id: 'app',
+        client_secret: appSecret,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: scopes,
+      },
+    ],
+    scopes: scopes.split(' '),
+    ttl: { ClientCredentials: accessTokenTtl, AccessToken: accessTokenTtl },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      jwtIntrospection: { enabled: true },
+      revocation: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => audience,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx, resource) => {
+          if (resource !== audience) throw new Error(`unknown resource ${resource}`);
+          return { scope: scopes, audience, accessTokenFormat: 'opaque', accessTokenTTL: accessTokenTtl };
+        },
+      },
+    },
+  });
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/_test/counts') {
+      ctx.body = counts;
+      return;
+    }
+    if (ctx.method === 'POST' && ctx.path === '/token/introspection') {
+      counts.introspection += 1;
+    }
+    await next();
+  });
+  server.on('request', provider.callback());
+  process.stdout.write(`${JSON.stringify({ issuer, port: bound })}\n`);
+});
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => process.exit(0));
+}
