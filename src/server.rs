@@ -391,7 +391,9 @@ fn too_many_headers() -> Response<Body> {
     )
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on the admin listener until `shutdown`.
+/// Serves `/metrics`, `/healthz` and `/readyz` on the admin listener until `shutdown`. Each
+/// connection lives at most `limits.header_read_timeout` + `limits.send_timeout` (a scrape
+/// takes milliseconds; a scraper that keeps its connection open reconnects).
 /// At most [`crate::fdlimit::ADMIN_CONNECTIONS`] at once: their descriptors are part of the
 /// reserve kept outside the public listener's budget.
 pub async fn run_admin(
@@ -420,15 +422,25 @@ pub async fn run_admin(
             () = &mut shutdown => return,
         };
         let gateway = gateway.clone();
+        // A slot is held for at most one exchange's worth of time: a client that connects and
+        // sends nothing, half a head or only the HTTP/2 preface gives it back then, so 32 of
+        // them cannot stop `/metrics` and `/readyz`. Read per connection: a reload applies.
+        let limits = gateway.app().settings().limits.clone();
+        let lifetime = limits.header_read_timeout + limits.send_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             let service = service_fn(move |request: Request<Incoming>| {
                 let gateway = gateway.clone();
                 async move { Ok::<_, Infallible>(admin(&gateway, &request)) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            // Dropping the connection closes it, whatever state it is in.
+            let _ = tokio::time::timeout(lifetime, connection).await;
         });
     }
 }

@@ -684,3 +684,50 @@ fn check_warns_when_max_connections_exceeds_the_open_files_limit() {
         "{stderr}"
     );
 }
+
+/// The admin listener serves 32 connections at once: clients that connect and then send
+/// nothing, half a request head, or only the HTTP/2 preface must not hold those slots for
+/// ever, or one of them stops `/metrics` and `/readyz` (Prometheus and the kubelet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_admin_connections_do_not_keep_metrics_from_answering() {
+    let proxy = TestProxy::start(
+        "dev_issuer: { audience: api://default }\nlimits: { header_read_timeout: 1s, send_timeout: 1s }\n",
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind admin");
+    let admin = listener.local_addr().expect("addr");
+    tokio::spawn(tokengate::run_admin(
+        listener,
+        proxy.gateway.clone(),
+        std::future::pending(),
+    ));
+    let mut held = Vec::new();
+    for i in 0..tokengate::fdlimit::ADMIN_CONNECTIONS + 8 {
+        let mut stream = TcpStream::connect(admin).await.expect("connect admin");
+        let opening: &[u8] = match i % 3 {
+            0 => b"",
+            1 => b"GET /metrics HTTP/1.1\r\nHost: a",
+            _ => b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        };
+        stream.write_all(opening).await.expect("write");
+        held.push(stream);
+    }
+    // Every slot is taken now: without a limit on how long an admin connection may sit
+    // there, this request waits for ever.
+    let started = Instant::now();
+    let metrics = tokio::time::timeout(
+        Duration::from_secs(3) + SLACK,
+        reqwest::get(format!("http://{admin}/metrics")),
+    )
+    .await
+    .expect("/metrics did not answer while silent clients held the admin listener")
+    .expect("/metrics");
+    assert_eq!(metrics.status(), 200);
+    eprintln!(
+        "/metrics answered {:.1}s after {} silent admin connections",
+        started.elapsed().as_secs_f64(),
+        held.len()
+    );
+}
