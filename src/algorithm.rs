@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// A JWS signature algorithm tokengate can verify. Whether a token may use it is the issuer's
-/// allow-list ∩ the key's type and curve ∩ the JWK's own `alg` (`crate::jwk`).
+/// allow-list ∩ the key's type and curve ∩ the JWK's own `alg` (the `jwk` module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// HMAC with SHA-256 (RFC 7518 §3.2): only on an issuer configured with `hmac:`.

@@ -12,7 +12,7 @@ use http::HeaderMap;
 
 /// A bearer token as RFC 6750 §2.1 defines it: one non-empty `b64token`, borrowed from the
 /// request's `Authorization` header. Only [`extract`] makes one, so whatever
-/// [`crate::authn::verify`] is given has passed the syntax check.
+/// `authn::verify` is given has passed the syntax check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BearerToken<'a>(&'a str);
 

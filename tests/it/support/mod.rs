@@ -8,6 +8,7 @@ pub mod oidc_provider;
 pub mod process;
 pub mod proxy;
 pub mod raw;
+pub mod serve;
 pub mod stack;
 pub mod tls;
 pub mod upstream;
