@@ -18,9 +18,29 @@
 //   app: client_credentials for the scopes read, write and admin; tokens are opaque and
 //     carry aud AUDIENCE (resource indicators, RFC 8707). It may revoke its tokens (RFC 7009).
 // Test hooks: GET /_test/counts answers {"introspection": N} (introspection requests so far).
-// Features are on for what tokengate will need later too (DPoP can be added to `features`).
-import { generateKeyPairSync } from 'node:crypto';
+//
+// Sender-constrained tokens (tokengate's DPoP and mTLS tests), each off unless set; unset,
+// the provider behaves as above:
+//   ACCESS_TOKEN_FORMAT  `jwt`: the tokens for AUDIENCE are RFC 9068 JWTs (typ at+jwt,
+//                   RS256 with the provider's key, aud AUDIENCE) instead of opaque, so
+//                   tokengate verifies them locally and reads their `cnf`.
+//   DPOP            `1`: features.dPoP on explicitly (9.x has it on by default; the switch
+//                   keeps the tests independent of that default): a token request with a
+//                   DPoP proof gets a DPoP-bound token (token_type DPoP, cnf.jkt).
+//   MTLS            `1`: features.mTLS with certificateBoundAccessTokens and
+//                   selfSignedTlsClientAuth, and a second, HTTPS listener (same provider) that
+//                   asks for a client certificate without verifying its chain
+//                   (self-signed certificates are the point of self_signed_tls_client_auth).
+//                   Needs MTLS_SERVER_CERT and MTLS_SERVER_KEY (PEM files: the listener's
+//                   certificate; node cannot make one itself) and MTLS_CLIENT_CERT (PEM file:
+//                   the certificate of client `app-mtls`, registered as its JWK with x5c).
+//                   `app-mtls` authenticates with that certificate at the HTTPS listener and
+//                   gets certificate-bound tokens (cnf["x5t#S256"]). The ready line gains
+//                   "mtls": "https://127.0.0.1:PORT2".
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 
 import Provider from 'oidc-provider';
 
@@ -30,6 +50,35 @@ const rsSecret = process.env.RS_SECRET ?? 'tokengate-secret';
 const appSecret = process.env.APP_SECRET ?? 'app-secret';
 const accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL ?? 600);
 const scopes = 'read write admin';
+const accessTokenFormat = process.env.ACCESS_TOKEN_FORMAT ?? 'opaque';
+if (!['opaque', 'jwt'].includes(accessTokenFormat)) {
+  throw new Error(`ACCESS_TOKEN_FORMAT must be opaque or jwt, not ${accessTokenFormat}`);
+}
+const dpop = process.env.DPOP === '1';
+const mtls = process.env.MTLS === '1';
+
+const requiredFile = (name) => {
+  const path = process.env[name];
+  if (!path) throw new Error(`MTLS=1 needs ${name} (a PEM file)`);
+  return readFileSync(path, 'utf8');
+};
+
+// `app-mtls`: self_signed_tls_client_auth with the certificate in MTLS_CLIENT_CERT (its
+// public key as a JWK whose x5c is the certificate, which is how oidc-provider matches the
+// presented certificate), and certificate-bound access tokens.
+const mtlsClient = () => {
+  const certificate = new X509Certificate(requiredFile('MTLS_CLIENT_CERT'));
+  return {
+    client_id: 'app-mtls',
+    token_endpoint_auth_method: 'self_signed_tls_client_auth',
+    tls_client_certificate_bound_access_tokens: true,
+    jwks: { keys: [{ ...certificate.publicKey.export({ format: 'jwk' }), x5c: [certificate.raw.toString('base64')] }] },
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    scope: scopes,
+  };
+};
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'peer-rs256', alg: 'RS256', use: 'sig' };
@@ -65,8 +114,15 @@ server.listen(port, '127.0.0.1', () => {
         redirect_uris: [],
         scope: scopes,
       },
+      ...(mtls ? [mtlsClient()] : []),
     ],
     scopes: scopes.split(' '),
+    // The default list plus self_signed_tls_client_auth (for `app-mtls`) with MTLS=1.
+    ...(mtls
+      ? {
+        clientAuthMethods: ['client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none', 'self_signed_tls_client_auth'],
+      }
+      : {}),
     ttl: { ClientCredentials: accessTokenTtl, AccessToken: accessTokenTtl },
     features: {
       devInteractions: { enabled: false },
@@ -80,9 +136,27 @@ server.listen(port, '127.0.0.1', () => {
         useGrantedResource: () => true,
         getResourceServerInfo: (_ctx, resource) => {
           if (resource !== audience) throw new Error(`unknown resource ${resource}`);
-          return { scope: scopes, audience, accessTokenFormat: 'opaque', accessTokenTTL: accessTokenTtl };
+          return {
+            scope: scopes,
+            audience,
+            accessTokenFormat,
+            accessTokenTTL: accessTokenTtl,
+            ...(accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
+          };
         },
       },
+      ...(dpop ? { dPoP: { enabled: true } } : {}),
+      ...(mtls
+        ? {
+          mTLS: {
+            enabled: true,
+            certificateBoundAccessTokens: true,
+            selfSignedTlsClientAuth: true,
+            // The HTTPS listener's peer certificate; none on the plain HTTP listener.
+            getCertificate: (ctx) => ctx.socket.getPeerX509Certificate?.(),
+          },
+        }
+        : {}),
     },
   });
   provider.use(async (ctx, next) => {
@@ -96,7 +170,20 @@ server.listen(port, '127.0.0.1', () => {
     await next();
   });
   server.on('request', provider.callback());
-  process.stdout.write(`${JSON.stringify({ issuer, port: bound })}\n`);
+  if (!mtls) {
+    process.stdout.write(`${JSON.stringify({ issuer, port: bound })}\n`);
+    return;
+  }
+  const tlsServer = createTlsServer({
+    cert: requiredFile('MTLS_SERVER_CERT'),
+    key: requiredFile('MTLS_SERVER_KEY'),
+    requestCert: true,
+    rejectUnauthorized: false,
+  }, provider.callback());
+  tlsServer.listen(0, '127.0.0.1', () => {
+    const mtlsUrl = `https://127.0.0.1:${tlsServer.address().port}`;
+    process.stdout.write(`${JSON.stringify({ issuer, port: bound, mtls: mtlsUrl })}\n`);
+  });
 });
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
