@@ -1,6 +1,7 @@
 //! Real parts for the integration tests: an OIDC issuer, the proxy itself, fixture keys.
 
 pub mod client;
+pub mod dpop_proof;
 pub mod introspection;
 pub mod issuer;
 pub mod keys;
@@ -8,6 +9,7 @@ pub mod oidc_provider;
 pub mod process;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 pub mod serve;
 pub mod stack;
 pub mod tls;

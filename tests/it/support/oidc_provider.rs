@@ -2,6 +2,11 @@
 //! pinned in its package-lock.json) as a child process on 127.0.0.1, killed when dropped.
 //! Its node modules are installed by `.ci/install-node-peers`; without them, starting one
 //! panics saying so.
+//!
+//! [`OidcProvider::start`] is the introspection tests' provider (opaque tokens).
+//! [`OidcProvider::start_with`] turns on the sender-constrained switches of `server.mjs`
+//! ([`Peer`]): JWT access tokens, DPoP, and mTLS (a second, HTTPS listener where client
+//! `app-mtls` authenticates with its self-signed certificate and gets certificate-bound tokens).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +27,50 @@ pub struct OidcProvider {
     child: Child,
     issuer: String,
     http: reqwest::Client,
+    /// With mTLS: the HTTPS listener and the CA its certificate is signed by.
+    mtls: Option<Mtls>,
+}
+
+struct Mtls {
+    url: String,
+    ca_pem: String,
+    /// Holds the certificate files the peer read at start.
+    _files: tempfile::TempDir,
+}
+
+/// The switches of `server.mjs` for sender-constrained tokens (all off: [`OidcProvider::start`]).
+#[derive(Default)]
+pub struct Peer<'a> {
+    /// `ACCESS_TOKEN_FORMAT=jwt`: RFC 9068 JWT access tokens (RS256, `aud` = [`AUDIENCE`]).
+    pub jwt: bool,
+    /// `DPOP=1`: a token request with a DPoP proof gets a DPoP-bound token.
+    pub dpop: bool,
+    /// `MTLS=1` with this client certificate (PEM) registered for client `app-mtls`.
+    pub mtls_client_cert: Option<&'a str>,
+}
+
+/// A self-signed client certificate (P-256) for `app-mtls`: PEM certificate, PEM key, and the
+/// RFC 8705 §3.1 thumbprint (base64url SHA-256 of the DER) a token bound to it carries.
+pub struct ClientCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub x5t_s256: String,
+}
+
+impl ClientCert {
+    pub fn generate(name: &str) -> ClientCert {
+        let certified = rcgen::generate_simple_self_signed(vec![name.to_owned()])
+            .expect("a self-signed client certificate");
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, certified.cert.der());
+        ClientCert {
+            cert_pem: certified.cert.pem(),
+            key_pem: certified.signing_key.serialize_pem(),
+            x5t_s256: base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                digest.as_ref(),
+            ),
+        }
+    }
 }
 
 impl Drop for OidcProvider {
@@ -36,6 +85,11 @@ impl OidcProvider {
     /// say its issuer. Panics, naming what is missing and how to install it, when node or the
     /// peer's node modules are not there.
     pub fn start(ttl_seconds: u64) -> OidcProvider {
+        OidcProvider::start_with(ttl_seconds, Peer::default())
+    }
+
+    /// As [`OidcProvider::start`], with the switches of `peer` on.
+    pub fn start_with(ttl_seconds: u64, peer: Peer<'_>) -> OidcProvider {
         let modules = format!("{DIR}/node_modules/oidc-provider/package.json");
         if !std::path::Path::new(&modules).exists() {
             panic!(
@@ -43,13 +97,46 @@ impl OidcProvider {
                  (npm ci in tests/peers/oidc-provider; needs Node.js >= 20 and npm)"
             );
         }
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg("server.mjs")
             .current_dir(DIR)
             .env("PORT", "0")
             .env("AUDIENCE", AUDIENCE)
             .env("RS_SECRET", RS_SECRET)
-            .env("ACCESS_TOKEN_TTL", ttl_seconds.to_string())
+            .env("ACCESS_TOKEN_TTL", ttl_seconds.to_string());
+        if peer.jwt {
+            command.env("ACCESS_TOKEN_FORMAT", "jwt");
+        }
+        if peer.dpop {
+            command.env("DPOP", "1");
+        }
+        // The HTTPS listener's certificate comes from a CA made here (node cannot make a
+        // certificate), so the test's client verifies it instead of skipping verification.
+        let mut mtls = None;
+        if let Some(client_cert) = peer.mtls_client_cert {
+            let files = tempfile::tempdir().expect("a temporary directory");
+            let ca = super::tls::TestCa::new();
+            let (cert, key) = ca.leaf_pem(&["127.0.0.1"]);
+            for (name, pem) in [
+                ("server.pem", &cert),
+                ("server-key.pem", &key),
+                ("client.pem", &client_cert.to_owned()),
+            ] {
+                std::fs::write(files.path().join(name), pem).expect("a certificate file");
+            }
+            command
+                .env("MTLS", "1")
+                .env("MTLS_SERVER_CERT", files.path().join("server.pem"))
+                .env("MTLS_SERVER_KEY", files.path().join("server-key.pem"))
+                .env("MTLS_CLIENT_CERT", files.path().join("client.pem"));
+            mtls = Some(Mtls {
+                url: String::new(),
+                ca_pem: ca.pem(),
+                _files: files,
+            });
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -70,6 +157,7 @@ impl OidcProvider {
             child,
             issuer: String::new(),
             http: reqwest::Client::new(),
+            mtls,
         };
         while peer.issuer.is_empty() {
             let line = rx
@@ -78,6 +166,14 @@ impl OidcProvider {
             let ready: Value = serde_json::from_str(&line).unwrap_or_default();
             if let Some(issuer) = ready["issuer"].as_str() {
                 peer.issuer = issuer.to_owned();
+                if let Some(mtls) = peer.mtls.as_mut() {
+                    mtls.url = ready["mtls"]
+                        .as_str()
+                        .unwrap_or_else(|| {
+                            panic!("MTLS=1 but the peer names no HTTPS listener: {line}")
+                        })
+                        .to_owned();
+                }
             }
         }
         peer
@@ -103,6 +199,77 @@ impl OidcProvider {
             .as_str()
             .unwrap_or_else(|| panic!("no access token from the peer: {body}"))
             .to_owned()
+    }
+
+    /// A client_credentials token for client `app` with `scope`, requested with the DPoP
+    /// proof `proof` (htm POST, htu `{issuer}/token`): the whole token response.
+    pub async fn token_with_proof(&self, scope: &str, proof: &str) -> Value {
+        let response = self
+            .http
+            .post(self.token_endpoint())
+            .basic_auth("app", Some("app-secret"))
+            .header("dpop", proof)
+            .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+            .send()
+            .await
+            .expect("the peer's token endpoint answers");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        assert_eq!(status, 200, "a DPoP token request at the peer: {body}");
+        body
+    }
+
+    /// A DPoP-bound access token for client `app` with `scope`, bound to `key`: checks that
+    /// the peer says `token_type: DPoP` and returns the token.
+    pub async fn dpop_token(&self, scope: &str, key: &super::dpop_proof::DpopKey) -> String {
+        let proof = key.proof("POST", &self.token_endpoint(), None, None);
+        let body = self.token_with_proof(scope, &proof).await;
+        assert_eq!(
+            body["token_type"], "DPoP",
+            "the peer bound the token: {body}"
+        );
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no access token from the peer: {body}"))
+            .to_owned()
+    }
+
+    /// The token endpoint (`{issuer}/token`).
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.issuer)
+    }
+
+    /// A certificate-bound access token (RFC 8705 §3) for client `app-mtls` with `scope`:
+    /// the token request goes to the HTTPS listener, authenticated by presenting `cert`
+    /// (self_signed_tls_client_auth). Needs a peer started with `mtls_client_cert`: the
+    /// certificate registered there is the only one the peer takes. Returns the whole token
+    /// response; the status is the caller's to check (a wrong certificate is a 401).
+    pub async fn certificate_bound_token(&self, scope: &str, cert: &ClientCert) -> (u16, Value) {
+        let mtls = self
+            .mtls
+            .as_ref()
+            .expect("certificate-bound tokens need a peer started with mtls_client_cert");
+        let identity =
+            reqwest::Identity::from_pem(format!("{}{}", cert.cert_pem, cert.key_pem).as_bytes())
+                .expect("the client certificate and key as an identity");
+        let ca = reqwest::Certificate::from_pem(mtls.ca_pem.as_bytes()).expect("the peer's CA");
+        let client = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .identity(identity)
+            .build()
+            .expect("an mTLS client");
+        let response = client
+            .post(format!("{}/token", mtls.url))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "app-mtls"),
+                ("scope", scope),
+            ])
+            .send()
+            .await
+            .expect("the peer's HTTPS token endpoint answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
     }
 
     /// Revokes `token` (RFC 7009) as its client.
