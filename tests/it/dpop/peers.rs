@@ -434,6 +434,18 @@ async fn replicas_sharing_redis_refuse_each_others_proofs_and_fail_closed() {
     )
     .expect("the replicas' configuration");
     let config = config.to_str().expect("a UTF-8 path").to_owned();
+    // A configuration the binary refuses would show up below only as "never said where it
+    // listens"; `check` says why.
+    let check = Command::new(process::BIN)
+        .args(["check", "--config", &config])
+        .output()
+        .expect("tokengate check runs");
+    assert!(
+        check.status.success(),
+        "the replicas' configuration is refused:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
     let a = process::spawn(&["--config", &config]);
     let b = process::spawn(&["--config", &config]);
     wait_ready(&a.base).await;
