@@ -17,8 +17,10 @@ On a failure before that, prints {"error": "..."} and exits 1.
 import json
 import os
 import sys
+from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 from requests_oauth2client import DPoPKey, DPoPToken, OAuth2Client
 
 
@@ -47,18 +49,23 @@ def main() -> None:
     if not isinstance(token, DPoPToken):
         raise RuntimeError(f"the token is not DPoP-bound: {token.token_type}")
 
-    # Every answer of the resource, including the 401 a nonce retry follows (kept by the
-    # response hook; requests puts the retried exchange's first answer nowhere else).
-    attempts: list[int] = []
-    nonces: list[str | None] = []
+    # Every answer of the resource, recorded by the transport adapter: DPoPToken sends its
+    # nonce retry from a response hook straight through the adapter, so no session hook
+    # would see both answers.
+    answers: list[requests.Response] = []
 
-    def record(response: requests.Response, **_kwargs: object) -> None:
-        attempts.append(response.status_code)
-        nonces.append(response.headers.get("DPoP-Nonce"))
+    class Recording(HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+            answer = super().send(request, **kwargs)
+            answers.append(answer)
+            return answer
 
     session = requests.Session()
-    session.hooks["response"].append(record)
+    session.mount("http://", Recording())
+    session.mount("https://", Recording())
     response = session.request(os.environ.get("METHOD", "GET"), resource_url, auth=token, timeout=10)
+    attempts = [answer.status_code for answer in answers]
+    nonces = [answer.headers.get("DPoP-Nonce") for answer in answers]
     try:
         body: object = response.json()
     except ValueError:
