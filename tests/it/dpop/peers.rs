@@ -8,7 +8,8 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -75,7 +76,7 @@ async fn run_client(
 ) -> Value {
     let describe = format!("{program} {}", args.join(" "));
     tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(&program)
+        let child = Command::new(&program)
             .args(&args)
             .current_dir(&dir)
             .envs(env)
@@ -84,16 +85,20 @@ async fn run_client(
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {program} ({e})"));
-        let started = Instant::now();
-        while child.try_wait().ok().flatten().is_none() {
-            if started.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                let _ = child.wait();
+        let pid = child.id().to_string();
+        // Read both pipes to the end on a thread of their own (a child blocked on a full pipe
+        // would otherwise look like a hung one), and give up after 60 s.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let output = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(output) => output.expect("the client's output"),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
                 panic!("{program} took more than 60 s");
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let output = child.wait_with_output().expect("the client's output");
+        };
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         let line = stdout.lines().last().unwrap_or_default();
