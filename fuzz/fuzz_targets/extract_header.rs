@@ -34,7 +34,7 @@ fn plainly_names_access_token(query: &str) -> bool {
 /// The token's text, if `extracted` is a bearer token.
 fn bearer_text<'a>(extracted: &Extracted<'a>) -> Option<&'a str> {
     match extracted {
-        Extracted::Bearer(token) => Some(token.as_str()),
+        Extracted::Token(token) => Some(token.as_str()),
         _ => None,
     }
 }
@@ -45,7 +45,7 @@ fn with_query<'a>(
     has_token: bool,
 ) -> Result<Extracted<'a>, ExtractError> {
     match (alone, has_token) {
-        (Ok(Extracted::Bearer(_)), true) => Err(ExtractError::MultipleMethods),
+        (Ok(Extracted::Token(_)), true) => Err(ExtractError::MultipleMethods),
         (Ok(Extracted::None), true) => Ok(Extracted::QueryParameter),
         (alone, _) => alone,
     }
@@ -101,7 +101,7 @@ fuzz_target!(|data: &[u8]| {
     headers.insert(AUTHORIZATION, value.clone());
     let alone = extract(&headers, None);
     match &alone {
-        Ok(Extracted::Bearer(token)) => {
+        Ok(Extracted::Token(token)) => {
             let token = token.as_str();
             assert!(is_b64token(token), "extracted a non-b64token {token:?}");
             let text = value.to_str().expect("a Bearer value is visible ASCII");
