@@ -183,16 +183,26 @@ fn verification(c: &mut Criterion) {
         })
     });
 
+    // A bearer token on a route that allows DPoP: no proof to check.
+    let proofs = authn::ProofChecker::reusing(&f.settings.dpop, None, Default::default())
+        .expect("dpop settings");
+    let bare = authn::Presentation {
+        dpop_mode: route::DpopMode::Allowed,
+        proof: token::ProofHeader::None,
+        method: &Method::GET,
+        target: None,
+        client_certificate: None,
+    };
     for (name, token) in [("rs256", &f.rs256), ("es256", &f.es256)] {
         let headers = bearer(token);
         c.bench_function(&format!("extract_and_verify_{name}_cache_miss"), |b| {
             b.to_async(&rt).iter(|| async {
-                let token::Extracted::Bearer(t) =
+                let token::Extracted::Token(t) =
                     token::extract(black_box(&headers), None).expect("extract")
                 else {
                     panic!("no token")
                 };
-                authn::verify(t, &f.settings, &f.keys, &off, &introspector)
+                authn::verify(t, &bare, &f.settings, &f.keys, &off, &introspector, &proofs)
                     .await
                     .expect("valid")
             })
@@ -201,21 +211,21 @@ fn verification(c: &mut Criterion) {
 
     let headers = bearer(&f.rs256);
     rt.block_on(async {
-        let token::Extracted::Bearer(t) = token::extract(&headers, None).expect("extract") else {
+        let token::Extracted::Token(t) = token::extract(&headers, None).expect("extract") else {
             panic!()
         };
-        authn::verify(t, &f.settings, &f.keys, &on, &introspector)
+        authn::verify(t, &bare, &f.settings, &f.keys, &on, &introspector, &proofs)
             .await
             .expect("valid");
     });
     c.bench_function("extract_and_verify_cache_hit", |b| {
         b.to_async(&rt).iter(|| async {
-            let token::Extracted::Bearer(t) =
+            let token::Extracted::Token(t) =
                 token::extract(black_box(&headers), None).expect("extract")
             else {
                 panic!("no token")
             };
-            authn::verify(t, &f.settings, &f.keys, &on, &introspector)
+            authn::verify(t, &bare, &f.settings, &f.keys, &on, &introspector, &proofs)
                 .await
                 .expect("valid")
         })

@@ -11,6 +11,7 @@ mod cache;
 mod claims;
 mod cors;
 mod dev_issuer;
+mod dpop;
 mod forward;
 mod forward_auth;
 mod issuer;
@@ -20,6 +21,7 @@ mod listen;
 mod log;
 mod resource;
 mod routes;
+mod secret;
 mod upstream;
 
 use std::path::PathBuf;
@@ -111,6 +113,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         .resource
         .as_ref()
         .map(|r| resource::resource(&mut issues, r));
+    let dpop = dpop::dpop(&mut issues, &raw.dpop, resource.as_ref(), &rules);
     let cache = cache::cache(&mut issues, &raw.cache);
     let forward_auth = forward_auth::validate_forward_auth(raw.forward_auth.as_ref(), &mut issues);
     let opaque_tokens = issuer::opaque_tokens(&mut issues, raw.opaque_tokens.as_deref(), &issuers);
@@ -140,6 +143,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         admin_listen,
         forward_auth,
         opaque_tokens,
+        dpop,
     })
 }
 

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::support::dpop_proof::DpopKey;
+use crate::support::dpop::DpopKey;
 use crate::support::oidc_provider::{ClientCert, OidcProvider, Peer, AUDIENCE};
 use crate::support::process;
 use crate::support::redis::RedisServer;
@@ -193,12 +193,12 @@ fn assert_forwarded_as_bearer(upstream: &EchoUpstream, token: &str, who: &str) {
 #[tokio::test]
 async fn oidc_provider_binds_jwt_access_tokens_to_the_dpop_key() {
     let peer = dpop_peer();
-    let key = DpopKey::generate();
+    let key = DpopKey::es256();
     let token = peer.dpop_token("read", &key).await;
     let claims = claims(&token);
     assert_eq!(
         claims["cnf"]["jkt"],
-        json!(key.thumbprint()),
+        json!(key.jkt()),
         "cnf.jkt is the proof key's thumbprint: {claims}"
     );
     assert_eq!(
@@ -348,7 +348,7 @@ async fn requests_oauth2client_gets_200_through_a_dpop_required_route() {
 async fn a_dpop_bound_token_without_its_proof_is_401() {
     let peer = dpop_peer();
     let (proxy, upstream) = dpop_proxy(&peer, "").await;
-    let key = DpopKey::generate();
+    let key = DpopKey::es256();
     let token = peer.dpop_token("read", &key).await;
     let url = proxy.url("/api/orders");
     let http = reqwest::Client::new();
@@ -384,7 +384,7 @@ async fn a_dpop_bound_token_without_its_proof_is_401() {
     );
     assert_eq!(upstream.count(), 0, "nothing reached the upstream");
 
-    let proof = key.proof("GET", &url, Some(&token), None);
+    let proof = key.proof("GET", &url, &token);
     let r = http
         .get(&url)
         .header("authorization", format!("DPoP {token}"))
@@ -456,8 +456,8 @@ async fn replicas_sharing_redis_refuse_each_others_proofs_and_fail_closed() {
     wait_ready(&a.base).await;
     wait_ready(&b.base).await;
 
-    let key = DpopKey::generate();
-    let token = issuer.token_with(&signing, json!({ "cnf": { "jkt": key.thumbprint() } }));
+    let key = DpopKey::es256();
+    let token = issuer.token_with(&signing, json!({ "cnf": { "jkt": key.jkt() } }));
     let http = reqwest::Client::new();
     let send = async |base: &str, proof: &str| {
         let r = http
@@ -471,7 +471,7 @@ async fn replicas_sharing_redis_refuse_each_others_proofs_and_fail_closed() {
     };
     let htu = format!("{external}/api/replay");
 
-    let proof = key.proof("GET", &htu, Some(&token), None);
+    let proof = key.proof("GET", &htu, &token);
     let (status, _, body) = send(&a.base, &proof).await;
     assert_eq!(status, 200, "replica A accepts a fresh proof: {body}");
     assert!(redis.keys() >= 1, "replica A remembered the proof in Redis");
@@ -486,7 +486,7 @@ async fn replicas_sharing_redis_refuse_each_others_proofs_and_fail_closed() {
             .is_some_and(|c| c.contains("invalid_dpop_proof")),
         "a replayed proof is invalid_dpop_proof: {challenge:?}"
     );
-    let (status, _, body) = send(&b.base, &key.proof("GET", &htu, Some(&token), None)).await;
+    let (status, _, body) = send(&b.base, &key.proof("GET", &htu, &token)).await;
     assert_eq!(
         status, 200,
         "replica B accepts a fresh proof of the same key: {body}"
@@ -499,8 +499,7 @@ async fn replicas_sharing_redis_refuse_each_others_proofs_and_fail_closed() {
 
     redis.stop();
     for (name, replica) in [("A", &a), ("B", &b)] {
-        let (status, _, body) =
-            send(&replica.base, &key.proof("GET", &htu, Some(&token), None)).await;
+        let (status, _, body) = send(&replica.base, &key.proof("GET", &htu, &token)).await;
         assert_eq!(
             status, 503,
             "replica {name} without its replay store fails closed: {body}"

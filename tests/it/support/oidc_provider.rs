@@ -221,8 +221,15 @@ impl OidcProvider {
 
     /// A DPoP-bound access token for client `app` with `scope`, bound to `key`: checks that
     /// the peer says `token_type: DPoP` and returns the token.
-    pub async fn dpop_token(&self, scope: &str, key: &super::dpop_proof::DpopKey) -> String {
-        let proof = key.proof("POST", &self.token_endpoint(), None, None);
+    pub async fn dpop_token(&self, scope: &str, key: &super::dpop::DpopKey) -> String {
+        // A token request's proof has no access token to hash: no `ath` (RFC 9449 §4.2).
+        let proof = key.proof_with(
+            "POST",
+            &self.token_endpoint(),
+            "",
+            serde_json::json!({}),
+            serde_json::json!({ "ath": null }),
+        );
         let body = self.token_with_proof(scope, &proof).await;
         assert_eq!(
             body["token_type"], "DPoP",

@@ -30,8 +30,8 @@ impl Drop for TestProxy {
 
 impl TestProxy {
     /// Starts a proxy on the given configuration text (its `listen` is replaced by an
-    /// ephemeral loopback port; the text `{{proxy_url}}` by `http://127.0.0.1:PORT` of that
-    /// port, for settings that name the proxy's own URL, such as `dpop.external_url`).
+    /// ephemeral loopback port, and the text `{{proxy_url}}` by `http://127.0.0.1:PORT`
+    /// of that port, e.g. for `dpop.external_url`).
     pub async fn start(yaml: &str) -> TestProxy {
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".into()),
@@ -40,8 +40,8 @@ impl TestProxy {
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
-        let yaml = &yaml.replace("{{proxy_url}}", &format!("http://{addr}"));
-        let settings = config::load_str(Path::new("test.yaml"), yaml, &overrides)
+        let yaml = yaml.replace("{{proxy_url}}", &format!("http://{addr}"));
+        let settings = config::load_str(Path::new("test.yaml"), &yaml, &overrides)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{yaml}"));
         let gateway = Arc::new(Gateway::new(settings).expect("gateway"));
         gateway.start();
