@@ -467,15 +467,21 @@ async fn replicas_sharing_redis_refuse_each_others_proofs_and_fail_closed() {
             .send()
             .await
             .expect("request to a replica");
-        crate::support::read(r).await
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let (status, challenge, body) = crate::support::read(r).await;
+        (status, challenge, body, retry_after)
     };
     let htu = format!("{external}/api/replay");
 
     let proof = key.proof("GET", &htu, &token);
-    let (status, _, body) = send(&a.base, &proof).await;
+    let (status, _, body, _) = send(&a.base, &proof).await;
     assert_eq!(status, 200, "replica A accepts a fresh proof: {body}");
     assert!(redis.keys() >= 1, "replica A remembered the proof in Redis");
-    let (status, challenge, body) = send(&b.base, &proof).await;
+    let (status, challenge, body, _) = send(&b.base, &proof).await;
     assert_eq!(
         status, 401,
         "replica B refuses the proof replica A accepted: {body}"
@@ -486,7 +492,7 @@ async fn replicas_sharing_redis_refuse_each_others_proofs_and_fail_closed() {
             .is_some_and(|c| c.contains("invalid_dpop_proof")),
         "a replayed proof is invalid_dpop_proof: {challenge:?}"
     );
-    let (status, _, body) = send(&b.base, &key.proof("GET", &htu, &token)).await;
+    let (status, _, body, _) = send(&b.base, &key.proof("GET", &htu, &token)).await;
     assert_eq!(
         status, 200,
         "replica B accepts a fresh proof of the same key: {body}"
@@ -499,10 +505,15 @@ async fn replicas_sharing_redis_refuse_each_others_proofs_and_fail_closed() {
 
     redis.stop();
     for (name, replica) in [("A", &a), ("B", &b)] {
-        let (status, _, body) = send(&replica.base, &key.proof("GET", &htu, &token)).await;
+        let (status, _, body, retry_after) =
+            send(&replica.base, &key.proof("GET", &htu, &token)).await;
         assert_eq!(
             status, 503,
             "replica {name} without its replay store fails closed: {body}"
+        );
+        assert!(
+            retry_after.is_some(),
+            "replica {name}'s 503 says when to retry (Retry-After)"
         );
     }
     assert_eq!(
