@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -20,7 +20,7 @@ use crate::support::oidc_provider::{ClientCert, OidcProvider, Peer, AUDIENCE};
 use crate::support::process;
 use crate::support::redis::RedisServer;
 use crate::support::upstream::EchoUpstream;
-use crate::support::{TestIssuer, TestKey, TestProxy};
+use crate::support::{Stack, TestIssuer, TestKey, TestProxy};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -520,6 +520,67 @@ async fn replicas_sharing_redis_refuse_each_others_proofs_and_fail_closed() {
         upstream.count(),
         2,
         "nothing reached the upstream while Redis was down"
+    );
+}
+
+/// A hung Redis (SIGSTOP: connected, silent) is a 503 within about `replay.timeout`, never a
+/// pass; once it runs again, and after Redis is restarted empty on the same address, the
+/// proxy uses it again without a restart of its own.
+#[tokio::test]
+async fn a_hung_redis_is_a_503_and_a_restarted_one_is_used_again() {
+    let mut redis = RedisServer::start();
+    let s = Stack::builder()
+        .routes("routes:\n  - path: /api/**\n    dpop: required\n")
+        .extra(&format!(
+            "dpop:\n  external_url: \"{{{{proxy_url}}}}\"\n  replay: {{ store: redis, url: \"{}\", timeout: 250ms }}\n",
+            redis.url()
+        ))
+        .start()
+        .await;
+    let key = DpopKey::es256();
+    let token = s.token_with(json!({ "cnf": { "jkt": key.jkt() } }));
+    let url = s.proxy.url("/api/store");
+    // A request that hangs on the store is a failure of its own (status 0), not a test that
+    // waits for ever.
+    let send = async || {
+        let started = Instant::now();
+        let (authorization, proof) = (format!("DPoP {token}"), key.proof("GET", &url, &token));
+        let headers = [
+            ("authorization", authorization.as_str()),
+            ("dpop", proof.as_str()),
+        ];
+        let request = s.send(reqwest::Method::GET, "/api/store", None, &headers);
+        match tokio::time::timeout(Duration::from_secs(5), request).await {
+            Ok(r) => {
+                let (status, _, body) = crate::support::read(r).await;
+                (status, body, started.elapsed())
+            }
+            Err(_) => (0, json!("no answer within 5 s"), started.elapsed()),
+        }
+    };
+
+    let (status, body, _) = send().await;
+    assert_eq!(status, 200, "a fresh proof with Redis up: {body}");
+
+    redis.pause();
+    let (status, body, took) = send().await;
+    redis.resume();
+    assert_eq!(status, 503, "a hung Redis fails closed: {body}");
+    assert!(
+        took < Duration::from_secs(3),
+        "the 503 comes after about replay.timeout (250ms), not a hang: {took:?}"
+    );
+    let recovered = crate::support::eventually(5, async || send().await.0 == 200).await;
+    assert!(recovered, "the proxy uses Redis again once it answers");
+
+    redis.restart();
+    let recovered = crate::support::eventually(5, async || send().await.0 == 200).await;
+    assert!(recovered, "the proxy reconnects to a restarted Redis");
+    assert!(redis.keys() >= 1, "the restarted Redis records the proofs");
+    assert_eq!(
+        s.upstream().count(),
+        3,
+        "only the accepted requests reached the upstream"
     );
 }
 
