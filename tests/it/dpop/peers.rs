@@ -570,6 +570,11 @@ async fn a_hung_redis_is_a_503_and_a_restarted_one_is_used_again() {
         took < Duration::from_secs(3),
         "the 503 comes after about replay.timeout (250ms), not a hang: {took:?}"
     );
+    assert_eq!(
+        s.proxy.gateway.metrics().dpop_store_errors.get(),
+        1,
+        "tokengate_dpop_replay_store_errors_total counts the refusal"
+    );
     let recovered = crate::support::eventually(5, async || send().await.0 == 200).await;
     assert!(recovered, "the proxy uses Redis again once it answers");
 
