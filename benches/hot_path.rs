@@ -289,8 +289,8 @@ fn dpop(c: &mut Criterion) {
         Ok(p) => p.jkt,
         Err(e) => panic!("{e}"),
     };
-    let checker = authn::ProofChecker::reusing(&settings.dpop, None, Default::default())
-        .expect("checker");
+    let checker =
+        authn::ProofChecker::reusing(&settings.dpop, None, Default::default()).expect("checker");
     let method = Method::GET;
     let expected = Expected {
         method: &method,

@@ -684,8 +684,14 @@ async fn a_dpop_proof_is_checked_against_the_original_request() {
             assert_eq!(r.status(), 403, "{mode}: scope");
             // A proof for another method, or another host, is refused.
             for (what, proof) in [
-                ("method", key.proof("GET", "https://app.example.com/orders/7", &admin)),
-                ("host", key.proof("DELETE", "https://evil.example.com/orders/7", &admin)),
+                (
+                    "method",
+                    key.proof("GET", "https://app.example.com/orders/7", &admin),
+                ),
+                (
+                    "host",
+                    key.proof("DELETE", "https://evil.example.com/orders/7", &admin),
+                ),
             ] {
                 let r = question(&client, &s.base(), mode, "DELETE", "/orders/7", &[])
                     .header("authorization", format!("DPoP {admin}"))
@@ -696,6 +702,9 @@ async fn a_dpop_proof_is_checked_against_the_original_request() {
                 assert_eq!(r.status(), 401, "{mode}: another {what}");
             }
         }
-        assert!(s.upstream.last().is_none(), "{mode}: a decision forwards nothing");
+        assert!(
+            s.upstream.last().is_none(),
+            "{mode}: a decision forwards nothing"
+        );
     }
 }
