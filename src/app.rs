@@ -392,12 +392,24 @@ impl App {
         let dispatch = self.dispatch(&request, &canonical)?;
         let rule = self.rule(&mut request, &canonical, outcome);
         // 2 token, 3 authn (as the rule asks)
+        // DPoP's htu: the configured origin, else the one a trusted proxy reports.
+        let reported_origin = match &self.settings.dpop.external_url {
+            Some(_) => None,
+            None => self
+                .headers
+                .reported_origin(request.headers(), &inbound.peer),
+        };
         let credentials = Credentials {
             headers: request.headers(),
             query: request.uri().query(),
             method: request.method(),
             canonical: &canonical,
-            origin: self.settings.dpop.external_url.as_deref(),
+            origin: self
+                .settings
+                .dpop
+                .external_url
+                .as_deref()
+                .or(reported_origin.as_deref()),
             client_certificate: inbound.client_certificate.as_ref(),
         };
         let principal = self.authenticate(rule, &credentials, outcome).await?;

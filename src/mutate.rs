@@ -204,6 +204,31 @@ impl HeaderPolicy {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
+    /// The origin (`scheme://host[:port]`, RFC 6454 serialisation) a trusted proxy says the
+    /// client used: exactly one `X-Forwarded-Proto` (`http` or `https`) and exactly one
+    /// `X-Forwarded-Host` of one host. `None` from any other peer, or when either is absent,
+    /// repeated or a list: the client's own `Host` is never taken for it.
+    pub fn reported_origin(&self, headers: &HeaderMap, peer: &SocketAddr) -> Option<String> {
+        if !self.is_trusted(peer) {
+            return None;
+        }
+        let one = |name: &HeaderName| {
+            let mut values = headers.get_all(name).iter();
+            match (values.next(), values.next()) {
+                (Some(v), None) => v.to_str().ok().filter(|v| !v.contains(',')),
+                _ => None,
+            }
+        };
+        let proto = one(&X_FORWARDED_PROTO)?.trim().to_ascii_lowercase();
+        let host = one(&X_FORWARDED_HOST)?.trim();
+        if !matches!(proto.as_str(), "http" | "https") || host.is_empty() {
+            return None;
+        }
+        let url = url::Url::parse(&format!("{proto}://{host}/")).ok()?;
+        (url.path() == "/" && url.username().is_empty() && url.query().is_none())
+            .then(|| url.origin().ascii_serialization())
+    }
+
     /// Removes everything the upstream must not take from the client. `websocket` keeps the
     /// `Connection: upgrade` / `Upgrade: websocket` pair of a WebSocket handshake; every other
     /// `Upgrade` (h2c included) is removed, so the request is an ordinary one (RFC 9110 §7.8).

@@ -526,3 +526,39 @@ async fn without_an_external_url_bound_tokens_are_refused() {
         .unwrap_or_default()
         .contains("dpop.external_url"));
 }
+
+#[tokio::test]
+async fn without_an_external_url_a_trusted_proxy_reports_the_origin_and_a_client_cannot() {
+    // The proxy trusts 127.0.0.2 (the "load balancer") and nobody else.
+    let s = Stack::builder()
+        .extra("trusted_proxies: [127.0.0.2/32]\n")
+        .start()
+        .await;
+    let key = DpopKey::es256();
+    let token = bound(&s, &key);
+    let proof = || key.proof("GET", "https://api.example.com/api/items", &token);
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .expect("client")
+    };
+    let ask = |client: reqwest::Client, proof: String| {
+        client
+            .get(s.proxy.url("/api/items"))
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "api.example.com")
+            .send()
+    };
+    let trusted = ask(from([127, 0, 0, 2]), proof()).await.expect("request");
+    assert_eq!(trusted.status(), 200, "the trusted proxy's origin");
+    let (status, _, error) =
+        outcome(ask(from([127, 0, 0, 1]), proof()).await.expect("request")).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (401, "invalid_dpop_proof"),
+        "a client's own X-Forwarded-Host is not believed"
+    );
+}
