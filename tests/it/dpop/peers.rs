@@ -36,7 +36,8 @@ fn dpop_peer() -> OidcProvider {
     )
 }
 
-/// tokengate trusting `peer`, in front of an echo upstream, `/api/**` requiring DPoP, with
+/// tokengate trusting `peer`, in front of an echo upstream, `/api/**` requiring DPoP and
+/// `/mixed/**` taking DPoP and bearer tokens (`dpop: allowed`, the default), with
 /// `dpop_extra` lines under `dpop:` (its `external_url` is the proxy itself).
 async fn dpop_proxy(peer: &OidcProvider, dpop_extra: &str) -> (TestProxy, EchoUpstream) {
     let upstream = EchoUpstream::start().await;
@@ -44,7 +45,7 @@ async fn dpop_proxy(peer: &OidcProvider, dpop_extra: &str) -> (TestProxy, EchoUp
         "issuers:\n  - issuer: {}\n    audiences: [{AUDIENCE}]\n    allow_http: true\n\
          upstream: {{ url: {} }}\n\
          dpop:\n  external_url: \"{{{{proxy_url}}}}\"\n{dpop_extra}\
-         routes:\n  - path: /api/**\n    dpop: required\n",
+         routes:\n  - path: /api/**\n    dpop: required\n  - path: /mixed/**\n    dpop: allowed\n",
         peer.issuer(),
         upstream.url()
     );
@@ -314,6 +315,43 @@ async fn both_clients_retry_on_use_dpop_nonce_and_get_200() {
     );
 }
 
+/// The same on a route that takes bearer tokens too (`dpop: allowed`), whose 401s carry a
+/// `Bearer` challenge beside the `DPoP` one: each client still finds `use_dpop_nonce` in the
+/// `DPoP` challenge, retries once and gets 200.
+#[tokio::test]
+async fn both_clients_retry_on_use_dpop_nonce_where_bearer_is_also_taken() {
+    let peer = dpop_peer();
+    let secret = tempfile::NamedTempFile::new().expect("a nonce secret file");
+    std::fs::write(
+        secret.path(),
+        "0123456789abcdef0123456789abcdef-dpop-nonce-test",
+    )
+    .expect("the nonce secret written");
+    let (proxy, upstream) = dpop_proxy(
+        &peer,
+        &format!(
+            "  nonce: {{ secret_file: {}, lifetime: 60s }}\n",
+            secret.path().display()
+        ),
+    )
+    .await;
+    let url = proxy.url("/mixed/orders");
+    let node = openid_client(&peer, &url).await;
+    let python = python_client(&peer, &url).await;
+    for (who, result) in [("openid-client", &node), ("requests-oauth2client", &python)] {
+        assert_eq!(
+            result["attempts"],
+            json!([401, 200]),
+            "{who} was asked for a nonce on a dpop: allowed route, then retried once: {result}"
+        );
+    }
+    assert_eq!(
+        upstream.count(),
+        2,
+        "only the retried requests reached the upstream"
+    );
+}
+
 /// requests-oauth2client gets a DPoP-bound token from oidc-provider and calls a `dpop:
 /// required` route with it: 200, forwarded as a bearer token.
 #[tokio::test]
@@ -431,7 +469,7 @@ async fn replicas_sharing_redis_refuse_each_others_proofs_and_fail_closed() {
         format!(
             "{}upstream: {{ url: {} }}\n\
              dpop:\n  external_url: {external}\n  replay: {{ store: redis, url: \"{}\", timeout: 250ms }}\n\
-             routes:\n  - path: /api/**\n    dpop: required\n",
+             routes:\n  - path: /api/**\n    dpop: required\n  - path: /mixed/**\n    dpop: allowed\n",
             crate::support::issuer_config(&issuer, ""),
             upstream.url(),
             redis.url()
