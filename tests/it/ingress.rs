@@ -5,6 +5,8 @@
 //! upstream, tokengate (in-process) deciding. All on 127.0.0.1. `.ci/install-ingress`
 //! installs the four; a test whose ingress is missing fails, saying how to install it.
 
+mod dpop;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod dpop;
+pub mod dpop_clients;
 pub mod introspection;
 pub mod issuer;
 pub mod keys;
