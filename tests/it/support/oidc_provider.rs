@@ -58,17 +58,34 @@ pub struct ClientCert {
 }
 
 impl ClientCert {
+    /// A new self-signed certificate (P-256) for `name`.
     pub fn generate(name: &str) -> ClientCert {
         let certified = rcgen::generate_simple_self_signed(vec![name.to_owned()])
             .expect("a self-signed client certificate");
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, certified.cert.der());
+        ClientCert::from_pem(
+            &certified.cert.pem(),
+            &certified.signing_key.serialize_pem(),
+        )
+    }
+
+    /// A certificate and key made elsewhere (PEM; the first certificate in `cert_pem` is the
+    /// client's), e.g. one signed by a test CA for `tls.client_ca`.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> ClientCert {
+        use base64::Engine;
+        let body: String = cert_pem
+            .lines()
+            .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .expect("a PEM certificate");
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
         ClientCert {
-            cert_pem: certified.cert.pem(),
-            key_pem: certified.signing_key.serialize_pem(),
-            x5t_s256: base64::Engine::encode(
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                digest.as_ref(),
-            ),
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+            x5t_s256: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()),
         }
     }
 }
