@@ -28,7 +28,7 @@ use crate::forward_auth::{self, OriginalRequest};
 use crate::jwks::KeyStore;
 use crate::metrics::{method_class, Metrics, RequestLabels};
 use crate::mutate::{HeaderPolicy, TrailerFilter, TrailerRules};
-use crate::rejection::Rejection;
+use crate::rejection::{Rejection, ResourceChallenge};
 use crate::route::{self, AuthMode, CanonicalPath, Rule};
 use crate::stall::ReadTimeout;
 use crate::token::{self, Extracted};
@@ -66,6 +66,9 @@ struct Outcome {
     upstream_latency: Option<Duration>,
     /// The response must carry no CORS headers whatever `cors:` says (the dev issuer).
     no_cors: bool,
+    /// The rule that decides the request, once matched (its protected resource shapes the
+    /// challenges).
+    rule: Option<Arc<Rule>>,
 }
 
 impl Outcome {
@@ -225,12 +228,8 @@ impl App {
             Ok(response) => response,
             Err(rejection) => {
                 outcome.reason = rejection.reason();
-                let metadata = self
-                    .settings
-                    .resource
-                    .as_ref()
-                    .map(|r| r.metadata_url.as_str());
-                rejection.into_response(metadata)
+                let challenge = outcome.rule.as_deref().and_then(|r| self.challenge(r));
+                rejection.into_response(challenge.as_ref())
             }
         };
         if outcome.no_cors {
@@ -280,6 +279,17 @@ impl App {
             done();
         });
         response.map(|body| Metered::new(body, Arc::new(AtomicU64::new(0)), Some(on_end)).boxed())
+    }
+
+    /// What the rule's protected resource adds to its challenges: the metadata URL, and the
+    /// scopes the rule names (RFC 9728 §5.1, RFC 6750 §3); `None` outside any resource.
+    fn challenge(&self, rule: &Rule) -> Option<ResourceChallenge> {
+        let resource = self.settings.resources.get(rule.resource.as_ref()?.index)?;
+        let scopes = rule.scopes_needed();
+        Some(ResourceChallenge {
+            metadata_url: resource.metadata_url.clone(),
+            scope: (!scopes.is_empty()).then(|| scopes.join(" ")),
+        })
     }
 
     /// `X-Request-Id` from a trusted proxy is kept; otherwise tokengate makes one.
@@ -339,6 +349,11 @@ impl App {
         }
         let dispatch = self.dispatch(&request, &canonical)?;
         let rule = self.rule(&mut request, &canonical, outcome);
+        // An MCP resource's routes keep the client's token from the server by default.
+        let strip_authorization = rule
+            .resource
+            .as_ref()
+            .is_some_and(|r| r.strip_authorization);
         // 2 token, 3 authn (as the rule asks)
         let principal = self
             .authenticate(rule.auth, request.headers(), request.uri().query())
@@ -350,6 +365,9 @@ impl App {
         // 5 mutate + 6 dispatch
         match dispatch {
             Dispatch::Upstream(upstream) => {
+                if strip_authorization {
+                    request.headers_mut().remove(http::header::AUTHORIZATION);
+                }
                 self.forward(upstream, request, inbound, &canonical, &permit, outcome)
                     .await
             }
@@ -462,6 +480,7 @@ impl App {
         let (matched, rule) = self.settings.rules.match_request(method, canonical);
         outcome.path = Some(canonical.path.clone());
         outcome.route = matched.map(|r| r.name.clone());
+        outcome.rule = Some(rule.clone());
         rule
     }
 

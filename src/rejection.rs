@@ -65,10 +65,23 @@ pub enum Rejection {
     ForwardAuth(ForwardAuthError),
 }
 
+/// What a route's protected resource adds to the route's Bearer challenges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceChallenge {
+    /// `resource_metadata` (RFC 9728 §5.1): the absolute URL of the resource's metadata, on
+    /// every Bearer challenge.
+    pub metadata_url: String,
+    /// `scope` (RFC 6750 §3) on a 401: every scope the route names, space-separated; `None`
+    /// when it names none (a client then asks for the metadata's `scopes_supported`). A 403
+    /// `insufficient_scope` names its own scopes.
+    pub scope: Option<String>,
+}
+
 impl From<AuthzError> for Rejection {
     fn from(e: AuthzError) -> Rejection {
         match e {
             AuthzError::TokenRequired => Rejection::MissingToken,
+            AuthzError::WrongAudience => Rejection::InvalidToken(TokenError::Audience),
             AuthzError::InsufficientScope(scopes) => Rejection::InsufficientScope(scopes),
             AuthzError::AccessDenied(why) => Rejection::AccessDenied(why),
         }
@@ -173,8 +186,9 @@ impl Rejection {
         }
     }
 
-    /// The response; `resource_metadata` (RFC 9728) is added to every Bearer challenge.
-    pub fn into_response(self, resource_metadata: Option<&str>) -> Response<Body> {
+    /// The response. With the route's `resource`, every Bearer challenge names its
+    /// `resource_metadata` (RFC 9728 §5.1), and a 401's names the route's `scope`.
+    pub fn into_response(self, resource: Option<&ResourceChallenge>) -> Response<Body> {
         let status = self.status();
         let (error, description, challenge) = match &self {
             Rejection::MissingToken => (
@@ -256,8 +270,19 @@ impl Rejection {
                 None,
             ),
         };
-        let challenge = match (challenge, resource_metadata) {
-            (Some(c), Some(url)) => Some(format!("{c}, resource_metadata=\"{}\"", quotable(url))),
+        let challenge = match (challenge, resource) {
+            (Some(c), Some(r)) => {
+                let scope = match (&r.scope, status) {
+                    (Some(scope), StatusCode::UNAUTHORIZED) => {
+                        format!(", scope=\"{}\"", quotable(scope))
+                    }
+                    _ => String::new(),
+                };
+                Some(format!(
+                    "{c}{scope}, resource_metadata=\"{}\"",
+                    quotable(&r.metadata_url)
+                ))
+            }
             (c, _) => c,
         };
         let body = json!({"error": error, "error_description": description}).to_string();
@@ -361,13 +386,59 @@ mod tests {
 
     #[test]
     fn resource_metadata_joins_the_challenge() {
-        let r = Rejection::MissingToken.into_response(Some(
-            "https://api.example.com/.well-known/oauth-protected-resource",
-        ));
+        let url = "https://api.example.com/.well-known/oauth-protected-resource";
+        let bare = ResourceChallenge {
+            metadata_url: url.into(),
+            scope: None,
+        };
+        let r = Rejection::MissingToken.into_response(Some(&bare));
         assert_eq!(
             header(&r, WWW_AUTHENTICATE).as_deref(),
             Some("Bearer realm=\"tokengate\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\"")
         );
+    }
+
+    /// RFC 9728 §5.1 and RFC 6750 §3 together, as the MCP authorization spec asks: every
+    /// 401 of a resource's route names the metadata and the route's scopes; a 403
+    /// `insufficient_scope` names the scopes it was given (every scope the route needs) and
+    /// the metadata; a 400 names the metadata only.
+    #[test]
+    fn a_resource_challenge_names_its_metadata_and_the_routes_scope() {
+        let mcp = ResourceChallenge {
+            metadata_url: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp".into(),
+            scope: Some("mcp:tools mcp:admin".into()),
+        };
+        let meta = "resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\"";
+        let rows = [
+            (
+                Rejection::MissingToken,
+                format!("Bearer realm=\"tokengate\", scope=\"mcp:tools mcp:admin\", {meta}"),
+            ),
+            (
+                Rejection::TokenInQuery,
+                format!("Bearer realm=\"tokengate\", scope=\"mcp:tools mcp:admin\", {meta}"),
+            ),
+            (
+                Rejection::InvalidToken(TokenError::Audience),
+                format!("Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"the token is not meant for this audience\", scope=\"mcp:tools mcp:admin\", {meta}"),
+            ),
+            (
+                Rejection::InsufficientScope("mcp:tools mcp:admin".into()),
+                format!("Bearer realm=\"tokengate\", error=\"insufficient_scope\", scope=\"mcp:tools mcp:admin\", {meta}"),
+            ),
+            (
+                Rejection::InvalidRequest(ExtractError::MultipleHeaders),
+                format!("Bearer realm=\"tokengate\", error=\"invalid_request\", error_description=\"more than one Authorization header\", {meta}"),
+            ),
+        ];
+        for (rejection, expected) in rows {
+            let what = format!("{rejection:?}");
+            let r = rejection.into_response(Some(&mcp));
+            assert_eq!(header(&r, WWW_AUTHENTICATE), Some(expected), "{what}");
+        }
+        // No challenge, no parameters.
+        let r = Rejection::KeysUnavailable { issuer: "x".into() }.into_response(Some(&mcp));
+        assert!(header(&r, WWW_AUTHENTICATE).is_none());
     }
 
     #[test]
