@@ -22,6 +22,7 @@ use crate::builtin::Builtin;
 use crate::config::{Cors, ForwardAuthSettings, Settings};
 use crate::cors;
 use crate::dev::DevIssuer;
+use crate::drain::Drain;
 use crate::endpoints::{self, Endpoints};
 use crate::forward::{Affinity, Upstream};
 use crate::forward_auth::{self, OriginalRequest};
@@ -30,6 +31,7 @@ use crate::metrics::{method_class, Metrics, RequestLabels};
 use crate::mutate::{HeaderPolicy, TrailerFilter, TrailerRules};
 use crate::rejection::{Rejection, ResourceChallenge};
 use crate::route::{self, AuthMode, CanonicalPath, Rule};
+use crate::sse::{self, EndOnDrain};
 use crate::stall::ReadTimeout;
 use crate::token::{self, Extracted};
 
@@ -52,6 +54,8 @@ pub struct App {
     /// RFC 7662 introspection: per introspecting issuer, its client and answer cache.
     introspector: Introspector,
     metrics: Arc<Metrics>,
+    /// Raised when the server stops accepting; shared with every `App` a reload builds.
+    drain: Drain,
 }
 
 /// What the access log says about a request beyond method, path and status; each stage
@@ -136,6 +140,7 @@ impl App {
             preflight_rule: Arc::new(Rule::public()),
             cache: TokenCache::with_counters(&settings.cache, settings.generation, hits, misses),
             introspector: Introspector::counting(&settings, &metrics),
+            drain: previous.map(|p| p.drain.clone()).unwrap_or_default(),
             settings,
             keys,
             dev,
@@ -163,6 +168,12 @@ impl App {
     /// The configuration this app was built from.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The drain signal, raised by the server when it stops accepting: listening event
+    /// streams then end at their next event boundary (`sse`).
+    pub fn drain(&self) -> &Drain {
+        &self.drain
     }
 
     /// The verified-token cache (for metrics and tests).
@@ -526,6 +537,7 @@ impl App {
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, Rejection> {
         let websocket = is_websocket_handshake(&request);
+        let method = request.method().clone();
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
         let query = request.uri().query().map(str::to_owned);
         let origin = self
@@ -566,6 +578,11 @@ impl App {
                 Rejection::Upstream(e)
             })?;
         outcome.upstream_latency = Some(latency);
+        // A listening event stream never ends by itself: it ends cleanly on drain.
+        if sse::is_listening_stream(&method, response.headers()) {
+            let drain = self.drain.clone();
+            return Ok(response.map(|body| EndOnDrain::new(body, &drain).boxed()));
+        }
         Ok(response)
     }
 }
