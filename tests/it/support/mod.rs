@@ -4,6 +4,7 @@ pub mod client;
 pub mod introspection;
 pub mod issuer;
 pub mod keys;
+pub mod mcp;
 pub mod oidc_provider;
 pub mod process;
 pub mod proxy;

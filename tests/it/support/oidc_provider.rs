@@ -36,6 +36,12 @@ impl OidcProvider {
     /// say its issuer. Panics, naming what is missing and how to install it, when node or the
     /// peer's node modules are not there.
     pub fn start(ttl_seconds: u64) -> OidcProvider {
+        OidcProvider::start_with(ttl_seconds, &[])
+    }
+
+    /// As [`OidcProvider::start`], with more environment variables (the switches documented
+    /// at the top of `server.mjs`, e.g. `MCP_RESOURCE`).
+    pub fn start_with(ttl_seconds: u64, env: &[(&str, &str)]) -> OidcProvider {
         let modules = format!("{DIR}/node_modules/oidc-provider/package.json");
         if !std::path::Path::new(&modules).exists() {
             panic!(
@@ -50,6 +56,7 @@ impl OidcProvider {
             .env("AUDIENCE", AUDIENCE)
             .env("RS_SECRET", RS_SECRET)
             .env("ACCESS_TOKEN_TTL", ttl_seconds.to_string())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -32,6 +32,13 @@ impl TestProxy {
     /// Starts a proxy on the given configuration text (its `listen` is replaced by an
     /// ephemeral loopback port).
     pub async fn start(yaml: &str) -> TestProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        TestProxy::start_on(listener, yaml).await
+    }
+
+    /// As [`TestProxy::start`], on a listener bound already (so that the configuration can
+    /// name the proxy's own address, as a resource identifier does).
+    pub async fn start_on(listener: TcpListener, yaml: &str) -> TestProxy {
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".into()),
             log_format: None,
@@ -40,7 +47,6 @@ impl TestProxy {
         let settings = config::load_str(Path::new("test.yaml"), yaml, &overrides)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{yaml}"));
         let gateway = Arc::new(Gateway::new(settings).expect("gateway"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
         gateway.start();
         let (tx, rx) = oneshot::channel::<()>();
@@ -53,6 +59,17 @@ impl TestProxy {
             shutdown: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// Stops accepting and drains, as SIGTERM does; the returned task ends when the drain
+    /// is over.
+    pub fn shutdown(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task
+            .take()
+            .expect("the proxy is running (shutdown is called once)")
     }
 
     /// The configuration serving now.
