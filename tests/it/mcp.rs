@@ -296,9 +296,15 @@ async fn event_stream_upstream(
     (url, task)
 }
 
-/// A `GET` event stream with a token, through the proxy; the response (status checked).
-async fn open_stream(proxy: &TestProxy, token: &str) -> reqwest::Response {
-    let r = reqwest::Client::new()
+/// A `GET` event stream with a token, through the proxy, over HTTP/1.1 or (h2c prior
+/// knowledge) HTTP/2; the response (status checked).
+async fn open_stream(proxy: &TestProxy, token: &str, http2: bool) -> reqwest::Response {
+    let client = match http2 {
+        true => reqwest::Client::builder().http2_prior_knowledge().build(),
+        false => reqwest::Client::builder().http1_only().build(),
+    }
+    .expect("client");
+    let r = client
         .get(proxy.url("/mcp"))
         .bearer_auth(token)
         .header("accept", "text/event-stream")
@@ -308,6 +314,14 @@ async fn open_stream(proxy: &TestProxy, token: &str) -> reqwest::Response {
         .expect("the stream opens");
     assert_eq!(r.status(), 200);
     assert_eq!(
+        r.version(),
+        if http2 {
+            reqwest::Version::HTTP_2
+        } else {
+            reqwest::Version::HTTP_11
+        }
+    );
+    assert_eq!(
         r.headers()
             .get("content-type")
             .and_then(|v| v.to_str().ok()),
@@ -316,10 +330,28 @@ async fn open_stream(proxy: &TestProxy, token: &str) -> reqwest::Response {
     r
 }
 
+/// Reads a stream to its end: the text, when the first bytes came and when it ended.
+async fn read_to_end(mut r: reqwest::Response, started: Instant) -> (String, Duration, Duration) {
+    let mut text = String::new();
+    let mut first_at = None;
+    loop {
+        match r.chunk().await {
+            Ok(Some(bytes)) => {
+                text.push_str(&String::from_utf8_lossy(&bytes));
+                first_at.get_or_insert(started.elapsed());
+            }
+            Ok(None) => break,
+            Err(e) => panic!("the stream was cut after {:?}: {e}", started.elapsed()),
+        }
+    }
+    (text, first_at.unwrap_or_default(), started.elapsed())
+}
+
 /// Streamable HTTP's listening stream with the defaults (`upstream.timeout`,
-/// `limits.send_timeout` and `limits.body_read_timeout` all 60 s, `idle_timeout` 120 s):
-/// the first event arrives at once (not buffered), then 62 s of silence, then the second
-/// event and a clean end. None of the 60-second timers cuts it.
+/// `limits.send_timeout` and `limits.body_read_timeout` all 60 s, `idle_timeout` 120 s),
+/// over HTTP/1.1 and HTTP/2 at once: the first event arrives at once (not buffered), then
+/// 62 s of silence, then the second event and a clean end. None of the 60-second timers
+/// cuts it.
 #[tokio::test]
 async fn mcp_a_silent_event_stream_outlives_every_60_second_timeout() {
     let (url, _upstream) = event_stream_upstream(
@@ -339,35 +371,24 @@ async fn mcp_a_silent_event_stream_outlives_every_60_second_timeout() {
         json!({ "aud": RESOURCE, "scp": ["mcp:tools", "mcp:read"] }),
     );
     let started = Instant::now();
-    let mut r = open_stream(&proxy, &token).await;
-    let mut text = String::new();
-    let mut first_at = None;
-    loop {
-        match r.chunk().await {
-            Ok(Some(bytes)) => {
-                text.push_str(&String::from_utf8_lossy(&bytes));
-                if first_at.is_none() {
-                    first_at = Some(started.elapsed());
-                }
-            }
-            Ok(None) => break,
-            Err(e) => panic!("the stream was cut after {:?}: {e}", started.elapsed()),
-        }
-    }
-    let total = started.elapsed();
-    let first = first_at.expect("an event arrived");
-    assert!(
-        first < Duration::from_secs(2),
-        "the first event waited {first:?}"
+    let (h1, h2) = tokio::join!(
+        async { read_to_end(open_stream(&proxy, &token, false).await, started).await },
+        async { read_to_end(open_stream(&proxy, &token, true).await, started).await },
     );
-    assert!(total >= Duration::from_secs(62), "{total:?}");
-    assert_eq!(text, "data: one\n\ndata: two\n\n");
-    eprintln!("silent event stream: first event after {first:?}, clean end after {total:?}");
+    for (protocol, (text, first, total)) in [("HTTP/1.1", h1), ("HTTP/2", h2)] {
+        assert!(
+            first < Duration::from_secs(2),
+            "{protocol}: the first event waited {first:?}"
+        );
+        assert!(total >= Duration::from_secs(62), "{protocol}: {total:?}");
+        assert_eq!(text, "data: one\n\ndata: two\n\n", "{protocol}");
+        eprintln!("{protocol} silent event stream: first event after {first:?}, clean end after {total:?}");
+    }
 }
 
 /// Graceful shutdown: a listening stream ends at its next event boundary (the event in
-/// progress completes first), with a clean end of the body, and the drain is over at once
-/// instead of after `shutdown_timeout`.
+/// progress completes first), with a clean end of the body (HTTP/1.1 and HTTP/2), and the
+/// drain is over at once instead of after `shutdown_timeout`.
 #[tokio::test]
 async fn mcp_a_listening_stream_ends_cleanly_on_drain() {
     let (url, _upstream) = event_stream_upstream(
@@ -388,31 +409,37 @@ async fn mcp_a_listening_stream_ends_cleanly_on_drain() {
         &key,
         json!({ "aud": RESOURCE, "scp": ["mcp:tools", "mcp:read"] }),
     );
-    let mut r = open_stream(&proxy, &token).await;
-    let mut text = String::new();
-    while !text.contains("data: par") {
-        match r.chunk().await {
-            Ok(Some(bytes)) => text.push_str(&String::from_utf8_lossy(&bytes)),
-            other => panic!("the stream ended before the drain: {other:?}"),
+    let mut streams = Vec::new();
+    for http2 in [false, true] {
+        let mut r = open_stream(&proxy, &token, http2).await;
+        let mut text = String::new();
+        while !text.contains("data: par") {
+            match r.chunk().await {
+                Ok(Some(bytes)) => text.push_str(&String::from_utf8_lossy(&bytes)),
+                other => panic!("the stream ended before the drain: {other:?}"),
+            }
         }
+        streams.push((http2, r, text));
     }
     let started = Instant::now();
     let drained = proxy.shutdown();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), r.chunk()).await {
-            Ok(Ok(Some(bytes))) => text.push_str(&String::from_utf8_lossy(&bytes)),
-            Ok(Ok(None)) => break,
-            Ok(Err(e)) => panic!("the stream was cut, not ended: {e}"),
-            Err(_) => panic!("the stream did not end within 10 s of the drain"),
+    for (http2, mut r, mut text) in streams {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), r.chunk()).await {
+                Ok(Ok(Some(bytes))) => text.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => panic!("http2 {http2}: the stream was cut, not ended: {e}"),
+                Err(_) => panic!("http2 {http2}: the stream did not end within 10 s of the drain"),
+            }
         }
+        assert_eq!(text, "data: one\n\ndata: partial\n\n", "http2 {http2}");
     }
-    assert_eq!(text, "data: one\n\ndata: partial\n\n");
     tokio::time::timeout(Duration::from_secs(10), drained)
         .await
         .expect("the drain is over within 10 s (shutdown_timeout is 30 s)")
         .expect("the server task");
     eprintln!(
-        "drain: the stream ended cleanly {:?} after it began",
+        "drain: both streams ended cleanly, the drain was over {:?} after it began",
         started.elapsed()
     );
 }
