@@ -685,3 +685,50 @@ async fn mcp_sdk_a_62_second_tool_call_streams_through() {
     );
     eprintln!("62 s tool call: {elapsed} ms, progress {progress:?}");
 }
+
+/// The README's configuration is `examples/mcp.yaml` with a `tls:` line, and it is valid:
+/// the MCP resource covers `/mcp`, strips `Authorization`, and serves its metadata at both
+/// well-known URLs.
+#[tokio::test]
+async fn mcp_the_readme_configuration_is_the_example_and_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README");
+    let example = std::fs::read_to_string(format!("{root}/examples/mcp.yaml")).expect("example");
+    let section = &readme[readme
+        .find("## In front of an MCP server")
+        .expect("the README section")..];
+    let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let block = &section[start..start + section[start..].find("```\n").expect("its end")];
+    let without_tls: String = block
+        .lines()
+        .filter(|l| !l.starts_with("tls:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let example_body: String = example
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(without_tls, example_body);
+    let settings = tokengate::config::load_str(
+        std::path::Path::new("examples/mcp.yaml"),
+        &example,
+        &tokengate::config::Overrides::default(),
+    )
+    .unwrap_or_else(|e| panic!("examples/mcp.yaml is invalid:\n{e}"));
+    let [resource] = settings.resources.as_slice() else {
+        panic!("one resource")
+    };
+    assert!(resource.mcp && resource.metadata_at_root);
+    assert_eq!(
+        resource.metadata_path,
+        "/.well-known/oauth-protected-resource/mcp"
+    );
+    let binding = settings.rules.routes[0]
+        .rule
+        .resource
+        .clone()
+        .expect("/mcp is covered");
+    assert!(binding.strip_authorization);
+    assert_eq!(binding.audiences, ["https://mcp.example.com/mcp"]);
+}
