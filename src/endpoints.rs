@@ -356,6 +356,40 @@ mod tests {
         );
     }
 
+    /// Each resource at its own path-inserted URL; the root one (`metadata_at_root`, or a
+    /// `resource:` without a path) at the root; nothing anywhere else.
+    #[test]
+    fn each_resource_at_its_own_path() {
+        let own = endpoints(
+            "routes:\n  - { path: /mcp }\n  - { path: /other/** }\nresources:\n  - { id: \"https://h.example.com/mcp\", routes: [/mcp], metadata_at_root: true }\n  - { id: \"https://h.example.com/other\", routes: [/other/**], resource_name: Other }\n",
+        );
+        let at = |path: &str| own.resource_at(path).map(|(i, r)| (i, r.id.clone()));
+        assert_eq!(
+            at("/.well-known/oauth-protected-resource/mcp"),
+            Some((0, "https://h.example.com/mcp".to_owned()))
+        );
+        assert_eq!(
+            at("/.well-known/oauth-protected-resource/other"),
+            Some((1, "https://h.example.com/other".to_owned()))
+        );
+        assert_eq!(
+            at("/.well-known/oauth-protected-resource"),
+            Some((0, "https://h.example.com/mcp".to_owned()))
+        );
+        assert_eq!(at("/.well-known/oauth-protected-resource/mcp/x"), None);
+        assert_eq!(at("/mcp"), None);
+        let other = &own.settings.resources[1];
+        // Empty members are left out; the name is there; scopes default to the routes' (none).
+        assert_eq!(
+            metadata_document(other, std::iter::empty()),
+            json!({
+                "resource": "https://h.example.com/other",
+                "bearer_methods_supported": ["header"],
+                "resource_name": "Other",
+            })
+        );
+    }
+
     #[test]
     fn resource_metadata_only_where_configured() {
         let own = endpoints(

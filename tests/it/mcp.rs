@@ -732,3 +732,24 @@ async fn mcp_the_readme_configuration_is_the_example_and_valid() {
     assert!(binding.strip_authorization);
     assert_eq!(binding.audiences, ["https://mcp.example.com/mcp"]);
 }
+
+/// `tokengate check` on the example names the resource, where its metadata is, what it
+/// covers, the audience and that the token is not forwarded.
+#[test]
+fn mcp_check_prints_the_resource() {
+    let output = std::process::Command::new(crate::support::process::BIN)
+        .args(["check", "--config", "examples/mcp.yaml"])
+        .current_dir(crate::support::process::ROOT)
+        .output()
+        .expect("tokengate check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("  resource https://mcp.example.com/mcp (MCP): metadata https://mcp.example.com/.well-known/oauth-protected-resource/mcp and at /.well-known/oauth-protected-resource; routes /mcp; audiences https://mcp.example.com/mcp; Authorization not forwarded\n"),
+        "{stdout}"
+    );
+}
