@@ -352,8 +352,7 @@ async fn read_to_end(mut r: reqwest::Response, started: Instant) -> (String, Dur
 /// over HTTP/1.1 and HTTP/2 at once: the first event arrives at once (not buffered), then
 /// 62 s of silence, then the second event and a clean end. None of the 60-second timers
 /// cuts it.
-#[tokio::test]
-async fn mcp_a_silent_event_stream_outlives_every_60_second_timeout() {
+async fn silent_event_streams_outlive_every_60_second_timeout() {
     let (url, _upstream) = event_stream_upstream(
         vec![
             (Duration::ZERO, "data: one\n\n"),
@@ -658,8 +657,7 @@ async fn mcp_sdk_client_without_the_scope_gets_403_naming_it() {
 /// A tool call that takes 62 s: its response is an event stream that stays open (progress
 /// at the start, then 62 s, then progress and the result), through tokengate with the
 /// default timeouts.
-#[tokio::test]
-async fn mcp_sdk_a_62_second_tool_call_streams_through() {
+async fn sdk_a_62_second_tool_call_streams_through() {
     let stack = McpStack::start().await;
     let report = stack
         .client(
@@ -751,5 +749,16 @@ fn mcp_check_prints_the_resource() {
     assert!(
         stdout.contains("  resource https://mcp.example.com/mcp (MCP): metadata https://mcp.example.com/.well-known/oauth-protected-resource/mcp and at /.well-known/oauth-protected-resource; routes /mcp; audiences https://mcp.example.com/mcp; Authorization not forwarded\n"),
         "{stdout}"
+    );
+}
+
+/// The two 62-second streams at once (one test thread for a minute, not two): the scripted
+/// silent one over HTTP/1.1 and HTTP/2, and the Python SDK server's answer to a 62 s tool
+/// call read by the TypeScript SDK client.
+#[tokio::test]
+async fn mcp_event_streams_of_62_seconds_survive_the_default_timeouts() {
+    tokio::join!(
+        silent_event_streams_outlive_every_60_second_timeout(),
+        sdk_a_62_second_tool_call_streams_through(),
     );
 }
