@@ -183,16 +183,26 @@ fn verification(c: &mut Criterion) {
         })
     });
 
+    // A bearer token on a route that allows DPoP: no proof to check.
+    let proofs = authn::ProofChecker::reusing(&f.settings.dpop, None, Default::default())
+        .expect("dpop settings");
+    let bare = authn::Presentation {
+        dpop_mode: route::DpopMode::Allowed,
+        proof: token::ProofHeader::None,
+        method: &Method::GET,
+        target: None,
+        client_certificate: None,
+    };
     for (name, token) in [("rs256", &f.rs256), ("es256", &f.es256)] {
         let headers = bearer(token);
         c.bench_function(&format!("extract_and_verify_{name}_cache_miss"), |b| {
             b.to_async(&rt).iter(|| async {
-                let token::Extracted::Bearer(t) =
+                let token::Extracted::Token(t) =
                     token::extract(black_box(&headers), None).expect("extract")
                 else {
                     panic!("no token")
                 };
-                authn::verify(t, &f.settings, &f.keys, &off, &introspector)
+                authn::verify(t, &bare, &f.settings, &f.keys, &off, &introspector, &proofs)
                     .await
                     .expect("valid")
             })
@@ -201,24 +211,110 @@ fn verification(c: &mut Criterion) {
 
     let headers = bearer(&f.rs256);
     rt.block_on(async {
-        let token::Extracted::Bearer(t) = token::extract(&headers, None).expect("extract") else {
+        let token::Extracted::Token(t) = token::extract(&headers, None).expect("extract") else {
             panic!()
         };
-        authn::verify(t, &f.settings, &f.keys, &on, &introspector)
+        authn::verify(t, &bare, &f.settings, &f.keys, &on, &introspector, &proofs)
             .await
             .expect("valid");
     });
     c.bench_function("extract_and_verify_cache_hit", |b| {
         b.to_async(&rt).iter(|| async {
-            let token::Extracted::Bearer(t) =
+            let token::Extracted::Token(t) =
                 token::extract(black_box(&headers), None).expect("extract")
             else {
                 panic!("no token")
             };
-            authn::verify(t, &f.settings, &f.keys, &on, &introspector)
+            authn::verify(t, &bare, &f.settings, &f.keys, &on, &introspector, &proofs)
                 .await
                 .expect("valid")
         })
+    });
+}
+
+/// A DPoP request's extra cost (RFC 9449): reading and verifying one ES256 proof, and the
+/// whole check (htm, htu, iat, ath, jkt, memory replay store) with a fresh proof each time,
+/// as a client sends them (the signing is outside the measurement).
+fn dpop(c: &mut Criterion) {
+    use authn::dpop::{proof, Expected, TargetUri};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let settings = config::load_str(
+        Path::new("bench.yaml"),
+        &format!("issuers:\n  - issuer: {ISSUER}\n    audiences: [api]\n"),
+        &Overrides::default(),
+    )
+    .expect("config");
+    let key = EncodingKey::from_ec_pem(pem("ec-p256").as_bytes()).expect("ec");
+    let point = {
+        use aws_lc_rs::signature::KeyPair as _;
+        aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &der(&pem("ec-p256")),
+        )
+        .expect("ec")
+        .public_key()
+        .as_ref()
+        .to_vec()
+    };
+    let jwk = json!({"kty": "EC", "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])});
+    let access_token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+    let ath = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        access_token.as_bytes(),
+    ));
+    let htu = "https://api.example.com/api/orders";
+    let sign = |jti: u128| -> String {
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+        let claims = json!({"jti": format!("{jti:032x}"), "htm": "GET", "htu": htu,
+            "iat": authn::now() as u64, "ath": ath});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::ES256).expect("sign");
+        format!("{input}.{signature}")
+    };
+    let one = sign(0);
+    let algorithms = settings.dpop.algorithms.clone();
+    c.bench_function("dpop_proof_read_es256", |b| {
+        b.iter(|| proof::read(black_box(&one), &algorithms).expect("a good proof"))
+    });
+    let jkt = match proof::read(&one, &algorithms) {
+        Ok(p) => p.jkt,
+        Err(e) => panic!("{e}"),
+    };
+    let checker =
+        authn::ProofChecker::reusing(&settings.dpop, None, Default::default()).expect("checker");
+    let method = Method::GET;
+    let expected = Expected {
+        method: &method,
+        target: Some(TargetUri {
+            origin: "https://api.example.com",
+            path: "/api/orders",
+            options: route::PathOptions::default(),
+        }),
+        jkt: &jkt,
+        access_token,
+    };
+    let mut jti = 1u128;
+    c.bench_function("dpop_check_fresh_proof_es256_memory_store", |b| {
+        b.iter_batched(
+            || {
+                jti += 1;
+                sign(jti)
+            },
+            |p| {
+                rt.block_on(checker.check(token::ProofHeader::One(&p), &expected, authn::now()))
+                    .expect("accepted")
+            },
+            criterion::BatchSize::SmallInput,
+        )
     });
 }
 
@@ -317,5 +413,5 @@ fn paths(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, verification, headers, paths);
+criterion_group!(benches, verification, dpop, headers, paths);
 criterion_main!(benches);

@@ -14,8 +14,8 @@ use tracing::warn;
 
 use crate::access::AccessRecord;
 use crate::authn::cache::TokenCache;
-use crate::authn::Introspector;
-use crate::authn::{self, Principal};
+use crate::authn::{self, Authenticated, CertificateThumbprint, Presentation, Principal};
+use crate::authn::{dpop::TargetUri, Introspector, ProofChecker};
 use crate::authz::{self, Permit};
 use crate::body::{Body, BoxError, Metered};
 use crate::builtin::Builtin;
@@ -29,11 +29,11 @@ use crate::forward_auth::{self, OriginalRequest};
 use crate::jwks::KeyStore;
 use crate::metrics::{method_class, Metrics, RequestLabels};
 use crate::mutate::{HeaderPolicy, TrailerFilter, TrailerRules};
-use crate::rejection::{Rejection, ResourceChallenge};
-use crate::route::{self, AuthMode, CanonicalPath, Rule};
+use crate::rejection::{Challenges, Rejection, DPOP_NONCE};
+use crate::route::{self, AuthMode, CanonicalPath, DpopMode, Rule};
 use crate::sse::{self, EndOnDrain};
 use crate::stall::ReadTimeout;
-use crate::token::{self, Extracted};
+use crate::token::{self, Extracted, ProofHeader, Scheme};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -53,6 +53,10 @@ pub struct App {
     cache: TokenCache,
     /// RFC 7662 introspection: per introspecting issuer, its client and answer cache.
     introspector: Introspector,
+    /// DPoP proofs (RFC 9449): nonces and the replay store (kept across reloads).
+    proofs: ProofChecker,
+    /// `algs="..."` of the DPoP challenge.
+    dpop_algs: String,
     metrics: Arc<Metrics>,
     /// Raised when the server stops accepting; shared with every `App` a reload builds.
     drain: Drain,
@@ -70,6 +74,12 @@ struct Outcome {
     upstream_latency: Option<Duration>,
     /// The response must carry no CORS headers whatever `cors:` says (the dev issuer).
     no_cors: bool,
+    /// The rule's DPoP mode, for the challenges of a refusal.
+    dpop: DpopMode,
+    /// The scheme the request's token came with.
+    scheme: Option<Scheme>,
+    /// A fresh DPoP nonce for the response (RFC 9449 §8.2).
+    dpop_nonce: Option<String>,
     /// The rule that decides the request, once matched (its protected resource shapes the
     /// challenges).
     rule: Option<Arc<Rule>>,
@@ -91,6 +101,8 @@ struct Inbound<'a> {
     proto: &'static str,
     affinity: Option<&'a Affinity>,
     request_id: HeaderValue,
+    /// The client certificate of the TLS connection (or from a trusted proxy's header).
+    client_certificate: Option<CertificateThumbprint>,
 }
 
 /// Where a permitted request goes (stage 6).
@@ -98,6 +110,18 @@ enum Dispatch<'a> {
     Upstream(&'a Upstream),
     /// No upstream: one of the quickstart's routes.
     Builtin(Builtin),
+}
+
+/// What stages 2 and 3 read of a request (the client's own, or the original request a
+/// forward-auth question describes).
+struct Credentials<'a> {
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    method: &'a Method,
+    canonical: &'a CanonicalPath,
+    /// `scheme://host[:port]` the client used, for DPoP's `htu`; `None` when unknown.
+    origin: Option<&'a str>,
+    client_certificate: Option<&'a CertificateThumbprint>,
 }
 
 impl App {
@@ -141,6 +165,12 @@ impl App {
             cache: TokenCache::with_counters(&settings.cache, settings.generation, hits, misses),
             introspector: Introspector::counting(&settings, &metrics),
             drain: previous.map(|p| p.drain.clone()).unwrap_or_default(),
+            proofs: ProofChecker::reusing(
+                &settings.dpop,
+                previous.map(|p| &p.proofs),
+                metrics.dpop_store_errors.clone(),
+            )?,
+            dpop_algs: settings.dpop.algs(),
             settings,
             keys,
             dev,
@@ -229,6 +259,7 @@ impl App {
             proto,
             affinity,
             request_id: request_id.clone(),
+            client_certificate: None,
         };
 
         let mut outcome = Outcome::default();
@@ -239,10 +270,33 @@ impl App {
             Ok(response) => response,
             Err(rejection) => {
                 outcome.reason = rejection.reason();
-                let challenge = outcome.rule.as_deref().and_then(|r| self.challenge(r));
-                rejection.into_response(challenge.as_ref())
+                let (resource_metadata, scope) = self.resource_challenge(outcome.rule.as_deref());
+                let challenges = Challenges {
+                    bearer: outcome.dpop.accepts_bearer(),
+                    dpop_algs: outcome
+                        .dpop
+                        .accepts_dpop()
+                        .then_some(self.dpop_algs.as_str()),
+                    used: outcome.scheme,
+                    resource_metadata,
+                    scope: scope.as_deref(),
+                };
+                rejection.into_response(&challenges)
             }
         };
+        if let Some(nonce) = outcome
+            .dpop_nonce
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok())
+        {
+            // A nonce is for one client: no shared cache may hand it to another.
+            let headers = response.headers_mut();
+            headers.insert(DPOP_NONCE.clone(), nonce);
+            headers.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
+        }
         if outcome.no_cors {
             cors::strip(response.headers_mut());
         } else if let (Some(cors), Some(request_headers), false) =
@@ -293,14 +347,19 @@ impl App {
     }
 
     /// What the rule's protected resource adds to its challenges: the metadata URL, and the
-    /// scopes the rule names (RFC 9728 §5.1, RFC 6750 §3); `None` outside any resource.
-    fn challenge(&self, rule: &Rule) -> Option<ResourceChallenge> {
-        let resource = self.settings.resources.get(rule.resource.as_ref()?.index)?;
+    /// scopes the rule names (RFC 9728 §5.1, RFC 6750 §3); nothing outside any resource.
+    fn resource_challenge(&self, rule: Option<&Rule>) -> (Option<&str>, Option<String>) {
+        let Some((rule, resource)) = rule.and_then(|rule| {
+            let index = rule.resource.as_ref()?.index;
+            Some((rule, self.settings.resources.get(index)?))
+        }) else {
+            return (None, None);
+        };
         let scopes = rule.scopes_needed();
-        Some(ResourceChallenge {
-            metadata_url: resource.metadata_url.clone(),
-            scope: (!scopes.is_empty()).then(|| scopes.join(" ")),
-        })
+        (
+            Some(resource.metadata_url.as_str()),
+            (!scopes.is_empty()).then(|| scopes.join(" ")),
+        )
     }
 
     /// `X-Request-Id` from a trusted proxy is kept; otherwise tokengate makes one.
@@ -366,9 +425,27 @@ impl App {
             .as_ref()
             .is_some_and(|r| r.strip_authorization);
         // 2 token, 3 authn (as the rule asks)
-        let principal = self
-            .authenticate(rule.auth, request.headers(), request.uri().query())
-            .await?;
+        // DPoP's htu: the configured origin, else the one a trusted proxy reports.
+        let reported_origin = match &self.settings.dpop.external_url {
+            Some(_) => None,
+            None => self
+                .headers
+                .reported_origin(request.headers(), &inbound.peer),
+        };
+        let credentials = Credentials {
+            headers: request.headers(),
+            query: request.uri().query(),
+            method: request.method(),
+            canonical: &canonical,
+            origin: self
+                .settings
+                .dpop
+                .external_url
+                .as_deref()
+                .or(reported_origin.as_deref()),
+            client_certificate: inbound.client_certificate.as_ref(),
+        };
+        let principal = self.authenticate(rule, &credentials, outcome).await?;
         outcome.identify(&principal);
         // 4 authz
         let permit = authz::authorize(rule, principal)?;
@@ -430,10 +507,23 @@ impl App {
         // 1 route, on the rebuilt request
         let canonical = route::canonicalize(path, self.settings.paths)?;
         let rule = self.matched_rule(method, &canonical, outcome);
-        // 2 token, 3 authn
-        let principal = self
-            .authenticate(rule.auth, request.headers(), query.as_deref())
-            .await?;
+        // 2 token, 3 authn, on the original request: its method and URL are what a DPoP
+        // proof names; the origin is the configured one, else the one the ingress reports.
+        let reported_origin = original.origin();
+        let credentials = Credentials {
+            headers: request.headers(),
+            query: query.as_deref(),
+            method,
+            canonical: &canonical,
+            origin: self
+                .settings
+                .dpop
+                .external_url
+                .as_deref()
+                .or(reported_origin.as_deref()),
+            client_certificate: inbound.client_certificate.as_ref(),
+        };
+        let principal = self.authenticate(rule, &credentials, outcome).await?;
         outcome.identify(&principal);
         // 4 authz
         let permit = authz::authorize(rule, principal)?;
@@ -492,38 +582,69 @@ impl App {
         outcome.path = Some(canonical.path.clone());
         outcome.route = matched.map(|r| r.name.clone());
         outcome.rule = Some(rule.clone());
+        outcome.dpop = rule.dpop;
         rule
     }
 
-    /// Stages 2 and 3: extract and verify the bearer token from `headers` (and the
-    /// `access_token` check on `query`), as the route's auth mode asks.
+    /// Stages 2 and 3: extract the access token (and the `access_token` check on the
+    /// query), verify it and check its binding (DPoP proof, client certificate), as the
+    /// rule's auth and DPoP modes ask.
     async fn authenticate(
         &self,
-        auth: AuthMode,
-        headers: &HeaderMap,
-        query: Option<&str>,
+        rule: &Rule,
+        credentials: &Credentials<'_>,
+        outcome: &mut Outcome,
     ) -> Result<Principal, Rejection> {
-        if auth == AuthMode::None {
+        if rule.auth == AuthMode::None {
             // Not even looked at: a token on a public route never becomes identity.
             return Ok(Principal::Anonymous);
         }
-        let token = match token::extract(headers, query)? {
-            Extracted::None if auth == AuthMode::Optional => return Ok(Principal::Anonymous),
-            Extracted::None => return Err(Rejection::MissingToken),
+        let token = match token::extract(credentials.headers, credentials.query)? {
+            // A route without DPoP does not know the scheme: no token it can use.
+            Extracted::Token(t) if t.scheme() == Scheme::Dpop && !rule.dpop.accepts_dpop() => None,
+            Extracted::Token(t) => Some(t),
+            Extracted::None => None,
             // A credential in the URL: refused even where anonymous callers are welcome, so it
             // never travels on to the upstream (and its logs) as part of the target.
             Extracted::QueryParameter => return Err(Rejection::TokenInQuery),
-            Extracted::Bearer(token) => token,
         };
-        let verified = authn::verify(
+        let Some(token) = token else {
+            return match rule.auth {
+                AuthMode::Optional => Ok(Principal::Anonymous),
+                _ => Err(Rejection::MissingToken),
+            };
+        };
+        outcome.scheme = Some(token.scheme());
+        let proof = token::proof_header(credentials.headers);
+        if token.scheme() == Scheme::Bearer
+            && rule.dpop.accepts_dpop()
+            && proof != ProofHeader::None
+        {
+            return Err(token::ExtractError::ProofWithBearer.into());
+        }
+        let presentation = Presentation {
+            dpop_mode: rule.dpop,
+            proof,
+            method: credentials.method,
+            target: credentials.origin.map(|origin| TargetUri {
+                origin,
+                path: &credentials.canonical.path,
+                options: self.settings.paths,
+            }),
+            client_certificate: credentials.client_certificate,
+        };
+        let Authenticated { token, dpop_nonce } = authn::verify(
             token,
+            &presentation,
             &self.settings,
             &self.keys,
             &self.cache,
             &self.introspector,
+            &self.proofs,
         )
         .await?;
-        Ok(Principal::Authenticated(verified))
+        outcome.dpop_nonce = dpop_nonce;
+        Ok(Principal::Authenticated(token))
     }
 
     /// Stages 5 and 6 for an upstream: strip, inject, send, stream back.

@@ -91,6 +91,19 @@ pub struct OriginalRequest {
     pub query: Option<String>,
 }
 
+impl OriginalRequest {
+    /// `scheme://host[:port]` (RFC 6454 serialisation) of the original request, when the
+    /// ingress reports both scheme and host (Traefik, Caddy); what DPoP's `htu` is checked
+    /// against when `dpop.external_url` is not set.
+    pub fn origin(&self) -> Option<String> {
+        let (scheme, host) = (self.scheme?, self.host.as_deref()?);
+        let url = url::Url::parse(&format!("{scheme}://{host}/")).ok()?;
+        // A host with a path, user or query in it is not a host.
+        (url.path() == "/" && url.username().is_empty() && url.query().is_none())
+            .then(|| url.origin().ascii_serialization())
+    }
+}
+
 /// Whether a request to `raw_path` (as sent; `canonical` is its canonical form) asks for a
 /// decision. Recognised on the path as written, so that no spelling reaches the rule table
 /// or the upstream as an ordinary request; a path that is the decision path only once

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// `tokengate_open_connections`: accepted client connections not yet closed.
     pub connections: Gauge,
+    /// `tokengate_dpop_replay_store_errors_total`: DPoP proofs that could not be recorded
+    /// (store unreachable, too slow or full), each answered 503.
+    pub dpop_store_errors: Counter,
     jwks_fetches: Family<FetchLabels, Counter>,
     keys_loaded: Family<IssuerLabels, Gauge>,
     keys_skipped: Family<SkippedLabels, Counter>,
@@ -118,6 +121,12 @@ impl Metrics {
             "open_connections",
             "Client connections open",
             connections.clone(),
+        );
+        let dpop_store_errors = Counter::default();
+        registry.register(
+            "dpop_replay_store_errors",
+            "DPoP proofs refused with 503 because the replay store could not record them",
+            dpop_store_errors.clone(),
         );
         let jwks_fetches = Family::<FetchLabels, Counter>::default();
         registry.register(
@@ -186,6 +195,7 @@ impl Metrics {
             upstream_duration,
             in_flight,
             connections,
+            dpop_store_errors,
             jwks_fetches,
             keys_loaded,
             keys_skipped,

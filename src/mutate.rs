@@ -73,7 +73,15 @@ const METHOD_OVERRIDES: &[&str] = &[
 
 /// Headers tokengate sets itself whatever the peer: every other spelling of them is removed
 /// too (an upstream reading `_` as `-` would otherwise see two request ids, one the client's).
-const SET_BY_TOKENGATE: &[&str] = &["x-request-id"];
+const SET_BY_TOKENGATE: &[&str] = &["x-request-id", "x-auth-token-binding"];
+
+/// Proofs of possession meant for tokengate alone: a DPoP proof (RFC 9449 §4.1) is bound to
+/// tokengate's URL and is never of use (or to be trusted) further on.
+const PROOFS: &[&str] = &["dpop"];
+
+/// `X-Auth-Token-Binding`: what a forwarded token was bound to and proven with (`dpop`,
+/// `mtls`, `dpop mtls`); absent for a bearer token.
+pub static X_AUTH_TOKEN_BINDING: HeaderName = HeaderName::from_static("x-auth-token-binding");
 
 /// Headers that describe the client connection; believed only from trusted proxies.
 const FORWARDING_PREFIX: &str = "x-forwarded-";
@@ -196,6 +204,31 @@ impl HeaderPolicy {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
+    /// The origin (`scheme://host[:port]`, RFC 6454 serialisation) a trusted proxy says the
+    /// client used: exactly one `X-Forwarded-Proto` (`http` or `https`) and exactly one
+    /// `X-Forwarded-Host` of one host. `None` from any other peer, or when either is absent,
+    /// repeated or a list: the client's own `Host` is never taken for it.
+    pub fn reported_origin(&self, headers: &HeaderMap, peer: &SocketAddr) -> Option<String> {
+        if !self.is_trusted(peer) {
+            return None;
+        }
+        let one = |name: &HeaderName| {
+            let mut values = headers.get_all(name).iter();
+            match (values.next(), values.next()) {
+                (Some(v), None) => v.to_str().ok().filter(|v| !v.contains(',')),
+                _ => None,
+            }
+        };
+        let proto = one(&X_FORWARDED_PROTO)?.trim().to_ascii_lowercase();
+        let host = one(&X_FORWARDED_HOST)?.trim();
+        if !matches!(proto.as_str(), "http" | "https") || host.is_empty() {
+            return None;
+        }
+        let url = url::Url::parse(&format!("{proto}://{host}/")).ok()?;
+        (url.path() == "/" && url.username().is_empty() && url.query().is_none())
+            .then(|| url.origin().ascii_serialization())
+    }
+
     /// Removes everything the upstream must not take from the client. `websocket` keeps the
     /// `Connection: upgrade` / `Upgrade: websocket` pair of a WebSocket handshake; every other
     /// `Upgrade` (h2c included) is removed, so the request is an ordinary one (RFC 9110 §7.8).
@@ -240,6 +273,7 @@ impl HeaderPolicy {
         HOP_BY_HOP.contains(name)
             || METHOD_OVERRIDES.iter().any(|m| normalized_eq(n, m))
             || SET_BY_TOKENGATE.iter().any(|m| normalized_eq(n, m))
+            || PROOFS.iter().any(|m| normalized_eq(n, m))
             || self.is_identity(n)
             // A trusted proxy's identity headers pass in the spelling configured only: it sets
             // that one, so another spelling beside it is the client's.
@@ -316,6 +350,15 @@ impl HeaderPolicy {
         }
         headers.insert(X_REQUEST_ID.clone(), request_id.clone());
         let Some(token) = permit.token() else { return };
+        if let Some(binding) = token.confirmation().name() {
+            headers.insert(
+                X_AUTH_TOKEN_BINDING.clone(),
+                HeaderValue::from_static(binding),
+            );
+            // RFC 9449 §7.1's scheme is between the client and tokengate: the proof was
+            // checked here, and the upstream gets the token under the scheme it knows.
+            as_bearer(headers);
+        }
         // Rendered once per verified token; a cached token reuses them.
         let rendered = token.forward_headers.get_or_init(|| self.render(token));
         for (name, value) in rendered {
@@ -343,6 +386,14 @@ impl HeaderPolicy {
             .iter()
             .map(|h| &h.name)
             .chain(self.payload_header.as_ref());
+        let binding = permit
+            .token()
+            .and_then(|t| t.confirmation().name())
+            .unwrap_or("");
+        let binding = (
+            X_AUTH_TOKEN_BINDING.clone(),
+            HeaderValue::from_static(binding),
+        );
         let rendered = permit.token().map(|token| {
             (
                 token,
@@ -366,6 +417,7 @@ impl HeaderPolicy {
                     value.unwrap_or_else(|| HeaderValue::from_static("")),
                 )
             })
+            .chain([binding])
             .collect()
     }
 
@@ -659,6 +711,22 @@ fn header_value(text: &str) -> Option<HeaderValue> {
         return None;
     }
     HeaderValue::from_bytes(text.as_bytes()).ok()
+}
+
+/// `Authorization: DPoP <token>` → `Authorization: Bearer <token>` (the token's text is
+/// unchanged); any other value is left alone.
+fn as_bearer(headers: &mut HeaderMap) {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return;
+    };
+    let bytes = value.as_bytes();
+    if bytes.len() > 5 && bytes[..5].eq_ignore_ascii_case(b"dpop ") {
+        let mut bearer = b"Bearer ".to_vec();
+        bearer.extend_from_slice(&bytes[5..]);
+        if let Ok(v) = HeaderValue::from_bytes(&bearer) {
+            headers.insert(http::header::AUTHORIZATION, v);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1140,6 +1208,7 @@ mod tests {
             "x-auth-scopes",
             "x-auth-meta",
             "x-groups-json",
+            "x-auth-token-binding",
         ];
         // A verified token: its values; absent claims and ambiguous values are empty.
         let got = answer(&permit(json!({
@@ -1150,10 +1219,16 @@ mod tests {
         })));
         let expected: Vec<(String, String)> = names
             .iter()
-            .zip(["alice", "", "read write", "", "[\"a b\"]"])
+            .zip(["alice", "", "read write", "", "[\"a b\"]", ""])
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
         assert_eq!(got, expected);
+        // A DPoP-bound token says so.
+        let got = answer(&permit(json!({"sub": "alice", "cnf": {"jkt": "abc"}})));
+        assert_eq!(
+            got.last(),
+            Some(&("x-auth-token-binding".to_owned(), "dpop".to_owned()))
+        );
         // Anonymous: every name, every value empty.
         let got = answer(&anonymous());
         assert_eq!(

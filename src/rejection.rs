@@ -6,7 +6,7 @@ use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICA
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use crate::authn::{AuthnError, TokenError};
+use crate::authn::{AuthnError, ProofError, StoreError, TokenError};
 use crate::authz::AuthzError;
 use crate::body::{full, Body};
 use crate::dev::BadTokenRequest;
@@ -14,10 +14,47 @@ use crate::endpoints::EndpointError;
 use crate::forward::UpstreamError;
 use crate::forward_auth::ForwardAuthError;
 use crate::route::PathError;
-use crate::token::ExtractError;
+use crate::token::{ExtractError, Scheme};
 
 /// The realm named in every challenge.
 pub const REALM: &str = "tokengate";
+
+/// `DPoP-Nonce` (RFC 9449 §8.1).
+pub static DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
+
+/// What the challenges of a 401 or 403 say besides the error: the schemes the route takes
+/// (one `WWW-Authenticate` field each: `Bearer`, RFC 6750 §3; `DPoP` with `algs`, RFC 9449
+/// §7.1), which one the client used (the error goes on that one), and the RFC 9728
+/// metadata URL (on every challenge, RFC 9728 §5.1).
+#[derive(Debug, Clone, Copy)]
+pub struct Challenges<'a> {
+    /// The route takes `Bearer`.
+    pub bearer: bool,
+    /// The route takes `DPoP`: the `algs` value (space-separated algorithm names).
+    pub dpop_algs: Option<&'a str>,
+    /// The scheme the request's token came with, if it had one.
+    pub used: Option<Scheme>,
+    /// `resource_metadata="..."` (RFC 9728 §5.1): the metadata URL of the route's protected
+    /// resource.
+    pub resource_metadata: Option<&'a str>,
+    /// `scope="..."` on a 401 (RFC 6750 §3): every scope the route names, space-separated,
+    /// when it is a protected resource's route that names any (a 403 `insufficient_scope`
+    /// names its own).
+    pub scope: Option<&'a str>,
+}
+
+impl Default for Challenges<'_> {
+    /// `Bearer` only, no metadata.
+    fn default() -> Self {
+        Challenges {
+            bearer: true,
+            dpop_algs: None,
+            used: None,
+            resource_metadata: None,
+            scope: None,
+        }
+    }
+}
 
 /// Why a request was not let through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,18 +100,13 @@ pub enum Rejection {
     /// A forward-auth question that cannot be decided: from a peer that is not a trusted
     /// ingress (403), or without one readable original request (400).
     ForwardAuth(ForwardAuthError),
-}
-
-/// What a route's protected resource adds to the route's Bearer challenges.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResourceChallenge {
-    /// `resource_metadata` (RFC 9728 §5.1): the absolute URL of the resource's metadata, on
-    /// every Bearer challenge.
-    pub metadata_url: String,
-    /// `scope` (RFC 6750 §3) on a 401: every scope the route names, space-separated; `None`
-    /// when it names none (a client then asks for the metadata's `scopes_supported`). A 403
-    /// `insufficient_scope` names its own scopes.
-    pub scope: Option<String>,
+    /// The DPoP proof failed a check (401 `invalid_dpop_proof`, RFC 9449 §7.1).
+    InvalidDpopProof(ProofError),
+    /// The proof lacks the current server nonce (401 `use_dpop_nonce`, RFC 9449 §8), which
+    /// this holds for the `DPoP-Nonce` header.
+    UseDpopNonce(String),
+    /// The DPoP replay store could not record the proof (503, retry): never accepted.
+    ReplayStoreUnavailable(StoreError),
 }
 
 impl From<AuthzError> for Rejection {
@@ -122,6 +154,9 @@ impl From<AuthnError> for Rejection {
         match e {
             AuthnError::Invalid(e) => Rejection::InvalidToken(e),
             AuthnError::KeysUnavailable { issuer } => Rejection::KeysUnavailable { issuer },
+            AuthnError::InvalidProof(e) => Rejection::InvalidDpopProof(e),
+            AuthnError::UseDpopNonce(nonce) => Rejection::UseDpopNonce(nonce),
+            AuthnError::ReplayStoreUnavailable(e) => Rejection::ReplayStoreUnavailable(e),
             AuthnError::IntrospectionUnavailable { issuer } => {
                 Rejection::IntrospectionUnavailable { issuer }
             }
@@ -138,6 +173,10 @@ impl Rejection {
             Rejection::InvalidRequest(ExtractError::MultipleHeaders) => "authorization_repeated",
             Rejection::InvalidRequest(ExtractError::MalformedHeader) => "authorization_malformed",
             Rejection::InvalidRequest(ExtractError::MultipleMethods) => "token_methods_repeated",
+            Rejection::InvalidRequest(ExtractError::ProofWithBearer) => "dpop_proof_with_bearer",
+            Rejection::InvalidDpopProof(e) => e.reason(),
+            Rejection::UseDpopNonce(_) => "dpop_nonce_required",
+            Rejection::ReplayStoreUnavailable(_) => "dpop_replay_store_unavailable",
             Rejection::InvalidToken(e) => e.reason(),
             Rejection::KeysUnavailable { .. } => "keys_unavailable",
             Rejection::IntrospectionUnavailable { .. } => "introspection_unavailable",
@@ -158,9 +197,11 @@ impl Rejection {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Rejection::MissingToken | Rejection::TokenInQuery | Rejection::InvalidToken(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            Rejection::MissingToken
+            | Rejection::TokenInQuery
+            | Rejection::InvalidToken(_)
+            | Rejection::InvalidDpopProof(_)
+            | Rejection::UseDpopNonce(_) => StatusCode::UNAUTHORIZED,
             Rejection::InvalidRequest(_)
             | Rejection::BadDevTokenRequest(_)
             | Rejection::BadPath(_)
@@ -177,128 +218,149 @@ impl Rejection {
             }
             Rejection::Upstream(UpstreamError::ClientBodyTimeout) => StatusCode::REQUEST_TIMEOUT,
             Rejection::Upstream(UpstreamError::Overloaded) => StatusCode::SERVICE_UNAVAILABLE,
-            Rejection::KeysUnavailable { .. } | Rejection::IntrospectionUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Rejection::KeysUnavailable { .. }
+            | Rejection::IntrospectionUnavailable { .. }
+            | Rejection::ReplayStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
-    /// The response. With the route's `resource`, every Bearer challenge names its
-    /// `resource_metadata` (RFC 9728 §5.1), and a 401's names the route's `scope`.
-    pub fn into_response(self, resource: Option<&ResourceChallenge>) -> Response<Body> {
+    /// The response: status, `WWW-Authenticate` fields as `challenges` describe them
+    /// (401 and 403 only), the JSON body, and the headers a refusal needs (`Retry-After`,
+    /// `Allow`, `DPoP-Nonce`, `Connection: close`).
+    pub fn into_response(self, challenges: &Challenges<'_>) -> Response<Body> {
         let status = self.status();
-        let (error, description, challenge) = match &self {
-            Rejection::MissingToken => (
-                "unauthorized",
-                "a bearer token is required".to_owned(),
-                Some(format!("Bearer realm=\"{REALM}\"")),
-            ),
-            Rejection::TokenInQuery => (
-                "unauthorized",
-                "access tokens are not accepted in the query string; send Authorization: Bearer"
-                    .to_owned(),
-                Some(format!("Bearer realm=\"{REALM}\"")),
-            ),
-            Rejection::InvalidRequest(e) => (
-                "invalid_request",
-                e.to_string(),
-                Some(challenge("invalid_request", &e.to_string())),
-            ),
-            Rejection::InvalidToken(e) => (
-                "invalid_token",
-                e.to_string(),
-                Some(challenge("invalid_token", &e.to_string())),
-            ),
-            Rejection::KeysUnavailable { .. } => (
-                "temporarily_unavailable",
-                "the token's issuer keys are not available yet; try again shortly".to_owned(),
-                None,
-            ),
-            Rejection::IntrospectionUnavailable { .. } => (
-                "temporarily_unavailable",
-                "the token's issuer cannot be asked about it now; try again shortly".to_owned(),
-                None,
-            ),
-            Rejection::NotFound => ("not_found", "no such route".to_owned(), None),
-            Rejection::MethodNotAllowed { .. } => (
-                "method_not_allowed",
-                "the route does not accept this method".to_owned(),
-                None,
-            ),
-            Rejection::BadDevTokenRequest(e) => ("invalid_request", e.to_string(), None),
-            Rejection::MethodNotUpperCase => (
-                "invalid_request",
-                "methods are written in upper case".to_owned(),
-                None,
-            ),
-            Rejection::DevTokenForbidden(why) => ("access_denied", (*why).to_owned(), None),
-            Rejection::BodyTooLarge => (
-                "invalid_request",
-                "the request body is too large".to_owned(),
-                None,
-            ),
-            Rejection::BadPath(e) => ("invalid_request", e.to_string(), None),
-            Rejection::AmbiguousHost => (
-                "invalid_request",
-                "the request must name its host once (Host), and agree with its target".to_owned(),
-                None,
-            ),
-            Rejection::InsufficientScope(scopes) => (
-                "insufficient_scope",
-                format!("the token lacks a required scope: {scopes}"),
-                Some(format!(
-                    "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
-                    quotable(scopes)
-                )),
-            ),
-            Rejection::AccessDenied(why) => ("access_denied", why.clone(), None),
-            Rejection::ForwardAuth(e @ ForwardAuthError::UntrustedPeer) => {
-                ("access_denied", e.to_string(), None)
-            }
-            Rejection::ForwardAuth(e) => ("invalid_request", e.to_string(), None),
-            Rejection::Upstream(e) => (
-                match e {
-                    UpstreamError::Timeout => "upstream_timeout",
-                    UpstreamError::ClientBodyTimeout => "request_timeout",
-                    UpstreamError::Overloaded => "over_capacity",
-                    _ => "bad_gateway",
-                },
-                e.to_string(),
-                None,
-            ),
-        };
-        let challenge = match (challenge, resource) {
-            (Some(c), Some(r)) => {
-                let scope = match (&r.scope, status) {
-                    (Some(scope), StatusCode::UNAUTHORIZED) => {
-                        format!(", scope=\"{}\"", quotable(scope))
-                    }
-                    _ => String::new(),
-                };
-                Some(format!(
-                    "{c}{scope}, resource_metadata=\"{}\"",
-                    quotable(&r.metadata_url)
-                ))
-            }
-            (c, _) => c,
-        };
+        // `challenge`: `None`, no WWW-Authenticate; `Some(None)`, bare challenges;
+        // `Some(Some(error))`, the error on the challenge of the scheme it concerns.
+        let (error, description, challenge): (&str, String, Option<Option<ChallengeError>>) =
+            match &self {
+                Rejection::MissingToken => (
+                    "unauthorized",
+                    "an access token is required".to_owned(),
+                    Some(None),
+                ),
+                Rejection::TokenInQuery => (
+                    "unauthorized",
+                    "access tokens are not accepted in the query string; send Authorization: Bearer"
+                        .to_owned(),
+                    Some(None),
+                ),
+                Rejection::InvalidRequest(e) => (
+                    "invalid_request",
+                    e.to_string(),
+                    Some(Some(ChallengeError::on_used("invalid_request", e.to_string()))),
+                ),
+                Rejection::InvalidToken(e) => (
+                    "invalid_token",
+                    e.to_string(),
+                    Some(Some(ChallengeError::on_used("invalid_token", e.to_string()))),
+                ),
+                Rejection::InvalidDpopProof(e) => (
+                    "invalid_dpop_proof",
+                    e.to_string(),
+                    Some(Some(ChallengeError::on_dpop("invalid_dpop_proof", e.to_string()))),
+                ),
+                Rejection::UseDpopNonce(_) => (
+                    "use_dpop_nonce",
+                    USE_NONCE.to_owned(),
+                    Some(Some(ChallengeError::on_dpop("use_dpop_nonce", USE_NONCE.to_owned()))),
+                ),
+                Rejection::KeysUnavailable { .. } => (
+                    "temporarily_unavailable",
+                    "the token's issuer keys are not available yet; try again shortly".to_owned(),
+                    None,
+                ),
+                Rejection::IntrospectionUnavailable { .. } => (
+                    "temporarily_unavailable",
+                    "the token's issuer cannot be asked about it now; try again shortly".to_owned(),
+                    None,
+                ),
+                Rejection::ReplayStoreUnavailable(e) => (
+                    "temporarily_unavailable",
+                    format!("{e}; try again shortly"),
+                    None,
+                ),
+                Rejection::NotFound => ("not_found", "no such route".to_owned(), None),
+                Rejection::MethodNotAllowed { .. } => (
+                    "method_not_allowed",
+                    "the route does not accept this method".to_owned(),
+                    None,
+                ),
+                Rejection::BadDevTokenRequest(e) => ("invalid_request", e.to_string(), None),
+                Rejection::MethodNotUpperCase => (
+                    "invalid_request",
+                    "methods are written in upper case".to_owned(),
+                    None,
+                ),
+                Rejection::DevTokenForbidden(why) => ("access_denied", (*why).to_owned(), None),
+                Rejection::BodyTooLarge => (
+                    "invalid_request",
+                    "the request body is too large".to_owned(),
+                    None,
+                ),
+                Rejection::BadPath(e) => ("invalid_request", e.to_string(), None),
+                Rejection::AmbiguousHost => (
+                    "invalid_request",
+                    "the request must name its host once (Host), and agree with its target"
+                        .to_owned(),
+                    None,
+                ),
+                Rejection::InsufficientScope(scopes) => (
+                    "insufficient_scope",
+                    format!("the token lacks a required scope: {scopes}"),
+                    Some(Some(ChallengeError {
+                        code: "insufficient_scope",
+                        description: None,
+                        scope: Some(scopes.clone()),
+                        dpop_only: false,
+                    })),
+                ),
+                Rejection::AccessDenied(why) => ("access_denied", why.clone(), None),
+                Rejection::ForwardAuth(e @ ForwardAuthError::UntrustedPeer) => {
+                    ("access_denied", e.to_string(), None)
+                }
+                Rejection::ForwardAuth(e) => ("invalid_request", e.to_string(), None),
+                Rejection::Upstream(e) => (
+                    match e {
+                        UpstreamError::Timeout => "upstream_timeout",
+                        UpstreamError::ClientBodyTimeout => "request_timeout",
+                        UpstreamError::Overloaded => "over_capacity",
+                        _ => "bad_gateway",
+                    },
+                    e.to_string(),
+                    None,
+                ),
+            };
         let body = json!({"error": error, "error_description": description}).to_string();
         let mut response = Response::new(full(Bytes::from(body)));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            headers.insert(WWW_AUTHENTICATE, c);
+        if let Some(error) = challenge {
+            let scope = challenges
+                .scope
+                .filter(|_| status == StatusCode::UNAUTHORIZED);
+            for c in challenge_fields(challenges, error.as_ref(), scope) {
+                if let Ok(value) = HeaderValue::from_str(&c) {
+                    headers.append(WWW_AUTHENTICATE, value);
+                }
+            }
         }
         match self {
-            Rejection::KeysUnavailable { .. } | Rejection::IntrospectionUnavailable { .. } => {
+            Rejection::KeysUnavailable { .. }
+            | Rejection::IntrospectionUnavailable { .. }
+            | Rejection::ReplayStoreUnavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Rejection::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            Rejection::UseDpopNonce(nonce) => {
+                if let Ok(value) = HeaderValue::from_str(&nonce) {
+                    headers.insert(DPOP_NONCE.clone(), value);
+                }
             }
             Rejection::Upstream(UpstreamError::Overloaded) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -313,12 +375,85 @@ impl Rejection {
     }
 }
 
-/// `Bearer realm="tokengate", error="...", error_description="..."` (RFC 6750 §3).
-fn challenge(error: &str, description: &str) -> String {
-    format!(
-        "Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"",
-        quotable(description)
-    )
+const USE_NONCE: &str = "the DPoP proof must carry the nonce given in DPoP-Nonce";
+
+/// The error parameters of one challenge.
+struct ChallengeError {
+    code: &'static str,
+    description: Option<String>,
+    scope: Option<String>,
+    /// The error is about DPoP itself (`invalid_dpop_proof`, `use_dpop_nonce`).
+    dpop_only: bool,
+}
+
+impl ChallengeError {
+    fn on_used(code: &'static str, description: String) -> ChallengeError {
+        ChallengeError {
+            code,
+            description: Some(description),
+            scope: None,
+            dpop_only: false,
+        }
+    }
+
+    fn on_dpop(code: &'static str, description: String) -> ChallengeError {
+        ChallengeError {
+            dpop_only: true,
+            ..ChallengeError::on_used(code, description)
+        }
+    }
+}
+
+/// One `WWW-Authenticate` value per scheme the route takes, `Bearer` first; `error` goes on
+/// the challenge of the scheme the client used (RFC 9449 §7.1), on `DPoP` for an error about
+/// DPoP itself, or else on the first one. With neither scheme listed, `Bearer` is, so a 401
+/// always says how to authenticate. `scope` (a 401's, the route's scopes) goes on every
+/// challenge, before `resource_metadata`.
+fn challenge_fields(
+    challenges: &Challenges<'_>,
+    error: Option<&ChallengeError>,
+    scope: Option<&str>,
+) -> Vec<String> {
+    let mut schemes = Vec::with_capacity(2);
+    if challenges.bearer || challenges.dpop_algs.is_none() {
+        schemes.push(Scheme::Bearer);
+    }
+    if challenges.dpop_algs.is_some() {
+        schemes.push(Scheme::Dpop);
+    }
+    let carrier = match error {
+        None => None,
+        Some(e) if e.dpop_only => Some(Scheme::Dpop),
+        Some(_) => challenges
+            .used
+            .filter(|used| schemes.contains(used))
+            .or(schemes.first().copied()),
+    };
+    schemes
+        .into_iter()
+        .map(|scheme| {
+            let mut c = format!("{} realm=\"{REALM}\"", scheme.name());
+            if let (Scheme::Dpop, Some(algs)) = (scheme, challenges.dpop_algs) {
+                c.push_str(&format!(", algs=\"{}\"", quotable(algs)));
+            }
+            if let Some(e) = error.filter(|_| carrier == Some(scheme)) {
+                c.push_str(&format!(", error=\"{}\"", e.code));
+                if let Some(d) = &e.description {
+                    c.push_str(&format!(", error_description=\"{}\"", quotable(d)));
+                }
+                if let Some(scope) = &e.scope {
+                    c.push_str(&format!(", scope=\"{}\"", quotable(scope)));
+                }
+            }
+            if let Some(scope) = scope.filter(|_| error.is_none_or(|e| e.scope.is_none())) {
+                c.push_str(&format!(", scope=\"{}\"", quotable(scope)));
+            }
+            if let Some(url) = challenges.resource_metadata {
+                c.push_str(&format!(", resource_metadata=\"{}\"", quotable(url)));
+            }
+            c
+        })
+        .collect()
 }
 
 /// RFC 6750 §3: `error_description` is limited to %x20-21 / %x23-5B / %x5D-7E.
@@ -345,7 +480,7 @@ mod tests {
 
     #[test]
     fn missing_token_is_a_bare_challenge() {
-        let r = Rejection::MissingToken.into_response(None);
+        let r = Rejection::MissingToken.into_response(&Challenges::default());
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             header(&r, WWW_AUTHENTICATE).as_deref(),
@@ -355,7 +490,7 @@ mod tests {
 
     #[test]
     fn invalid_token_names_the_check() {
-        let r = Rejection::InvalidToken(TokenError::Expired).into_response(None);
+        let r = Rejection::InvalidToken(TokenError::Expired).into_response(&Challenges::default());
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             header(&r, WWW_AUTHENTICATE).as_deref(),
@@ -365,8 +500,8 @@ mod tests {
 
     #[test]
     fn descriptions_cannot_break_the_challenge() {
-        let r =
-            Rejection::InvalidToken(TokenError::Claim("a\"b\\c\u{7}".into())).into_response(None);
+        let r = Rejection::InvalidToken(TokenError::Claim("a\"b\\c\u{7}".into()))
+            .into_response(&Challenges::default());
         let c = header(&r, WWW_AUTHENTICATE).unwrap_or_default();
         assert!(
             c.ends_with("error_description=\"the claim `a'b'c?` does not match\""),
@@ -376,7 +511,8 @@ mod tests {
 
     #[test]
     fn insufficient_scope_names_the_scopes() {
-        let r = Rejection::InsufficientScope("read write".into()).into_response(None);
+        let r =
+            Rejection::InsufficientScope("read write".into()).into_response(&Challenges::default());
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert_eq!(
             header(&r, WWW_AUTHENTICATE).as_deref(),
@@ -386,12 +522,10 @@ mod tests {
 
     #[test]
     fn resource_metadata_joins_the_challenge() {
-        let url = "https://api.example.com/.well-known/oauth-protected-resource";
-        let bare = ResourceChallenge {
-            metadata_url: url.into(),
-            scope: None,
-        };
-        let r = Rejection::MissingToken.into_response(Some(&bare));
+        let r = Rejection::MissingToken.into_response(&Challenges {
+            resource_metadata: Some("https://api.example.com/.well-known/oauth-protected-resource"),
+            ..Challenges::default()
+        });
         assert_eq!(
             header(&r, WWW_AUTHENTICATE).as_deref(),
             Some("Bearer realm=\"tokengate\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\"")
@@ -404,11 +538,13 @@ mod tests {
     /// the metadata; a 400 names the metadata only.
     #[test]
     fn a_resource_challenge_names_its_metadata_and_the_routes_scope() {
-        let mcp = ResourceChallenge {
-            metadata_url: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp".into(),
-            scope: Some("mcp:tools mcp:admin".into()),
+        let url = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+        let mcp = Challenges {
+            resource_metadata: Some(url),
+            scope: Some("mcp:tools mcp:admin"),
+            ..Challenges::default()
         };
-        let meta = "resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\"";
+        let meta = format!("resource_metadata=\"{url}\"");
         let rows = [
             (
                 Rejection::MissingToken,
@@ -433,11 +569,30 @@ mod tests {
         ];
         for (rejection, expected) in rows {
             let what = format!("{rejection:?}");
-            let r = rejection.into_response(Some(&mcp));
+            let r = rejection.into_response(&mcp);
             assert_eq!(header(&r, WWW_AUTHENTICATE), Some(expected), "{what}");
         }
+        // With DPoP too: the scope and the metadata on both challenges.
+        let both = Challenges {
+            dpop_algs: Some("ES256"),
+            ..mcp
+        };
+        let r = Rejection::MissingToken.into_response(&both);
+        let fields: Vec<String> = r
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                format!("Bearer realm=\"tokengate\", scope=\"mcp:tools mcp:admin\", {meta}"),
+                format!("DPoP realm=\"tokengate\", algs=\"ES256\", scope=\"mcp:tools mcp:admin\", {meta}"),
+            ]
+        );
         // No challenge, no parameters.
-        let r = Rejection::KeysUnavailable { issuer: "x".into() }.into_response(Some(&mcp));
+        let r = Rejection::KeysUnavailable { issuer: "x".into() }.into_response(&mcp);
         assert!(header(&r, WWW_AUTHENTICATE).is_none());
     }
 
@@ -463,13 +618,14 @@ mod tests {
             Rejection::InvalidRequest(ExtractError::MultipleMethods).status(),
             StatusCode::BAD_REQUEST
         );
-        let r = Rejection::TokenInQuery.into_response(None);
+        let r = Rejection::TokenInQuery.into_response(&Challenges::default());
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             header(&r, WWW_AUTHENTICATE).as_deref(),
             Some("Bearer realm=\"tokengate\"")
         );
-        let r = Rejection::KeysUnavailable { issuer: "x".into() }.into_response(None);
+        let r =
+            Rejection::KeysUnavailable { issuer: "x".into() }.into_response(&Challenges::default());
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(header(&r, RETRY_AFTER).as_deref(), Some("5"));
         assert!(header(&r, WWW_AUTHENTICATE).is_none());
@@ -578,6 +734,34 @@ mod tests {
                 None,
             ),
             (
+                Rejection::InvalidRequest(ExtractError::ProofWithBearer),
+                400,
+                "invalid_request",
+                Some("Bearer realm=\"tokengate\", error=\"invalid_request\", error_description=\"a DPoP proof came with Authorization: Bearer; a DPoP-bound token is sent as Authorization: DPoP\""),
+                None,
+            ),
+            (
+                Rejection::InvalidDpopProof(ProofError::Replayed),
+                401,
+                "invalid_dpop_proof",
+                Some("Bearer realm=\"tokengate\""),
+                None,
+            ),
+            (
+                Rejection::UseDpopNonce("n0nce".into()),
+                401,
+                "use_dpop_nonce",
+                Some("Bearer realm=\"tokengate\""),
+                Some(("dpop-nonce", "n0nce")),
+            ),
+            (
+                Rejection::ReplayStoreUnavailable(StoreError::Unreachable),
+                503,
+                "temporarily_unavailable",
+                None,
+                Some(("retry-after", "5")),
+            ),
+            (
                 Rejection::ForwardAuth(ForwardAuthError::RepeatedHeader("X-Original-URI")),
                 400,
                 "invalid_request",
@@ -607,7 +791,10 @@ mod tests {
             | Rejection::InsufficientScope(_)
             | Rejection::AccessDenied(_)
             | Rejection::Upstream(_)
-            | Rejection::ForwardAuth(_) => {}
+            | Rejection::ForwardAuth(_)
+            | Rejection::InvalidDpopProof(_)
+            | Rejection::UseDpopNonce(_)
+            | Rejection::ReplayStoreUnavailable(_) => {}
         }
     }
 
@@ -619,7 +806,7 @@ mod tests {
             assert_eq!(rejection.status().as_u16(), status, "{what}");
             let reason = rejection.reason();
             assert!(!reason.is_empty(), "{what}");
-            let response = rejection.into_response(None);
+            let response = rejection.into_response(&Challenges::default());
             assert_eq!(response.status().as_u16(), status, "{what}");
             assert_eq!(
                 header(&response, WWW_AUTHENTICATE).as_deref(),

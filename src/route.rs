@@ -305,6 +305,31 @@ pub enum AuthMode {
     Required,
 }
 
+/// Whether a route takes DPoP-bound tokens (RFC 9449), `routes[].dpop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DpopMode {
+    /// `Authorization: DPoP` is not a scheme this route knows (treated as no token), and a
+    /// DPoP-bound token sent as `Bearer` is still refused (RFC 9449 §7.2).
+    Off,
+    /// Bearer tokens as usual, and DPoP-bound tokens with a valid proof (the default).
+    #[default]
+    Allowed,
+    /// Only DPoP-bound tokens with a valid proof.
+    Required,
+}
+
+impl DpopMode {
+    /// Whether `Authorization: Bearer` is a scheme this route accepts.
+    pub fn accepts_bearer(self) -> bool {
+        self != DpopMode::Required
+    }
+
+    /// Whether `Authorization: DPoP` is a scheme this route accepts.
+    pub fn accepts_dpop(self) -> bool {
+        self != DpopMode::Off
+    }
+}
+
 /// What a route asks of the caller.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
@@ -318,6 +343,8 @@ pub struct Rule {
     pub claims: Vec<ClaimRule>,
     /// Only tokens of these issuers.
     pub issuers: Option<Vec<String>>,
+    /// Which schemes (Bearer, DPoP) the route accepts.
+    pub dpop: DpopMode,
     /// The protected resource (RFC 9728) this route belongs to, when one covers it.
     pub resource: Option<ResourceBinding>,
 }
@@ -354,6 +381,7 @@ impl Rule {
             any_scopes: Vec::new(),
             claims: Vec::new(),
             issuers: None,
+            dpop: DpopMode::Allowed,
             resource: None,
         }
     }

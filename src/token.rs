@@ -1,25 +1,80 @@
-//! Stage 2: find the bearer token (RFC 6750 §2.1).
+//! Stage 2: find the access token (RFC 6750 §2.1, RFC 9449 §7.1) and its DPoP proof.
 //!
-//! `Authorization: Bearer <b64token>`, the scheme case-insensitive, exactly one token of the
-//! b64token alphabet. Tokens in the query (§2.3) or form body (§2.2) are not accepted, because
+//! `Authorization: Bearer <b64token>` or `Authorization: DPoP <token68>`, the scheme
+//! case-insensitive, exactly one token of the b64token alphabet (the two grammars are the
+//! same characters). Tokens in the query (§2.3) or form body (§2.2) are not accepted, because
 //! URLs end up in logs: the `access_token` parameter is recognised however its name is spelled
 //! (letter case, percent-encoding, `;` as a separator, the spellings PHP and Rails fold into
 //! `access_token`). Beside a header token it is a second method (400, §2); alone it is an
 //! unsupported method, which §3.1 treats as no authentication (401, no error code).
 
 use http::header::AUTHORIZATION;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
-/// A bearer token as RFC 6750 §2.1 defines it: one non-empty `b64token`, borrowed from the
-/// request's `Authorization` header. Only [`extract`] makes one, so whatever
-/// `authn::verify` is given has passed the syntax check.
+/// The `DPoP` request header (RFC 9449 §4.1), which carries the proof.
+pub static DPOP: HeaderName = HeaderName::from_static("dpop");
+
+/// The `Authorization` scheme a token came with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BearerToken<'a>(&'a str);
+pub enum Scheme {
+    /// `Bearer` (RFC 6750 §2.1): whoever holds the token may use it.
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1): the token is bound to a key, and a proof comes with it.
+    Dpop,
+}
 
-impl<'a> BearerToken<'a> {
+impl Scheme {
+    /// The scheme's name as challenges write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Bearer => "Bearer",
+            Scheme::Dpop => "DPoP",
+        }
+    }
+}
+
+/// An access token as sent: one non-empty `b64token` (RFC 6750 §2.1; RFC 9449 §7.1's
+/// `token68` is the same alphabet), borrowed from the request's `Authorization` header, and
+/// its scheme. Only [`extract`] makes one, so whatever `authn::verify` is given has passed
+/// the syntax check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessToken<'a> {
+    text: &'a str,
+    scheme: Scheme,
+}
+
+impl<'a> AccessToken<'a> {
     /// The token's text (ASCII; never log it whole).
     pub fn as_str(&self) -> &'a str {
-        self.0
+        self.text
+    }
+
+    /// The scheme it came with.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+}
+
+/// The request's `DPoP` header fields (RFC 9449 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofHeader<'a> {
+    None,
+    /// Exactly one, as visible ASCII.
+    One(&'a str),
+    /// More than one field, or one that is not visible ASCII (§4.3 check 1 fails).
+    Unusable,
+}
+
+/// The `DPoP` header of `headers`.
+pub fn proof_header(headers: &HeaderMap) -> ProofHeader<'_> {
+    let mut values = headers.get_all(&DPOP).iter();
+    match (values.next(), values.next()) {
+        (None, _) => ProofHeader::None,
+        (Some(v), None) => match v.to_str() {
+            Ok(text) => ProofHeader::One(text),
+            Err(_) => ProofHeader::Unusable,
+        },
+        (Some(_), Some(_)) => ProofHeader::Unusable,
     }
 }
 
@@ -28,8 +83,9 @@ impl<'a> BearerToken<'a> {
 pub enum Extracted<'a> {
     /// No Authorization header (or one with another scheme, such as Basic).
     None,
-    /// `Authorization: Bearer <b64token>` (RFC 6750 §2.1), with no `access_token` parameter.
-    Bearer(BearerToken<'a>),
+    /// `Authorization: Bearer <b64token>` (RFC 6750 §2.1) or `Authorization: DPoP <token68>`
+    /// (RFC 9449 §7.1), with no `access_token` parameter.
+    Token(AccessToken<'a>),
     /// Only an `access_token` query parameter: a method tokengate does not support (RFC 6750
     /// §3.1: treated as no authentication, never as a token).
     QueryParameter,
@@ -48,6 +104,10 @@ pub enum ExtractError {
     /// RFC 6750 §2: "Clients MUST NOT use more than one method to transmit the token".
     #[error("more than one method carries a token: the Authorization header and the access_token query parameter")]
     MultipleMethods,
+    /// A `DPoP` proof beside `Authorization: Bearer` (RFC 9449 §7.2): which of the two the
+    /// client meant cannot be known, so neither is guessed.
+    #[error("a DPoP proof came with Authorization: Bearer; a DPoP-bound token is sent as Authorization: DPoP")]
+    ProofWithBearer,
 }
 
 /// Extracts the bearer token from the request head.
@@ -60,7 +120,7 @@ pub fn extract<'a>(
 ) -> Result<Extracted<'a>, ExtractError> {
     let header = extract_header(headers)?;
     match (header, query.is_some_and(query_has_token)) {
-        (Extracted::Bearer(_), true) => Err(ExtractError::MultipleMethods),
+        (Extracted::Token(_), true) => Err(ExtractError::MultipleMethods),
         (_, true) => Ok(Extracted::QueryParameter),
         (header, false) => Ok(header),
     }
@@ -82,13 +142,20 @@ fn extract_header(headers: &HeaderMap) -> Result<Extracted<'_>, ExtractError> {
     if scheme.is_empty() || !scheme.bytes().all(is_tchar) {
         return Err(ExtractError::MalformedHeader);
     }
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        // Another scheme: this request has no bearer token. `Basic xyz Bearer <t>` lands here.
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
+        // Another scheme: this request has no access token. `Basic xyz Bearer <t>` lands here.
         return Ok(Extracted::None);
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if is_b64token(token) {
-        Ok(Extracted::Bearer(BearerToken(token)))
+        Ok(Extracted::Token(AccessToken {
+            text: token,
+            scheme,
+        }))
     } else {
         Err(ExtractError::MalformedHeader)
     }
@@ -161,6 +228,43 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    fn bearer(text: &str) -> AccessToken<'_> {
+        AccessToken {
+            text,
+            scheme: Scheme::Bearer,
+        }
+    }
+
+    #[test]
+    fn dpop_is_a_scheme_of_its_own() {
+        for v in ["DPoP abc.def.ghi", "dpop abc.def.ghi", "DPOP  abc.def.ghi"] {
+            assert_eq!(
+                extract(&headers(&[v]), None),
+                Ok(Extracted::Token(AccessToken {
+                    text: "abc.def.ghi",
+                    scheme: Scheme::Dpop
+                })),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            extract(&headers(&["DPoP a b"]), None),
+            Err(ExtractError::MalformedHeader)
+        );
+        let mut h = HeaderMap::new();
+        assert_eq!(proof_header(&h), ProofHeader::None);
+        h.append(&DPOP, HeaderValue::from_static("a.b.c"));
+        assert_eq!(proof_header(&h), ProofHeader::One("a.b.c"));
+        h.append(&DPOP, HeaderValue::from_static("d.e.f"));
+        assert_eq!(proof_header(&h), ProofHeader::Unusable);
+        let mut h = HeaderMap::new();
+        h.insert(
+            &DPOP,
+            HeaderValue::from_bytes(&[b'a', 0xff]).unwrap_or(HeaderValue::from_static("x")),
+        );
+        assert_eq!(proof_header(&h), ProofHeader::Unusable);
+    }
+
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for v in values {
@@ -181,7 +285,7 @@ mod tests {
         ] {
             assert_eq!(
                 extract(&headers(&[v]), None),
-                Ok(Extracted::Bearer(BearerToken("abc.def.ghi"))),
+                Ok(Extracted::Token(bearer("abc.def.ghi"))),
                 "{v}"
             );
         }
@@ -221,7 +325,7 @@ mod tests {
         }
         assert_eq!(
             extract(&headers(&["Bearer a+/b=="]), None),
-            Ok(Extracted::Bearer(BearerToken("a+/b==")))
+            Ok(Extracted::Token(bearer("a+/b==")))
         );
     }
 
@@ -237,7 +341,7 @@ mod tests {
         );
         assert_eq!(
             extract(&headers(&["Bearer a"]), Some("token=a")),
-            Ok(Extracted::Bearer(BearerToken("a")))
+            Ok(Extracted::Token(bearer("a")))
         );
     }
 

@@ -2,7 +2,8 @@
 //!
 //! The bytes before the first `\n` are the header value, the bytes after it the query (without
 //! a `\n`, the whole input is both). Never panics; a token it returns is a non-empty b64token
-//! (RFC 6750 §2.1) ending a `Bearer` value; a query alone never yields a token, only
+//! (RFC 6750 §2.1) ending a `Bearer` or `DPoP` (RFC 9449 §7.1) value, and its scheme is
+//! the one the value names; a query alone never yields a token, only
 //! `QueryParameter` (exactly when `query_has_token` says so); a Bearer header beside such a
 //! parameter is `MultipleMethods`; two headers are always refused.
 #![no_main]
@@ -10,7 +11,7 @@
 use http::header::{HeaderValue, AUTHORIZATION};
 use http::HeaderMap;
 use libfuzzer_sys::fuzz_target;
-use tokengate::token::{extract, query_has_token, ExtractError, Extracted};
+use tokengate::token::{extract, query_has_token, ExtractError, Extracted, Scheme};
 
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
@@ -34,7 +35,7 @@ fn plainly_names_access_token(query: &str) -> bool {
 /// The token's text, if `extracted` is a bearer token.
 fn bearer_text<'a>(extracted: &Extracted<'a>) -> Option<&'a str> {
     match extracted {
-        Extracted::Bearer(token) => Some(token.as_str()),
+        Extracted::Token(token) => Some(token.as_str()),
         _ => None,
     }
 }
@@ -45,7 +46,7 @@ fn with_query<'a>(
     has_token: bool,
 ) -> Result<Extracted<'a>, ExtractError> {
     match (alone, has_token) {
-        (Ok(Extracted::Bearer(_)), true) => Err(ExtractError::MultipleMethods),
+        (Ok(Extracted::Token(_)), true) => Err(ExtractError::MultipleMethods),
         (Ok(Extracted::None), true) => Ok(Extracted::QueryParameter),
         (alone, _) => alone,
     }
@@ -101,7 +102,8 @@ fuzz_target!(|data: &[u8]| {
     headers.insert(AUTHORIZATION, value.clone());
     let alone = extract(&headers, None);
     match &alone {
-        Ok(Extracted::Bearer(token)) => {
+        Ok(Extracted::Token(token)) => {
+            let sent_as = token.scheme();
             let token = token.as_str();
             assert!(is_b64token(token), "extracted a non-b64token {token:?}");
             let text = value.to_str().expect("a Bearer value is visible ASCII");
@@ -110,8 +112,16 @@ fuzz_target!(|data: &[u8]| {
                 "the token is not the end of the value"
             );
             let scheme = text.split(' ').next().unwrap_or_default();
-            assert!(
-                scheme.eq_ignore_ascii_case("bearer"),
+            let named = if scheme.eq_ignore_ascii_case("bearer") {
+                Some(Scheme::Bearer)
+            } else if scheme.eq_ignore_ascii_case("dpop") {
+                Some(Scheme::Dpop)
+            } else {
+                None
+            };
+            assert_eq!(
+                named,
+                Some(sent_as),
                 "a token from the scheme {scheme:?}"
             );
         }

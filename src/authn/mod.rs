@@ -4,8 +4,10 @@
 //! checked before any claim, so a forged token learns nothing about which claim would fail.
 //! Every check fails closed: any doubt is a [`TokenError`], which the caller turns into 401.
 
+pub mod binding;
 pub mod cache;
 mod checks;
+pub mod dpop;
 pub mod introspect;
 mod jose;
 mod json;
@@ -16,14 +18,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
+pub use binding::{CertificateThumbprint, Confirmation, Presentation};
 pub use checks::{check_claims, ClaimCheck};
+pub use dpop::{ProofChecker, ProofError, StoreError};
 pub use introspect::Introspector;
 pub use jose::Jws;
 
 use self::cache::{Entry, TokenCache};
 use crate::config::Settings;
 use crate::jwks::{KeyError, KeyStore};
-use crate::token::BearerToken;
+use crate::token::AccessToken;
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -49,6 +53,8 @@ pub struct VerifiedToken {
     claims_json: Box<[u8]>,
     subject: Option<Box<str>>,
     scopes: Box<[Box<str>]>,
+    /// What `cnf` binds the token to, read once (checked on every request by `binding`).
+    confirmation: Confirmation,
     /// The claims headers for the upstream, rendered once per token (and so once per cache
     /// entry) by `mutate`; `None` for a header whose claim cannot be sent unambiguously.
     pub forward_headers: OnceLock<Vec<(HeaderName, Option<HeaderValue>)>>,
@@ -71,6 +77,7 @@ impl VerifiedToken {
                 .into_iter()
                 .map(Box::from)
                 .collect(),
+            confirmation: Confirmation::of(claims),
             forward_headers: OnceLock::new(),
         }
     }
@@ -103,6 +110,11 @@ impl VerifiedToken {
     /// space-separated string) if present, else `scope` (space-separated, RFC 9068 §2.2.3).
     pub fn scopes(&self) -> &[Box<str>] {
         &self.scopes
+    }
+
+    /// What the token is bound to (`cnf`, RFC 7800), checked on every request it came with.
+    pub fn confirmation(&self) -> &Confirmation {
+        &self.confirmation
     }
 
     /// The claims, parsed from the verified JSON.
@@ -200,6 +212,26 @@ pub enum TokenError {
     /// An introspection answer's `iss` is not the issuer asked.
     #[error("the token's issuer is not the one that introspected it")]
     IssuerMismatch,
+    /// A DPoP-bound token (`cnf.jkt`) sent as `Bearer` (RFC 9449 §7.2).
+    #[error("the token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof")]
+    DpopBoundAsBearer,
+    /// `Authorization: DPoP` with a token that is not bound to a key (RFC 9449 §7.1).
+    #[error(
+        "the token is not DPoP-bound (no cnf.jkt), so it cannot be sent as Authorization: DPoP"
+    )]
+    NotDpopBound,
+    /// A bearer token on a route with `dpop: required`.
+    #[error("this resource accepts DPoP-bound tokens only")]
+    DpopRequired,
+    /// A certificate-bound token (`cnf["x5t#S256"]`) without a client certificate (RFC 8705 §3).
+    #[error("the token is bound to a client certificate, and none was presented")]
+    CertificateRequired,
+    /// A certificate-bound token with another certificate than the one it names.
+    #[error("the client certificate is not the one the token is bound to")]
+    CertificateMismatch,
+    /// `cnf` binds the token in a way tokengate cannot check, or is malformed.
+    #[error("the token's confirmation (cnf) is not one tokengate can check")]
+    UnsupportedConfirmation,
 }
 
 impl TokenError {
@@ -228,6 +260,12 @@ impl TokenError {
             TokenError::MissingClaim(_) => "claim_missing",
             TokenError::Inactive => "token_inactive",
             TokenError::IssuerMismatch => "issuer_mismatch",
+            TokenError::DpopBoundAsBearer => "dpop_bound_token_as_bearer",
+            TokenError::NotDpopBound => "token_not_dpop_bound",
+            TokenError::DpopRequired => "dpop_required",
+            TokenError::CertificateRequired => "certificate_missing",
+            TokenError::CertificateMismatch => "certificate_mismatch",
+            TokenError::UnsupportedConfirmation => "cnf_unsupported",
         }
     }
 }
@@ -246,6 +284,22 @@ pub enum AuthnError {
     /// timeout, non-200 such as 5xx or a 401 to our client, an unparsable or unverifiable
     /// answer): 503 with `Retry-After`, never a pass and never "inactive".
     IntrospectionUnavailable { issuer: String },
+    /// The DPoP proof failed a check (401 `invalid_dpop_proof`, RFC 9449 §7.1).
+    InvalidProof(ProofError),
+    /// The DPoP proof lacks the current server nonce (401 `use_dpop_nonce` with this one,
+    /// RFC 9449 §8).
+    UseDpopNonce(String),
+    /// The replay store could not record the proof: 503, never accepted.
+    ReplayStoreUnavailable(StoreError),
+}
+
+/// A token that passed verification and its binding check.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub token: Arc<VerifiedToken>,
+    /// A fresh DPoP nonce for the response (RFC 9449 §8.2), when the proof's is about to
+    /// expire.
+    pub dpop_nonce: Option<String>,
 }
 
 impl From<TokenError> for AuthnError {
@@ -261,18 +315,41 @@ impl From<TokenError> for AuthnError {
 /// introspected there instead. Anything else is an opaque token, introspected (RFC 7662) at
 /// the issuers of `opaque_tokens:` in order, and only there.
 ///
+/// Then, however the token was verified, its binding (`cnf`) is checked against the
+/// `presentation` (`binding::confirm`: the DPoP proof, the client certificate), on every
+/// request, cached or not.
+///
 /// Errors: [`AuthnError::Invalid`] with the failed check (401 `invalid_token`, RFC 6750
-/// §3.1), [`AuthnError::KeysUnavailable`] while the issuer has no keys (503), or
+/// §3.1), [`AuthnError::KeysUnavailable`] while the issuer has no keys (503),
 /// [`AuthnError::IntrospectionUnavailable`] when an introspection endpoint cannot answer
-/// (503).
+/// (503), or the binding's errors ([`AuthnError::InvalidProof`],
+/// [`AuthnError::UseDpopNonce`], [`AuthnError::ReplayStoreUnavailable`]).
 pub async fn verify(
-    token: BearerToken<'_>,
+    token: AccessToken<'_>,
+    presentation: &Presentation<'_>,
+    settings: &Settings,
+    keys: &KeyStore,
+    cache: &TokenCache,
+    introspector: &Introspector,
+    proofs: &ProofChecker,
+) -> Result<Authenticated, AuthnError> {
+    let verified = verify_token(token.as_str(), settings, keys, cache, introspector).await?;
+    let dpop_nonce =
+        binding::confirm(token, verified.confirmation(), presentation, proofs, now()).await?;
+    Ok(Authenticated {
+        token: verified,
+        dpop_nonce,
+    })
+}
+
+/// The token's own checks, through the cache or introspection (see [`verify`]).
+async fn verify_token(
+    token: &str,
     settings: &Settings,
     keys: &KeyStore,
     cache: &TokenCache,
     introspector: &Introspector,
 ) -> Result<Arc<VerifiedToken>, AuthnError> {
-    let token = token.as_str();
     if token.len() > settings.limits.max_token_bytes {
         return Err(TokenError::TooLarge.into());
     }

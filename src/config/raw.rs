@@ -44,6 +44,51 @@ pub struct RawConfig {
     pub forward_auth: Option<RawForwardAuth>,
     /// Issuers (their exact `issuer` values) asked about an opaque token, in order.
     pub opaque_tokens: Option<Vec<String>>,
+    /// DPoP (RFC 9449) proof checks: `htu`'s origin, algorithms, `iat` window, nonces, replay.
+    #[serde(default)]
+    pub dpop: RawDpop,
+}
+
+/// `dpop:`: how DPoP proofs (RFC 9449 §4.3) are checked; every field has a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    /// `scheme://host[:port]` clients use to reach tokengate: `htu` is this plus the path.
+    pub external_url: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub iat_window: Option<RawIatWindow>,
+    pub nonce: Option<RawDpopNonce>,
+    #[serde(default)]
+    pub replay: RawReplay,
+}
+
+/// `dpop.iat_window`: how far a proof's `iat` may lie in the past and in the future.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIatWindow {
+    pub past: Option<String>,
+    pub future: Option<String>,
+}
+
+/// `dpop.nonce`: server-provided nonces (RFC 9449 §8), derived from a shared secret.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpopNonce {
+    pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
+    pub lifetime: Option<String>,
+}
+
+/// `dpop.replay`: where used proofs are remembered.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplay {
+    /// `memory` (default) or `redis`.
+    pub store: Option<String>,
+    pub max_entries: Option<usize>,
+    pub url: Option<String>,
+    pub timeout: Option<String>,
+    pub key_prefix: Option<String>,
 }
 
 /// `forward_auth:`: the decision endpoint an ingress asks (`config/forward_auth.rs` checks it).
@@ -136,6 +181,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub claims: BTreeMap<String, serde_yaml::Value>,
     pub issuers: Option<Vec<String>>,
+    /// `off`, `allowed` (default) or `required`: DPoP-bound tokens (RFC 9449) on this route.
+    pub dpop: Option<String>,
 }
 
 /// `default:`: the rule for requests no route matches.
@@ -148,6 +195,7 @@ pub struct RawRule {
     #[serde(default)]
     pub claims: BTreeMap<String, serde_yaml::Value>,
     pub issuers: Option<Vec<String>>,
+    pub dpop: Option<String>,
 }
 
 /// `paths:`: how request paths are matched.

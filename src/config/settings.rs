@@ -59,6 +59,8 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     /// `forward_auth:`: the decision endpoint for an ingress; off unless configured.
     pub forward_auth: Option<ForwardAuthSettings>,
+    /// DPoP proof checks (`dpop:`, RFC 9449); defaults when absent.
+    pub dpop: DpopSettings,
     /// The issuers (exact `issuer` values) an opaque token (anything that is not a compact
     /// JWS) is introspected at, in order (`opaque_tokens:`; the one introspecting issuer by
     /// default). Empty: opaque tokens are refused without a network call.
@@ -569,4 +571,82 @@ impl Settings {
     pub fn issuer(&self, iss: &str) -> Option<&IssuerSettings> {
         self.issuers.iter().find(|i| i.issuer == iss)
     }
+}
+
+/// `dpop:`: how DPoP proofs are checked (RFC 9449 §4.3, §8, §11.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpopSettings {
+    /// The origin (`scheme://host[:port]`, RFC 6454 serialisation) clients reach tokengate
+    /// at; a proof's `htu` must be this plus the request's path. `dpop.external_url`, else
+    /// the origin of `resource.id` (or of the `resources:` ids when they share one); `None`:
+    /// DPoP proofs cannot be checked, so DPoP-bound
+    /// tokens are refused (forward-auth takes the origin from the ingress instead).
+    pub external_url: Option<String>,
+    /// Algorithms a proof may be signed with (asymmetric only); ES256, EdDSA, PS256, RS256.
+    pub algorithms: Vec<Algorithm>,
+    /// How old a proof's `iat` may be; 60 s by default.
+    pub iat_past: Duration,
+    /// How far in the future a proof's `iat` may be (clock skew); 5 s by default.
+    pub iat_future: Duration,
+    /// Server nonces (§8); off when `None`.
+    pub nonce: Option<NonceSettings>,
+    /// Where used proofs are remembered (§11.1).
+    pub replay: ReplaySettings,
+}
+
+impl Default for DpopSettings {
+    fn default() -> Self {
+        DpopSettings {
+            external_url: None,
+            algorithms: vec![
+                Algorithm::ES256,
+                Algorithm::EdDSA,
+                Algorithm::PS256,
+                Algorithm::RS256,
+            ],
+            iat_past: Duration::from_secs(60),
+            iat_future: Duration::from_secs(5),
+            nonce: None,
+            replay: ReplaySettings::Memory {
+                max_entries: 1_000_000,
+            },
+        }
+    }
+}
+
+impl DpopSettings {
+    /// `algs="..."` of the DPoP challenge (RFC 9449 §7.1): the algorithm names, space-separated.
+    pub fn algs(&self) -> String {
+        self.algorithms
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// `dpop.nonce`: nonces derived from a shared secret and the time step, so every replica
+/// issues and accepts the same ones without talking to the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NonceSettings {
+    /// At least 32 bytes, from `secret_file` or `secret_env`.
+    pub secret: Secret,
+    /// One time step; a nonce is accepted during its step and the next.
+    pub lifetime: Duration,
+}
+
+/// `dpop.replay`: the store of used proofs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplaySettings {
+    /// In this process only (bounded; when full of unexpired proofs, new proofs get 503).
+    Memory { max_entries: usize },
+    /// One Redis shared by every replica: `SET key 1 NX EX ttl`.
+    Redis {
+        /// `redis://[user:password@]host[:port][/db]`.
+        url: String,
+        /// How long one store round trip may take before the request gets 503.
+        timeout: Duration,
+        /// Prepended to every key.
+        key_prefix: String,
+    },
 }

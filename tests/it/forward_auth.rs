@@ -630,3 +630,81 @@ fn a_bad_forward_auth_block_names_file_line_field_and_hint() {
         "{text}"
     );
 }
+
+/// DPoP through forward-auth: the proof names the original request (its method, and the
+/// scheme and host the ingress reports, or `dpop.external_url`), and the answer says the token
+/// was bound.
+#[tokio::test]
+async fn a_dpop_proof_is_checked_against_the_original_request() {
+    use crate::support::dpop::DpopKey;
+    let key = DpopKey::es256();
+    for mode in ["traefik", "caddy", "nginx", "envoy"] {
+        let s = setup(mode).await;
+        let token = s
+            .issuer
+            .token_with(&s.key, json!({ "cnf": { "jkt": key.jkt() } }));
+        let dpop = format!("DPoP {token}");
+        // nginx and Envoy report no scheme or host, and no external_url is configured: no
+        // proof can be checked there.
+        let reports_origin = matches!(mode, "traefik" | "caddy");
+        let good = key.proof("DELETE", "https://app.example.com/orders/7", &token);
+        let client = client_from(INGRESS);
+        let ask = |proof: &str| {
+            question(&client, &s.base(), mode, "DELETE", "/orders/7?x=1", &[])
+                .header("authorization", dpop.as_str())
+                .header("dpop", proof)
+                .send()
+        };
+        let admin = s.issuer.token_with(
+            &s.key,
+            json!({ "cnf": { "jkt": key.jkt() }, "scp": ["admin"] }),
+        );
+        let admin_proof = key.proof("DELETE", "https://app.example.com/orders/7", &admin);
+        let r = question(&client, &s.base(), mode, "DELETE", "/orders/7", &[])
+            .header("authorization", format!("DPoP {admin}"))
+            .header("dpop", admin_proof)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        if reports_origin {
+            assert_eq!(r.status(), 200, "{mode}: a good proof");
+            assert_eq!(
+                r.headers()
+                    .get("x-auth-token-binding")
+                    .and_then(|v| v.to_str().ok()),
+                Some("dpop"),
+                "{mode}"
+            );
+        } else {
+            assert_eq!(r.status(), 401, "{mode}: no origin known");
+        }
+        // The route needs admin: a valid proof with a token lacking it is still a 403.
+        if reports_origin {
+            let r = ask(&good).await.unwrap_or_else(|e| panic!("{mode}: {e}"));
+            assert_eq!(r.status(), 403, "{mode}: scope");
+            // A proof for another method, or another host, is refused.
+            for (what, proof) in [
+                (
+                    "method",
+                    key.proof("GET", "https://app.example.com/orders/7", &admin),
+                ),
+                (
+                    "host",
+                    key.proof("DELETE", "https://evil.example.com/orders/7", &admin),
+                ),
+            ] {
+                let r = question(&client, &s.base(), mode, "DELETE", "/orders/7", &[])
+                    .header("authorization", format!("DPoP {admin}"))
+                    .header("dpop", proof)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{mode}: {e}"));
+                assert_eq!(r.status(), 401, "{mode}: another {what}");
+            }
+        }
+        assert!(
+            s.upstream.last().is_none(),
+            "{mode}: a decision forwards nothing"
+        );
+    }
+}

@@ -11,6 +11,7 @@ mod cache;
 mod config;
 mod cors;
 mod deploy;
+mod dpop;
 mod extraction;
 mod forward_auth;
 mod forwarding;

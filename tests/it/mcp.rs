@@ -24,6 +24,9 @@ use crate::support::{read, TestIssuer, TestKey, TestProxy};
 const RESOURCE: &str = "https://mcp.example.com/mcp";
 const METADATA_URL: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
 
+/// The `algs` of the DPoP challenge every route that accepts DPoP (the default) adds.
+const DPOP_ALGS: &str = "ES256 EdDSA PS256 RS256";
+
 /// The MCP client's credentials at oidc-provider (see `server.mjs`).
 const MCP_CLIENT: &str = "mcp-client";
 const MCP_CLIENT_SECRET: &str = "mcp-client-secret";
@@ -566,13 +569,13 @@ async fn mcp_sdk_client_discovers_from_the_401_and_calls_tools() {
     let op = stack.op.issuer();
     let mcp = &stack.resource;
     let requests = report["requests"].as_array().cloned().unwrap_or_default();
-    // Discovery from the 401, in order.
+    // Discovery from the 401, in order. (fetch joins the two challenges, Bearer first.)
     assert_eq!(steps[0], format!("POST {mcp} 401"), "{steps:#?}");
+    let meta = format!("resource_metadata=\"{}\"", stack.metadata_url());
     assert_eq!(
         requests[0]["www_authenticate"],
         format!(
-            "Bearer realm=\"tokengate\", scope=\"mcp:tools\", resource_metadata=\"{}\"",
-            stack.metadata_url()
+            "Bearer realm=\"tokengate\", scope=\"mcp:tools\", {meta}, DPoP realm=\"tokengate\", algs=\"{DPOP_ALGS}\", scope=\"mcp:tools\", {meta}"
         )
     );
     assert_eq!(
@@ -643,12 +646,14 @@ async fn mcp_sdk_client_without_the_scope_gets_403_naming_it() {
     let requests = report["requests"].as_array().cloned().unwrap_or_default();
     let refusals: Vec<&Value> = requests.iter().filter(|r| r["status"] == 403).collect();
     assert!(!refusals.is_empty(), "{:#?}", steps(&report));
+    let meta = format!("resource_metadata=\"{}\"", stack.metadata_url());
     for r in refusals {
+        // The error goes on the scheme the client used (Bearer); the DPoP challenge names
+        // the metadata too.
         assert_eq!(
             r["www_authenticate"],
             format!(
-                "Bearer realm=\"tokengate\", error=\"insufficient_scope\", scope=\"mcp:tools\", resource_metadata=\"{}\"",
-                stack.metadata_url()
+                "Bearer realm=\"tokengate\", error=\"insufficient_scope\", scope=\"mcp:tools\", {meta}, DPoP realm=\"tokengate\", algs=\"{DPOP_ALGS}\", {meta}"
             )
         );
     }

@@ -123,7 +123,7 @@ proptest! {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, value.clone());
         match extract(&headers, None) {
-            Ok(Extracted::Bearer(token)) => {
+            Ok(Extracted::Token(token)) => {
                 let token = token.as_str();
                 prop_assert!(is_b64token(token), "{token:?}");
                 let text = value.to_str().expect("a Bearer value is ASCII");
@@ -171,7 +171,7 @@ proptest! {
         } else {
             prop_assert_eq!(alone, Ok(Extracted::None), "{}", query);
             let beside = beside.map(|e| match e {
-                Extracted::Bearer(token) => Some(token.as_str()),
+                Extracted::Token(token) => Some(token.as_str()),
                 _ => None,
             });
             prop_assert_eq!(beside, Ok(Some("abc.def.ghi")), "{}", query);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::claims::claim_rule;
+use super::secret::read_secret;
 use super::Issues;
 use crate::algorithm::Algorithm;
 use crate::config::raw::{RawHmac, RawIntrospection, RawIssuer};
@@ -557,68 +558,6 @@ pub(super) fn opaque_tokens(
         }
     }
     raw.to_vec()
-}
-
-/// A secret from exactly one of a file (its bytes, without one final line break) or an
-/// environment variable, never written in the configuration; `file` and `env` are the
-/// field names and values under `at`.
-fn read_secret(
-    issues: &mut Issues,
-    at: &str,
-    file: (&str, Option<&str>),
-    env: (&str, Option<&str>),
-    hint: &str,
-) -> Option<Secret> {
-    let (origin, bytes) = match (file.1, env.1) {
-        (Some(path), None) => match std::fs::read(path) {
-            Ok(mut bytes) => {
-                // Files written by `echo` or an editor end in a line break that is not part of
-                // the secret.
-                if bytes.ends_with(b"\n") {
-                    bytes.pop();
-                    if bytes.ends_with(b"\r") {
-                        bytes.pop();
-                    }
-                }
-                (format!("file {path}"), bytes)
-            }
-            Err(e) => {
-                issues.add(
-                    format!("{at}.{}", file.0),
-                    format!("cannot read `{path}`: {e}"),
-                    "give the path of a file holding the secret",
-                );
-                return None;
-            }
-        },
-        (None, Some(name)) => match std::env::var_os(name) {
-            Some(value) => (format!("env {name}"), value.into_encoded_bytes()),
-            None => {
-                issues.add(
-                    format!("{at}.{}", env.0),
-                    format!("environment variable {name} is not set"),
-                    format!("export {name}=... before starting"),
-                );
-                return None;
-            }
-        },
-        _ => {
-            issues.add(
-                at,
-                format!("name exactly one of {} and {}", file.0, env.0),
-                hint,
-            );
-            return None;
-        }
-    };
-    if bytes.is_empty() {
-        issues.add(at, format!("the secret ({origin}) is empty"), hint);
-        return None;
-    }
-    Some(Secret {
-        origin,
-        bytes: bytes.into(),
-    })
 }
 
 /// The secret of `hmac:`: exactly one of `secret_file` (its bytes, without one final line

@@ -11,6 +11,7 @@ mod cache;
 mod claims;
 mod cors;
 mod dev_issuer;
+mod dpop;
 mod forward;
 mod forward_auth;
 mod issuer;
@@ -20,6 +21,7 @@ mod listen;
 mod log;
 mod resource;
 mod routes;
+mod secret;
 mod upstream;
 
 use std::path::PathBuf;
@@ -118,6 +120,12 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
             strip_authorization: raw.forward.strip_authorization,
         },
     );
+    let dpop = dpop::dpop(
+        &mut issues,
+        &raw.dpop,
+        resource::origin_resource(&resources),
+        &rules,
+    );
     let cache = cache::cache(&mut issues, &raw.cache);
     let forward_auth = forward_auth::validate_forward_auth(raw.forward_auth.as_ref(), &mut issues);
     let opaque_tokens = issuer::opaque_tokens(&mut issues, raw.opaque_tokens.as_deref(), &issuers);
@@ -147,6 +155,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         admin_listen,
         forward_auth,
         opaque_tokens,
+        dpop,
     })
 }
 

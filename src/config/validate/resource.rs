@@ -51,6 +51,19 @@ pub(super) fn resources(
     out
 }
 
+/// The resource whose identifier's origin is DPoP's default `external_url`: `resource:`,
+/// else the `resources:` entries when they all share one origin (their first); `None` when
+/// there is none, or they differ (then `dpop.external_url` must be written).
+pub(super) fn origin_resource(resources: &[ResourceSettings]) -> Option<&ResourceSettings> {
+    let origin = |r: &ResourceSettings| Url::parse(&r.id).ok().map(|u| u.origin());
+    if let Some(rest) = resources.iter().find(|r| r.covers == Coverage::Rest) {
+        return Some(rest);
+    }
+    let first = resources.first()?;
+    let shared = resources.iter().all(|r| origin(r) == origin(first));
+    shared.then_some(first)
+}
+
 /// `resource:` as it always was: an identifier (an http(s) URL without query or fragment),
 /// the authorization servers and scopes to list, covering every route no `resources:` entry
 /// covers.
@@ -469,6 +482,38 @@ mod tests {
             "https://api.example.com/.well-known/oauth-protected-resource/v1"
         );
         assert!(settings("").ok().is_some_and(|s| s.resources.is_empty()));
+    }
+
+    /// DPoP's default `external_url`: the origin of `resource:`, else of `resources:` when
+    /// they share one.
+    #[test]
+    fn dpop_takes_the_origin_the_resources_share() {
+        let origin = |yaml: &str| match settings(&format!("{BASE}{yaml}")) {
+            Ok(s) => s.dpop.external_url,
+            Err(e) => panic!(
+                "{}",
+                e.iter()
+                    .map(|i| i.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        };
+        let two = |other: &str| {
+            format!("resources:\n  - {{ id: \"https://mcp.example.com/mcp\", routes: [/mcp] }}\n  - {{ id: \"{other}\", routes: [/mcp/**] }}\n")
+        };
+        assert_eq!(
+            origin(&two("https://mcp.example.com/other")).as_deref(),
+            Some("https://mcp.example.com")
+        );
+        assert_eq!(origin(&two("https://elsewhere.example.com/other")), None);
+        assert_eq!(
+            origin(&format!(
+                "{}resource: {{ id: \"https://api.example.com/v1\" }}\n",
+                two("https://elsewhere.example.com/other")
+            ))
+            .as_deref(),
+            Some("https://api.example.com")
+        );
     }
 
     /// Each covered route, and only those, is bound to its resource; `resource:` takes the

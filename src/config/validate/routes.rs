@@ -9,7 +9,7 @@ use super::Issues;
 use crate::claims::ClaimRule;
 use crate::config::raw::{RawPaths, RawRoute, RawRule};
 use crate::config::IssuerSettings;
-use crate::route::{AuthMode, PathOptions, PathPattern, RouteRule, Rule, RuleTable};
+use crate::route::{AuthMode, DpopMode, PathOptions, PathPattern, RouteRule, Rule, RuleTable};
 
 /// `paths:`: how request paths are matched against route patterns.
 pub(super) fn path_options(raw: &RawPaths) -> PathOptions {
@@ -57,6 +57,7 @@ struct RuleFields<'a> {
     any_scopes: Option<&'a Vec<String>>,
     claims: &'a std::collections::BTreeMap<String, serde_yaml::Value>,
     issuers: Option<&'a Vec<String>>,
+    dpop: Option<&'a str>,
 }
 
 impl<'a> RuleFields<'a> {
@@ -67,6 +68,7 @@ impl<'a> RuleFields<'a> {
             any_scopes: r.any_scopes.as_ref(),
             claims: &r.claims,
             issuers: r.issuers.as_ref(),
+            dpop: r.dpop.as_deref(),
         }
     }
 
@@ -77,6 +79,7 @@ impl<'a> RuleFields<'a> {
             any_scopes: r.any_scopes.as_ref(),
             claims: &r.claims,
             issuers: r.issuers.as_ref(),
+            dpop: r.dpop.as_deref(),
         }
     }
 }
@@ -145,8 +148,29 @@ fn rule(issues: &mut Issues, at: &str, raw: &RuleFields<'_>, issuer_names: &[Str
             "use auth: required (or optional) with those conditions",
         );
     }
+    let dpop = match raw.dpop.unwrap_or("allowed") {
+        "off" => DpopMode::Off,
+        "allowed" => DpopMode::Allowed,
+        "required" => DpopMode::Required,
+        other => {
+            issues.add(
+                format!("{at}.dpop"),
+                format!("`{other}` is not a DPoP mode"),
+                "use off, allowed (Bearer and DPoP-bound tokens) or required (DPoP-bound only)",
+            );
+            DpopMode::Allowed
+        }
+    };
+    if auth == AuthMode::None && dpop == DpopMode::Required {
+        issues.add(
+            format!("{at}.dpop"),
+            "a route with auth: none looks at no token, so it cannot require DPoP",
+            "use auth: required with dpop: required",
+        );
+    }
     Rule {
         auth,
+        dpop,
         scopes,
         any_scopes,
         claims,

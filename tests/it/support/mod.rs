@@ -1,6 +1,7 @@
 //! Real parts for the integration tests: an OIDC issuer, the proxy itself, fixture keys.
 
 pub mod client;
+pub mod dpop;
 pub mod introspection;
 pub mod issuer;
 pub mod keys;

@@ -30,7 +30,8 @@ impl Drop for TestProxy {
 
 impl TestProxy {
     /// Starts a proxy on the given configuration text (its `listen` is replaced by an
-    /// ephemeral loopback port).
+    /// ephemeral loopback port, and the text `{{proxy_url}}` by `http://127.0.0.1:PORT`
+    /// of that port, e.g. for `dpop.external_url`).
     pub async fn start(yaml: &str) -> TestProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         TestProxy::start_on(listener, yaml).await
@@ -44,10 +45,11 @@ impl TestProxy {
             log_format: None,
             upstream: None,
         };
-        let settings = config::load_str(Path::new("test.yaml"), yaml, &overrides)
+        let addr = listener.local_addr().expect("addr");
+        let yaml = yaml.replace("{{proxy_url}}", &format!("http://{addr}"));
+        let settings = config::load_str(Path::new("test.yaml"), &yaml, &overrides)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{yaml}"));
         let gateway = Arc::new(Gateway::new(settings).expect("gateway"));
-        let addr = listener.local_addr().expect("addr");
         gateway.start();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(tokengate::run(listener, gateway.clone(), async move {

@@ -1,0 +1,3 @@
+//! Sender-constrained tokens: DPoP (RFC 9449).
+
+mod proofs;
