@@ -404,11 +404,11 @@ impl ChallengeError {
     }
 }
 
-/// One `WWW-Authenticate` value per scheme the route takes, `Bearer` first; `error` goes on
-/// the challenge of the scheme the client used (RFC 9449 §7.1), on `DPoP` for an error about
-/// DPoP itself, or else on the first one. With neither scheme listed, `Bearer` is, so a 401
-/// always says how to authenticate. `scope` (a 401's, the route's scopes) goes on every
-/// challenge, before `resource_metadata`.
+/// One `WWW-Authenticate` value per scheme the route takes, `Bearer` first unless the other
+/// carries the error; `error` goes on the challenge of the scheme the client used (RFC 9449
+/// §7.1), on `DPoP` for an error about DPoP itself, or else on the first one. With neither
+/// scheme listed, `Bearer` is, so a 401 always says how to authenticate. `scope` (a 401's,
+/// the route's scopes) goes on every challenge, before `resource_metadata`.
 fn challenge_fields(
     challenges: &Challenges<'_>,
     error: Option<&ChallengeError>,
@@ -429,6 +429,11 @@ fn challenge_fields(
             .filter(|used| schemes.contains(used))
             .or(schemes.first().copied()),
     };
+    // The challenge with the error comes first: clients that read only the first (or the
+    // start of the joined field, as requests-oauth2client does for `use_dpop_nonce`) see it.
+    if let Some(carrier) = carrier {
+        schemes.sort_by_key(|s| *s != carrier);
+    }
     schemes
         .into_iter()
         .map(|scheme| {
@@ -594,6 +599,44 @@ mod tests {
         // No challenge, no parameters.
         let r = Rejection::KeysUnavailable { issuer: "x".into() }.into_response(&mcp);
         assert!(header(&r, WWW_AUTHENTICATE).is_none());
+    }
+
+    #[test]
+    fn the_challenge_with_the_error_comes_first() {
+        let dpop = Challenges {
+            dpop_algs: Some("ES256"),
+            used: Some(Scheme::Dpop),
+            ..Challenges::default()
+        };
+        let all = |r: &Response<Body>| -> Vec<String> {
+            r.headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                .collect()
+        };
+        let r = Rejection::UseDpopNonce("n".into()).into_response(&dpop);
+        assert_eq!(
+            all(&r),
+            [
+                "DPoP realm=\"tokengate\", algs=\"ES256\", error=\"use_dpop_nonce\", error_description=\"the DPoP proof must carry the nonce given in DPoP-Nonce\"",
+                "Bearer realm=\"tokengate\""
+            ]
+        );
+        let r = Rejection::MissingToken.into_response(&dpop);
+        assert_eq!(
+            all(&r),
+            [
+                "Bearer realm=\"tokengate\"",
+                "DPoP realm=\"tokengate\", algs=\"ES256\""
+            ]
+        );
+        let bearer_used = Challenges {
+            used: Some(Scheme::Bearer),
+            ..dpop
+        };
+        let r = Rejection::InvalidToken(TokenError::Expired).into_response(&bearer_used);
+        assert!(all(&r)[0].starts_with("Bearer realm=\"tokengate\", error=\"invalid_token\""));
     }
 
     #[test]
