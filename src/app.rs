@@ -22,6 +22,7 @@ use crate::builtin::Builtin;
 use crate::config::{Cors, ForwardAuthSettings, Settings};
 use crate::cors;
 use crate::dev::DevIssuer;
+use crate::drain::Drain;
 use crate::endpoints::{self, Endpoints};
 use crate::forward::{Affinity, Upstream};
 use crate::forward_auth::{self, OriginalRequest};
@@ -30,6 +31,7 @@ use crate::metrics::{method_class, Metrics, RequestLabels};
 use crate::mutate::{HeaderPolicy, TrailerFilter, TrailerRules};
 use crate::rejection::{Challenges, Rejection, DPOP_NONCE};
 use crate::route::{self, AuthMode, CanonicalPath, DpopMode, Rule};
+use crate::sse::{self, EndOnDrain};
 use crate::stall::ReadTimeout;
 use crate::token::{self, Extracted, ProofHeader, Scheme};
 
@@ -56,6 +58,8 @@ pub struct App {
     /// `algs="..."` of the DPoP challenge.
     dpop_algs: String,
     metrics: Arc<Metrics>,
+    /// Raised when the server stops accepting; shared with every `App` a reload builds.
+    drain: Drain,
 }
 
 /// What the access log says about a request beyond method, path and status; each stage
@@ -76,6 +80,9 @@ struct Outcome {
     scheme: Option<Scheme>,
     /// A fresh DPoP nonce for the response (RFC 9449 §8.2).
     dpop_nonce: Option<String>,
+    /// The rule that decides the request, once matched (its protected resource shapes the
+    /// challenges).
+    rule: Option<Arc<Rule>>,
 }
 
 impl Outcome {
@@ -157,6 +164,7 @@ impl App {
             preflight_rule: Arc::new(Rule::public()),
             cache: TokenCache::with_counters(&settings.cache, settings.generation, hits, misses),
             introspector: Introspector::counting(&settings, &metrics),
+            drain: previous.map(|p| p.drain.clone()).unwrap_or_default(),
             proofs: ProofChecker::reusing(
                 &settings.dpop,
                 previous.map(|p| &p.proofs),
@@ -190,6 +198,12 @@ impl App {
     /// The configuration this app was built from.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The drain signal, raised by the server when it stops accepting: listening event
+    /// streams then end at their next event boundary (`sse`).
+    pub fn drain(&self) -> &Drain {
+        &self.drain
     }
 
     /// The verified-token cache (for metrics and tests).
@@ -256,6 +270,7 @@ impl App {
             Ok(response) => response,
             Err(rejection) => {
                 outcome.reason = rejection.reason();
+                let (resource_metadata, scope) = self.resource_challenge(outcome.rule.as_deref());
                 let challenges = Challenges {
                     bearer: outcome.dpop.accepts_bearer(),
                     dpop_algs: outcome
@@ -263,11 +278,8 @@ impl App {
                         .accepts_dpop()
                         .then_some(self.dpop_algs.as_str()),
                     used: outcome.scheme,
-                    resource_metadata: self
-                        .settings
-                        .resource
-                        .as_ref()
-                        .map(|r| r.metadata_url.as_str()),
+                    resource_metadata,
+                    scope: scope.as_deref(),
                 };
                 rejection.into_response(&challenges)
             }
@@ -334,6 +346,22 @@ impl App {
         response.map(|body| Metered::new(body, Arc::new(AtomicU64::new(0)), Some(on_end)).boxed())
     }
 
+    /// What the rule's protected resource adds to its challenges: the metadata URL, and the
+    /// scopes the rule names (RFC 9728 §5.1, RFC 6750 §3); nothing outside any resource.
+    fn resource_challenge(&self, rule: Option<&Rule>) -> (Option<&str>, Option<String>) {
+        let Some((rule, resource)) = rule.and_then(|rule| {
+            let index = rule.resource.as_ref()?.index;
+            Some((rule, self.settings.resources.get(index)?))
+        }) else {
+            return (None, None);
+        };
+        let scopes = rule.scopes_needed();
+        (
+            Some(resource.metadata_url.as_str()),
+            (!scopes.is_empty()).then(|| scopes.join(" ")),
+        )
+    }
+
     /// `X-Request-Id` from a trusted proxy is kept; otherwise tokengate makes one.
     fn request_id(&self, headers: &HeaderMap, peer: &SocketAddr) -> HeaderValue {
         if self.headers.is_trusted(peer) {
@@ -391,6 +419,11 @@ impl App {
         }
         let dispatch = self.dispatch(&request, &canonical)?;
         let rule = self.rule(&mut request, &canonical, outcome);
+        // An MCP resource's routes keep the client's token from the server by default.
+        let strip_authorization = rule
+            .resource
+            .as_ref()
+            .is_some_and(|r| r.strip_authorization);
         // 2 token, 3 authn (as the rule asks)
         // DPoP's htu: the configured origin, else the one a trusted proxy reports.
         let reported_origin = match &self.settings.dpop.external_url {
@@ -420,6 +453,9 @@ impl App {
         // 5 mutate + 6 dispatch
         match dispatch {
             Dispatch::Upstream(upstream) => {
+                if strip_authorization {
+                    request.headers_mut().remove(http::header::AUTHORIZATION);
+                }
                 self.forward(upstream, request, inbound, &canonical, &permit, outcome)
                     .await
             }
@@ -545,6 +581,7 @@ impl App {
         let (matched, rule) = self.settings.rules.match_request(method, canonical);
         outcome.path = Some(canonical.path.clone());
         outcome.route = matched.map(|r| r.name.clone());
+        outcome.rule = Some(rule.clone());
         outcome.dpop = rule.dpop;
         rule
     }
@@ -621,6 +658,7 @@ impl App {
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, Rejection> {
         let websocket = is_websocket_handshake(&request);
+        let method = request.method().clone();
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
         let query = request.uri().query().map(str::to_owned);
         let origin = self
@@ -661,6 +699,11 @@ impl App {
                 Rejection::Upstream(e)
             })?;
         outcome.upstream_latency = Some(latency);
+        // A listening event stream never ends by itself: it ends cleanly on drain.
+        if sse::is_listening_stream(&method, response.headers()) {
+            let drain = self.drain.clone();
+            return Ok(response.map(|body| EndOnDrain::new(body, &drain).boxed()));
+        }
         Ok(response)
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Only a `Permit` reaches the upstream (`forward` takes one), so nothing gets through
 //! without passing here. A missing scope is 403 `insufficient_scope` with the scopes named
-//! (RFC 6750 §3.1); a route-level claim or issuer mismatch is 403 `access_denied`.
+//! (RFC 6750 §3.1); a route-level claim or issuer mismatch is 403 `access_denied`; a token
+//! whose `aud` does not name the route's protected resource is 401 (RFC 8707 §2).
 
 use std::sync::Arc;
 
@@ -15,9 +16,12 @@ pub enum AuthzError {
     /// The caller is anonymous and only a token could meet the rule (401, RFC 6750 §3.1:
     /// a challenge without an error code).
     TokenRequired,
-    /// A required scope is missing (403 `insufficient_scope`, RFC 6750 §3.1): the scopes
-    /// the route needs, space-separated.
+    /// A required scope is missing (403 `insufficient_scope`, RFC 6750 §3.1): every scope
+    /// the route names ([`Rule::scopes_needed`]), space-separated.
     InsufficientScope(String),
+    /// The route belongs to a protected resource with `audiences`, and the token's `aud`
+    /// names none of them: a token issued for another resource (401 `invalid_token`).
+    WrongAudience,
     /// An issuer or claim condition of the route fails (403 `access_denied`): why.
     AccessDenied(String),
 }
@@ -62,12 +66,18 @@ pub fn authorize(rule: &Rule, principal: Principal) -> Result<Permit, AuthzError
             ));
         }
     }
-    let held = |scope: &String| token.scopes().iter().any(|h| **h == **scope);
-    if !rule.scopes.iter().all(held) {
-        return Err(AuthzError::InsufficientScope(rule.scopes.join(" ")));
+    if let Some(resource) = rule.resource.as_ref().filter(|r| !r.audiences.is_empty()) {
+        if !names_an_audience(&token, &resource.audiences) {
+            return Err(AuthzError::WrongAudience);
+        }
     }
-    if !rule.any_scopes.is_empty() && !rule.any_scopes.iter().any(held) {
-        return Err(AuthzError::InsufficientScope(rule.any_scopes.join(" ")));
+    let held = |scope: &String| token.scopes().iter().any(|h| **h == **scope);
+    let missing = !rule.scopes.iter().all(held)
+        || (!rule.any_scopes.is_empty() && !rule.any_scopes.iter().any(held));
+    if missing {
+        return Err(AuthzError::InsufficientScope(
+            rule.scopes_needed().join(" "),
+        ));
     }
     // Parsed only for routes that look at claims.
     let claims = if rule.claims.is_empty() {
@@ -84,6 +94,19 @@ pub fn authorize(rule: &Rule, principal: Principal) -> Result<Permit, AuthzError
         }
     }
     Ok(Permit { principal })
+}
+
+/// The token's `aud` (a string or an array of strings; verification has checked its type)
+/// names one of `audiences`, byte for byte.
+fn names_an_audience(token: &VerifiedToken, audiences: &[String]) -> bool {
+    match token.claims().get("aud") {
+        Some(serde_json::Value::String(aud)) => audiences.iter().any(|a| a == aud),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .any(|aud| audiences.iter().any(|a| a == aud)),
+        _ => false,
+    }
 }
 
 fn demands_anything(rule: &Rule) -> bool {
@@ -135,6 +158,44 @@ mod tests {
             authorize(&r, principal(json!({"scp": ["c"]}))).err(),
             Some(AuthzError::InsufficientScope("a b".into()))
         );
+    }
+
+    #[test]
+    fn insufficient_scope_names_every_scope_the_route_needs() {
+        let r = rule(&["read", "write"], &["a", "read"]);
+        for held in [json!(["read"]), json!(["write", "a"]), json!(["a"])] {
+            assert_eq!(
+                authorize(&r, principal(json!({ "scp": held }))).err(),
+                Some(AuthzError::InsufficientScope("read write a".into())),
+                "{held}"
+            );
+        }
+        assert!(authorize(&r, principal(json!({"scp": ["read", "write"]}))).is_ok());
+    }
+
+    #[test]
+    fn a_resource_with_audiences_needs_a_token_for_it() {
+        let mut r = rule(&["read"], &[]);
+        r.resource = Some(crate::route::ResourceBinding {
+            index: 0,
+            audiences: vec!["https://mcp.example.com/mcp".into()],
+            strip_authorization: true,
+        });
+        let mine = json!({"aud": ["api://other", "https://mcp.example.com/mcp"], "scp": ["read"]});
+        assert!(authorize(&r, principal(mine)).is_ok());
+        for aud in [
+            json!("https://mcp.example.com/mcp/"),
+            json!(["api://other"]),
+            json!(null),
+        ] {
+            // The audience is checked before the scopes: a token for another resource is
+            // invalid here (401), whatever scopes it has.
+            assert_eq!(
+                authorize(&r, principal(json!({"aud": aud, "scp": []}))).err(),
+                Some(AuthzError::WrongAudience),
+                "{aud}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! | `/healthz` | `GET`, `HEAD` | 200 `{"status":"ok"}` |
 //! | `/readyz` | `GET`, `HEAD` | 200 once every issuer has keys, else 503 |
 //! | `/_dev/token` (dev issuer on) | `POST` | a minted token (RFC 6749 §5.1 shape) |
-//! | `resource.metadata_path` | `GET`, `HEAD` | RFC 9728 §3.2 protected resource metadata |
+//! | each resource's `metadata_path` (and the root one with `metadata_at_root`) | `GET`, `HEAD` | RFC 9728 §3.2 protected resource metadata |
 
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ use crate::config::{CorsSettings, ResourceSettings, Settings};
 use crate::cors;
 use crate::dev::{self, BadTokenRequest, DevIssuer};
 use crate::jwks::KeyStore;
+use crate::route::Rule;
 
 /// The largest `/_dev/token` form we read, in bytes.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -39,8 +40,9 @@ pub enum Endpoint<'a> {
     Ready,
     /// `POST /_dev/token`, only with the dev issuer on.
     DevToken(&'a DevIssuer),
-    /// RFC 9728 protected resource metadata.
-    ResourceMetadata(&'a ResourceSettings),
+    /// RFC 9728 protected resource metadata of the resource at this position of
+    /// `Settings::resources`.
+    ResourceMetadata(usize, &'a ResourceSettings),
 }
 
 impl Endpoint<'_> {
@@ -51,7 +53,7 @@ impl Endpoint<'_> {
             Endpoint::Health => "health",
             Endpoint::Ready => "ready",
             Endpoint::DevToken(_) => "dev_token",
-            Endpoint::ResourceMetadata(_) => "resource_metadata",
+            Endpoint::ResourceMetadata(..) => "resource_metadata",
         }
     }
 
@@ -103,13 +105,12 @@ impl Endpoints {
         if let (None, true, Some(policy)) = (dev_token, preflight, self.settings.cors.policy()) {
             return Some((Endpoint::Preflight(policy), Ok(())));
         }
-        let resource = self.settings.resource.as_ref();
         let (endpoint, allow) = match (path, dev_token) {
             ("/healthz", _) => (Endpoint::Health, GET_HEAD),
             ("/readyz", _) => (Endpoint::Ready, GET_HEAD),
             (_, Some(dev)) => (Endpoint::DevToken(dev), "POST"),
-            (p, None) => match resource.filter(|r| r.metadata_path == p) {
-                Some(r) => (Endpoint::ResourceMetadata(r), GET_HEAD),
+            (p, None) => match self.resource_at(p) {
+                Some((i, r)) => (Endpoint::ResourceMetadata(i, r), GET_HEAD),
                 None => return None,
             },
         };
@@ -125,6 +126,20 @@ impl Endpoints {
         Some((endpoint, allowed))
     }
 
+    /// The resource whose metadata is served at `path`: its own path-inserted one
+    /// (RFC 9728 §3.1) first, then the one with `metadata_at_root` (validation keeps every
+    /// path to one resource).
+    fn resource_at(&self, path: &str) -> Option<(usize, &ResourceSettings)> {
+        let resources = &self.settings.resources;
+        let own = resources.iter().position(|r| r.metadata_path == path);
+        let root = || {
+            (path == ROOT_METADATA_PATH)
+                .then(|| resources.iter().position(|r| r.metadata_at_root))
+                .flatten()
+        };
+        own.or_else(root).map(|i| (i, &resources[i]))
+    }
+
     /// Answers `endpoint` (as [`Endpoints::route`] found it for `request`).
     pub async fn answer(
         &self,
@@ -137,20 +152,67 @@ impl Endpoints {
             Endpoint::Health => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
             Endpoint::Ready => Ok(readiness(keys)),
             Endpoint::DevToken(dev) => dev_token(dev, request).await,
-            Endpoint::ResourceMetadata(resource) => Ok(resource_metadata(resource)),
+            Endpoint::ResourceMetadata(index, resource) => {
+                let rules = &self.settings.rules;
+                let covered = rules
+                    .routes
+                    .iter()
+                    .map(|r| r.rule.as_ref())
+                    .chain(std::iter::once(rules.default.as_ref()))
+                    .filter(|rule| rule.resource.as_ref().is_some_and(|b| b.index == index));
+                let mut response =
+                    json_response(StatusCode::OK, &metadata_document(resource, covered));
+                // Public, and the same for everyone: a client may keep it for a while.
+                response.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("public, max-age=300"),
+                );
+                Ok(response)
+            }
         }
     }
 }
 
-/// RFC 9728 §3.2: the metadata document of the configured protected resource.
-fn resource_metadata(r: &ResourceSettings) -> Response<Body> {
-    let doc = json!({
-        "resource": r.id,
-        "authorization_servers": r.authorization_servers,
-        "scopes_supported": r.scopes_supported,
-        "bearer_methods_supported": ["header"],
-    });
-    json_response(StatusCode::OK, &doc)
+/// Where a resource with `metadata_at_root` is also served (RFC 9728 §3).
+const ROOT_METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// RFC 9728 §2 / §3.2: the metadata document of `resource`, whose routes' rules are
+/// `covered` (the default rule among them for `resource:`). Members:
+///
+/// - `resource`: the identifier exactly as configured (§3.3: a client compares it with the
+///   identifier it derived the metadata URL from, byte for byte);
+/// - `authorization_servers`, `scopes_supported`: as configured (`scopes_supported` of a
+///   `resources:` entry defaults to the scopes its routes name), left out when empty;
+/// - `bearer_methods_supported`: `["header"]`, the one method tokengate accepts (the query
+///   parameter is refused, RFC 6750 §2.3; the form body is never read);
+/// - `resource_name`, `resource_documentation`: when configured.
+///
+/// Members that depend on what the routes require of a token (DPoP, RFC 9449 §5.1, and
+/// certificate-bound tokens, RFC 8705) belong here, derived from `covered`.
+pub fn metadata_document<'a>(
+    resource: &ResourceSettings,
+    covered: impl Iterator<Item = &'a Rule>,
+) -> serde_json::Value {
+    let _ = covered;
+    let mut doc = serde_json::Map::new();
+    doc.insert("resource".into(), json!(resource.id));
+    if !resource.authorization_servers.is_empty() {
+        doc.insert(
+            "authorization_servers".into(),
+            json!(resource.authorization_servers),
+        );
+    }
+    if !resource.scopes_supported.is_empty() {
+        doc.insert("scopes_supported".into(), json!(resource.scopes_supported));
+    }
+    doc.insert("bearer_methods_supported".into(), json!(["header"]));
+    if let Some(name) = &resource.resource_name {
+        doc.insert("resource_name".into(), json!(name));
+    }
+    if let Some(url) = &resource.resource_documentation {
+        doc.insert("resource_documentation".into(), json!(url));
+    }
+    serde_json::Value::Object(doc)
 }
 
 /// `POST /_dev/token`: a token from the dev issuer, for a local caller only.
@@ -291,6 +353,40 @@ mod tests {
         assert_eq!(
             route(&dev, Method::OPTIONS, "/api", true),
             Some(("preflight", Ok(())))
+        );
+    }
+
+    /// Each resource at its own path-inserted URL; the root one (`metadata_at_root`, or a
+    /// `resource:` without a path) at the root; nothing anywhere else.
+    #[test]
+    fn each_resource_at_its_own_path() {
+        let own = endpoints(
+            "routes:\n  - { path: /mcp }\n  - { path: /other/** }\nresources:\n  - { id: \"https://h.example.com/mcp\", routes: [/mcp], metadata_at_root: true }\n  - { id: \"https://h.example.com/other\", routes: [/other/**], resource_name: Other }\n",
+        );
+        let at = |path: &str| own.resource_at(path).map(|(i, r)| (i, r.id.clone()));
+        assert_eq!(
+            at("/.well-known/oauth-protected-resource/mcp"),
+            Some((0, "https://h.example.com/mcp".to_owned()))
+        );
+        assert_eq!(
+            at("/.well-known/oauth-protected-resource/other"),
+            Some((1, "https://h.example.com/other".to_owned()))
+        );
+        assert_eq!(
+            at("/.well-known/oauth-protected-resource"),
+            Some((0, "https://h.example.com/mcp".to_owned()))
+        );
+        assert_eq!(at("/.well-known/oauth-protected-resource/mcp/x"), None);
+        assert_eq!(at("/mcp"), None);
+        let other = &own.settings.resources[1];
+        // Empty members are left out; the name is there; scopes default to the routes' (none).
+        assert_eq!(
+            metadata_document(other, std::iter::empty()),
+            json!({
+                "resource": "https://h.example.com/other",
+                "bearer_methods_supported": ["header"],
+                "resource_name": "Other",
+            })
         );
     }
 

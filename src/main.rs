@@ -224,6 +224,7 @@ fn summary(s: &Settings) -> String {
     for r in &s.rules.routes {
         out += &format!("  route {}: auth {:?}\n", r.name, r.rule.auth);
     }
+    out += &resources(s);
     out += match &s.cors {
         Cors::Off => "  cors: off\n",
         Cors::Policy(_) => "  cors: tokengate answers preflights; the upstream's Access-Control-* headers are replaced\n",
@@ -264,6 +265,60 @@ fn summary(s: &Settings) -> String {
         out += &format!(
             "  warning: routes[{later}] ({}) can never match: routes[{earlier}] ({}) comes first and covers it\n",
             s.rules.routes[later].name, s.rules.routes[earlier].name
+        );
+    }
+    out
+}
+
+/// `check`'s lines for the protected resources: where each one's metadata is served, which
+/// routes it covers, the audience its tokens need and whether the token is forwarded.
+fn resources(s: &Settings) -> String {
+    let mut out = String::new();
+    for (index, r) in s.resources.iter().enumerate() {
+        let bound = |rule: &tokengate::route::Rule| {
+            rule.resource.as_ref().filter(|b| b.index == index).cloned()
+        };
+        let mut covered: Vec<&str> = s
+            .rules
+            .routes
+            .iter()
+            .filter(|route| bound(&route.rule).is_some())
+            .map(|route| route.name.as_str())
+            .collect();
+        if bound(&s.rules.default).is_some() {
+            covered.push("(default)");
+        }
+        let strip = s
+            .rules
+            .routes
+            .iter()
+            .filter_map(|route| bound(&route.rule))
+            .any(|b| b.strip_authorization);
+        out += &format!(
+            "  resource {}{}: metadata {}{}; routes {}; audiences {}; Authorization {}\n",
+            r.id,
+            if r.mcp { " (MCP)" } else { "" },
+            r.metadata_url,
+            if r.metadata_at_root {
+                " and at /.well-known/oauth-protected-resource"
+            } else {
+                ""
+            },
+            if covered.is_empty() {
+                "none".to_owned()
+            } else {
+                covered.join(", ")
+            },
+            if r.audiences.is_empty() {
+                "the issuers'".to_owned()
+            } else {
+                r.audiences.join(", ")
+            },
+            if strip || s.forward.strip_authorization {
+                "not forwarded"
+            } else {
+                "forwarded"
+            },
         );
     }
     out

@@ -34,8 +34,13 @@ pub struct Challenges<'a> {
     pub dpop_algs: Option<&'a str>,
     /// The scheme the request's token came with, if it had one.
     pub used: Option<Scheme>,
-    /// `resource_metadata="..."`.
+    /// `resource_metadata="..."` (RFC 9728 §5.1): the metadata URL of the route's protected
+    /// resource.
     pub resource_metadata: Option<&'a str>,
+    /// `scope="..."` on a 401 (RFC 6750 §3): every scope the route names, space-separated,
+    /// when it is a protected resource's route that names any (a 403 `insufficient_scope`
+    /// names its own).
+    pub scope: Option<&'a str>,
 }
 
 impl Default for Challenges<'_> {
@@ -46,6 +51,7 @@ impl Default for Challenges<'_> {
             dpop_algs: None,
             used: None,
             resource_metadata: None,
+            scope: None,
         }
     }
 }
@@ -107,6 +113,7 @@ impl From<AuthzError> for Rejection {
     fn from(e: AuthzError) -> Rejection {
         match e {
             AuthzError::TokenRequired => Rejection::MissingToken,
+            AuthzError::WrongAudience => Rejection::InvalidToken(TokenError::Audience),
             AuthzError::InsufficientScope(scopes) => Rejection::InsufficientScope(scopes),
             AuthzError::AccessDenied(why) => Rejection::AccessDenied(why),
         }
@@ -332,7 +339,10 @@ impl Rejection {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(error) = challenge {
-            for c in challenge_fields(challenges, error.as_ref()) {
+            let scope = challenges
+                .scope
+                .filter(|_| status == StatusCode::UNAUTHORIZED);
+            for c in challenge_fields(challenges, error.as_ref(), scope) {
                 if let Ok(value) = HeaderValue::from_str(&c) {
                     headers.append(WWW_AUTHENTICATE, value);
                 }
@@ -396,9 +406,14 @@ impl ChallengeError {
 
 /// One `WWW-Authenticate` value per scheme the route takes, `Bearer` first unless the other
 /// carries the error; `error` goes on the challenge of the scheme the client used (RFC 9449
-/// §7.1), on `DPoP` for an error about DPoP itself, or else on the first one. With neither scheme listed, `Bearer` is, so a 401
-/// always says how to authenticate.
-fn challenge_fields(challenges: &Challenges<'_>, error: Option<&ChallengeError>) -> Vec<String> {
+/// §7.1), on `DPoP` for an error about DPoP itself, or else on the first one. With neither
+/// scheme listed, `Bearer` is, so a 401 always says how to authenticate. `scope` (a 401's,
+/// the route's scopes) goes on every challenge, before `resource_metadata`.
+fn challenge_fields(
+    challenges: &Challenges<'_>,
+    error: Option<&ChallengeError>,
+    scope: Option<&str>,
+) -> Vec<String> {
     let mut schemes = Vec::with_capacity(2);
     if challenges.bearer || challenges.dpop_algs.is_none() {
         schemes.push(Scheme::Bearer);
@@ -434,6 +449,9 @@ fn challenge_fields(challenges: &Challenges<'_>, error: Option<&ChallengeError>)
                 if let Some(scope) = &e.scope {
                     c.push_str(&format!(", scope=\"{}\"", quotable(scope)));
                 }
+            }
+            if let Some(scope) = scope.filter(|_| error.is_none_or(|e| e.scope.is_none())) {
+                c.push_str(&format!(", scope=\"{}\"", quotable(scope)));
             }
             if let Some(url) = challenges.resource_metadata {
                 c.push_str(&format!(", resource_metadata=\"{}\"", quotable(url)));
@@ -517,6 +535,70 @@ mod tests {
             header(&r, WWW_AUTHENTICATE).as_deref(),
             Some("Bearer realm=\"tokengate\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\"")
         );
+    }
+
+    /// RFC 9728 §5.1 and RFC 6750 §3 together, as the MCP authorization spec asks: every
+    /// 401 of a resource's route names the metadata and the route's scopes; a 403
+    /// `insufficient_scope` names the scopes it was given (every scope the route needs) and
+    /// the metadata; a 400 names the metadata only.
+    #[test]
+    fn a_resource_challenge_names_its_metadata_and_the_routes_scope() {
+        let url = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+        let mcp = Challenges {
+            resource_metadata: Some(url),
+            scope: Some("mcp:tools mcp:admin"),
+            ..Challenges::default()
+        };
+        let meta = format!("resource_metadata=\"{url}\"");
+        let rows = [
+            (
+                Rejection::MissingToken,
+                format!("Bearer realm=\"tokengate\", scope=\"mcp:tools mcp:admin\", {meta}"),
+            ),
+            (
+                Rejection::TokenInQuery,
+                format!("Bearer realm=\"tokengate\", scope=\"mcp:tools mcp:admin\", {meta}"),
+            ),
+            (
+                Rejection::InvalidToken(TokenError::Audience),
+                format!("Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"the token is not meant for this audience\", scope=\"mcp:tools mcp:admin\", {meta}"),
+            ),
+            (
+                Rejection::InsufficientScope("mcp:tools mcp:admin".into()),
+                format!("Bearer realm=\"tokengate\", error=\"insufficient_scope\", scope=\"mcp:tools mcp:admin\", {meta}"),
+            ),
+            (
+                Rejection::InvalidRequest(ExtractError::MultipleHeaders),
+                format!("Bearer realm=\"tokengate\", error=\"invalid_request\", error_description=\"more than one Authorization header\", {meta}"),
+            ),
+        ];
+        for (rejection, expected) in rows {
+            let what = format!("{rejection:?}");
+            let r = rejection.into_response(&mcp);
+            assert_eq!(header(&r, WWW_AUTHENTICATE), Some(expected), "{what}");
+        }
+        // With DPoP too: the scope and the metadata on both challenges.
+        let both = Challenges {
+            dpop_algs: Some("ES256"),
+            ..mcp
+        };
+        let r = Rejection::MissingToken.into_response(&both);
+        let fields: Vec<String> = r
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                format!("Bearer realm=\"tokengate\", scope=\"mcp:tools mcp:admin\", {meta}"),
+                format!("DPoP realm=\"tokengate\", algs=\"ES256\", scope=\"mcp:tools mcp:admin\", {meta}"),
+            ]
+        );
+        // No challenge, no parameters.
+        let r = Rejection::KeysUnavailable { issuer: "x".into() }.into_response(&mcp);
+        assert!(header(&r, WWW_AUTHENTICATE).is_none());
     }
 
     #[test]

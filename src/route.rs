@@ -345,6 +345,23 @@ pub struct Rule {
     pub issuers: Option<Vec<String>>,
     /// Which schemes (Bearer, DPoP) the route accepts.
     pub dpop: DpopMode,
+    /// The protected resource (RFC 9728) this route belongs to, when one covers it.
+    pub resource: Option<ResourceBinding>,
+}
+
+/// What belonging to a protected resource (`resources:`, or the `resource:` that covers
+/// every route) adds to a route's rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceBinding {
+    /// The resource's position in `Settings::resources`: its metadata URL is named in every
+    /// challenge of the route (RFC 9728 §5.1).
+    pub index: usize,
+    /// The token's `aud` must name one of these (RFC 8707 §2, checked in `authz`); empty:
+    /// the issuer's `audiences` are the only audience check.
+    pub audiences: Vec<String>,
+    /// `Authorization` is removed before forwarding (an MCP resource's default: the client's
+    /// token never passes through to the server).
+    pub strip_authorization: bool,
 }
 
 impl Rule {
@@ -365,7 +382,21 @@ impl Rule {
             claims: Vec::new(),
             issuers: None,
             dpop: DpopMode::Allowed,
+            resource: None,
         }
+    }
+
+    /// Every scope the rule names: all of `scopes`, then `any_scopes`, each once. A token
+    /// with all of them passes the scope checks, so this is what a challenge's `scope`
+    /// names (RFC 6750 §3, and the MCP authorization spec's "all scopes needed").
+    pub fn scopes_needed(&self) -> Vec<&str> {
+        let mut needed: Vec<&str> = Vec::new();
+        for scope in self.scopes.iter().chain(&self.any_scopes) {
+            if !needed.contains(&scope.as_str()) {
+                needed.push(scope);
+            }
+        }
+        needed
     }
 }
 

@@ -125,6 +125,8 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         });
     }
     drop(listener);
+    // Listening event streams end at their next event boundary instead of holding the drain.
+    gateway.app().drain().begin();
     // The drain honours the shutdown_timeout of the configuration serving now.
     let shutdown_timeout = gateway.app().settings().shutdown_timeout;
     info!(

@@ -35,6 +35,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub paths: RawPaths,
     pub resource: Option<RawResource>,
+    /// RFC 9728 protected resources, each covering some routes.
+    pub resources: Option<Vec<RawProtectedResource>>,
     #[serde(default)]
     pub cache: RawCache,
     pub tls: Option<RawTls>,
@@ -154,8 +156,8 @@ pub struct RawForward {
     pub strip_prefix: Option<String>,
     pub separator: Option<String>,
     pub payload_header: Option<String>,
-    #[serde(default)]
-    pub strip_authorization: bool,
+    /// `None`: not written (false, but true on the routes of an MCP resource).
+    pub strip_authorization: Option<bool>,
     /// More identity headers of other systems to strip: names or `Prefix*` patterns.
     #[serde(default)]
     pub strip_headers: Vec<String>,
@@ -215,6 +217,31 @@ pub struct RawResource {
     pub authorization_servers: Vec<String>,
     #[serde(default)]
     pub scopes_supported: Vec<String>,
+}
+
+/// A `resources:` entry: one protected resource (RFC 9728) and the routes it covers
+/// (`config/validate/resources.rs` checks it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProtectedResource {
+    #[serde(default)]
+    pub id: String,
+    /// The `path` of each `routes:` entry it covers, as written there.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    pub scopes_supported: Option<Vec<String>>,
+    pub resource_name: Option<String>,
+    pub resource_documentation: Option<String>,
+    /// `aud` values a token on these routes must carry (one of them).
+    pub audiences: Option<Vec<String>>,
+    /// An MCP server: audiences required, `Authorization` not forwarded by default.
+    #[serde(default)]
+    pub mcp: bool,
+    /// Also serve the metadata at `/.well-known/oauth-protected-resource`.
+    #[serde(default)]
+    pub metadata_at_root: bool,
 }
 
 /// An `issuers:` entry.

@@ -45,8 +45,10 @@ pub struct Settings {
     pub rules: RuleTable,
     /// How request paths are matched against route patterns (`paths:`).
     pub paths: PathOptions,
-    /// RFC 9728 protected resource metadata (`resource:`); none served when `None`.
-    pub resource: Option<ResourceSettings>,
+    /// The RFC 9728 protected resources: each `resources:` entry in file order, then the
+    /// `resource:` that covers every other route and the default. A route's rule names its
+    /// resource by position (`route::ResourceBinding::index`). Empty: no metadata served.
+    pub resources: Vec<ResourceSettings>,
     /// The verified-token cache (`cache:`).
     pub cache: CacheSettings,
     /// Distinguishes one loaded configuration from the next (verified-token cache keys).
@@ -237,19 +239,44 @@ pub struct ClaimHeader {
     pub array_format: ArrayFormat,
 }
 
-/// RFC 9728 protected resource metadata.
+/// One RFC 9728 protected resource: its metadata and the routes it covers.
 #[derive(Debug, Clone)]
 pub struct ResourceSettings {
-    /// The resource identifier as written (an http(s) URL without query or fragment).
+    /// The resource identifier as written (an http(s) URL without query or fragment); the
+    /// metadata's `resource` member, byte for byte (RFC 9728 §3.3).
     pub id: String,
-    /// Authorization server issuer identifiers listed in the metadata.
+    /// Authorization server issuer identifiers listed in the metadata (§2).
     pub authorization_servers: Vec<String>,
-    /// Scopes listed in the metadata.
+    /// Scopes listed in the metadata (§2); for a `resources:` entry that lists none, every
+    /// scope its routes name.
     pub scopes_supported: Vec<String>,
-    /// Where the metadata is served on this listener.
+    /// `resource_name` (§2), a human-readable name.
+    pub resource_name: Option<String>,
+    /// `resource_documentation` (§2), an http(s) URL.
+    pub resource_documentation: Option<String>,
+    /// An MCP server (`mcp: true`): `audiences` required, `Authorization` stripped by default.
+    pub mcp: bool,
+    /// A token on the resource's routes must carry one of these in `aud` (RFC 8707).
+    pub audiences: Vec<String>,
+    /// Where the metadata is served on this listener: `/.well-known/oauth-protected-resource`
+    /// followed by the identifier's path (§3.1).
     pub metadata_path: String,
-    /// The absolute URL named in `resource_metadata="..."`.
+    /// The absolute URL named in `resource_metadata="..."` (§5.1).
     pub metadata_url: String,
+    /// Also served at `/.well-known/oauth-protected-resource` (`metadata_at_root: true`), for
+    /// clients that look only at the root.
+    pub metadata_at_root: bool,
+    /// Which routes it covers.
+    pub covers: Coverage,
+}
+
+/// The routes a protected resource covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    /// `resources[i].routes`: the `routes:` entries whose `path` is one of these, as written.
+    Routes(Vec<String>),
+    /// `resource:`: every route no `resources:` entry covers, and the default rule.
+    Rest,
 }
 
 /// One trusted issuer (`issuers[i]`, or the dev issuer).
@@ -551,7 +578,8 @@ impl Settings {
 pub struct DpopSettings {
     /// The origin (`scheme://host[:port]`, RFC 6454 serialisation) clients reach tokengate
     /// at; a proof's `htu` must be this plus the request's path. `dpop.external_url`, else
-    /// the origin of `resource.id`; `None`: DPoP proofs cannot be checked, so DPoP-bound
+    /// the origin of `resource.id` (or of the `resources:` ids when they share one); `None`:
+    /// DPoP proofs cannot be checked, so DPoP-bound
     /// tokens are refused (forward-auth takes the origin from the ingress instead).
     pub external_url: Option<String>,
     /// Algorithms a proof may be signed with (asymmetric only); ES256, EdDSA, PS256, RS256.

@@ -629,8 +629,9 @@ async fn scopes_all_of_and_any_of() {
         ("/either/1", scope("c a"), Ok(())),
         ("/either/1", scope("aa bb"), Err("a b")),
         ("/mixed/1", scp(&["a", "y"]), Ok(())),
-        ("/mixed/1", scp(&["a"]), Err("x y")),
-        ("/mixed/1", scp(&["x"]), Err("a")),
+        // The challenge names every scope the route names, not only what is missing.
+        ("/mixed/1", scp(&["a"]), Err("a x y")),
+        ("/mixed/1", scp(&["x"]), Err("a x y")),
     ];
     for (path, token, expected) in &cases {
         let before = setup.upstream().count();
@@ -1002,12 +1003,12 @@ async fn protected_resource_metadata_is_public_and_named_in_every_401() {
     assert_eq!(setup.upstream().count(), before);
 
     let suffix = format!(", resource_metadata=\"{METADATA_URL}\"");
-    // Missing token.
+    // Missing token: the route's scope too (RFC 6750 §3), before the metadata.
     let (status, challenge, _) = read(setup.get("/admin/x", None).await).await;
     assert_eq!(status, 401);
     assert_eq!(
         challenge.as_deref(),
-        Some(format!("Bearer realm=\"tokengate\"{suffix}").as_str())
+        Some(format!("Bearer realm=\"tokengate\", scope=\"admin\"{suffix}").as_str())
     );
     // Invalid token, on a required route and on the default.
     for path in ["/admin/x", "/anything"] {

@@ -16,7 +16,8 @@ use crate::route::{DpopMode, RuleTable};
 /// The shortest nonce secret: 256 bits, as for HS256 keys.
 const MIN_NONCE_SECRET: usize = 32;
 
-/// The settings, with `external_url` defaulting to the origin of `resource.id`.
+/// The settings, with `external_url` defaulting to the origin of `resource`'s id (see
+/// `resource::origin_resource`).
 pub(super) fn dpop(
     issues: &mut Issues,
     raw: &RawDpop,

@@ -176,7 +176,7 @@ pub(super) fn forward(issues: &mut Issues, raw: &RawForward) -> ForwardSettings 
         strip_prefix: normalize(&strip_prefix),
         separator,
         payload_header,
-        strip_authorization: raw.strip_authorization,
+        strip_authorization: raw.strip_authorization.unwrap_or(false),
         foreign_identity,
         trusted_identity,
     }

@@ -102,18 +102,30 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
     let forward = forward::forward(&mut issues, &raw.forward);
     let trusted_proxies = listen::trusted_proxies(&mut issues, &raw.trusted_proxies);
     let paths = routes::path_options(&raw.paths);
-    let rules = routes::rules(
+    let mut rules = routes::rules(
         &mut issues,
         raw.default.as_ref(),
         &raw.routes,
         paths,
         &issuers,
     );
-    let resource = raw
-        .resource
-        .as_ref()
-        .map(|r| resource::resource(&mut issues, r));
-    let dpop = dpop::dpop(&mut issues, &raw.dpop, resource.as_ref(), &rules);
+    let resources = resource::resources(
+        &mut issues,
+        raw.resource.as_ref(),
+        raw.resources.as_deref(),
+        resource::Context {
+            rules: &mut rules,
+            issuers: &issuers,
+            paths,
+            strip_authorization: raw.forward.strip_authorization,
+        },
+    );
+    let dpop = dpop::dpop(
+        &mut issues,
+        &raw.dpop,
+        resource::origin_resource(&resources),
+        &rules,
+    );
     let cache = cache::cache(&mut issues, &raw.cache);
     let forward_auth = forward_auth::validate_forward_auth(raw.forward_auth.as_ref(), &mut issues);
     let opaque_tokens = issuer::opaque_tokens(&mut issues, raw.opaque_tokens.as_deref(), &issuers);
@@ -136,7 +148,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         trusted_proxies,
         rules,
         paths,
-        resource,
+        resources,
         cache,
         generation: next_generation(),
         tls,

@@ -175,6 +175,8 @@ fn rule(issues: &mut Issues, at: &str, raw: &RuleFields<'_>, issuer_names: &[Str
         any_scopes,
         claims,
         issuers: raw.issuers.cloned(),
+        // Set by the resource section, which knows which resource covers the route.
+        resource: None,
     }
 }
 

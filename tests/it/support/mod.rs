@@ -6,6 +6,7 @@ pub mod dpop_clients;
 pub mod introspection;
 pub mod issuer;
 pub mod keys;
+pub mod mcp;
 pub mod oidc_provider;
 pub mod process;
 pub mod proxy;

@@ -38,7 +38,7 @@ struct Mtls {
     _files: tempfile::TempDir,
 }
 
-/// The switches of `server.mjs` for sender-constrained tokens (all off: [`OidcProvider::start`]).
+/// The switches of `server.mjs` (all off: [`OidcProvider::start`]).
 #[derive(Default)]
 pub struct Peer<'a> {
     /// `ACCESS_TOKEN_FORMAT=jwt`: RFC 9068 JWT access tokens (RS256, `aud` = [`AUDIENCE`]).
@@ -47,6 +47,9 @@ pub struct Peer<'a> {
     pub dpop: bool,
     /// `MTLS=1` with this client certificate (PEM) registered for client `app-mtls`.
     pub mtls_client_cert: Option<&'a str>,
+    /// More environment variables: the other switches documented at the top of
+    /// `server.mjs` (e.g. `MCP_RESOURCE`).
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 /// A self-signed client certificate (P-256) for `app-mtls`: PEM certificate, PEM key, and the
@@ -121,7 +124,8 @@ impl OidcProvider {
             .env("PORT", "0")
             .env("AUDIENCE", AUDIENCE)
             .env("RS_SECRET", RS_SECRET)
-            .env("ACCESS_TOKEN_TTL", ttl_seconds.to_string());
+            .env("ACCESS_TOKEN_TTL", ttl_seconds.to_string())
+            .envs(peer.env.iter().copied());
         if peer.jwt {
             command.env("ACCESS_TOKEN_FORMAT", "jwt");
         }

@@ -33,12 +33,18 @@ impl TestProxy {
     /// ephemeral loopback port, and the text `{{proxy_url}}` by `http://127.0.0.1:PORT`
     /// of that port, e.g. for `dpop.external_url`).
     pub async fn start(yaml: &str) -> TestProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        TestProxy::start_on(listener, yaml).await
+    }
+
+    /// As [`TestProxy::start`], on a listener bound already (so that the configuration can
+    /// name the proxy's own address, as a resource identifier does).
+    pub async fn start_on(listener: TcpListener, yaml: &str) -> TestProxy {
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".into()),
             log_format: None,
             upstream: None,
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
         let yaml = yaml.replace("{{proxy_url}}", &format!("http://{addr}"));
         let settings = config::load_str(Path::new("test.yaml"), &yaml, &overrides)
@@ -55,6 +61,17 @@ impl TestProxy {
             shutdown: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// Stops accepting and drains, as SIGTERM does; the returned task ends when the drain
+    /// is over.
+    pub fn shutdown(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task
+            .take()
+            .expect("the proxy is running (shutdown is called once)")
     }
 
     /// The configuration serving now.

@@ -17,6 +17,13 @@
 //     application/token-introspection+jwt, get RS256-signed answers (RFC 9701).
 //   app: client_credentials for the scopes read, write and admin; tokens are opaque and
 //     carry aud AUDIENCE (resource indicators, RFC 8707). It may revoke its tokens (RFC 7009).
+// MCP (tests/it/mcp.rs), only when MCP_RESOURCE is set:
+//   MCP_RESOURCE    an MCP server's resource identifier (RFC 8707 / RFC 9728, e.g.
+//                   http://127.0.0.1:PORT/mcp): a second resource server whose access tokens
+//                   are JWTs (RFC 9068, RS256) with aud MCP_RESOURCE
+//   MCP_SCOPES      the scopes it knows; default "mcp:tools mcp:admin"
+//   client `mcp-client` (secret MCP_CLIENT_SECRET, default mcp-client-secret):
+//     client_credentials (client_secret_basic) for MCP_SCOPES, asking with resource=MCP_RESOURCE
 // Test hooks: GET /_test/counts answers {"introspection": N} (introspection requests so far).
 //
 // Sender-constrained tokens (tokengate's DPoP and mTLS tests), each off unless set; unset,
@@ -79,6 +86,27 @@ const mtlsClient = () => {
     scope: scopes,
   };
 };
+const mcpResource = process.env.MCP_RESOURCE;
+const mcpScopes = process.env.MCP_SCOPES ?? 'mcp:tools mcp:admin';
+const mcpClientSecret = process.env.MCP_CLIENT_SECRET ?? 'mcp-client-secret';
+const mcpClients = mcpResource
+  ? [{
+      client_id: 'mcp-client',
+      client_secret: mcpClientSecret,
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      scope: mcpScopes,
+    }]
+  : [];
+const mcpResourceServer = {
+  scope: mcpScopes,
+  audience: mcpResource,
+  accessTokenFormat: 'jwt',
+  accessTokenTTL: accessTokenTtl,
+  jwt: { sign: { alg: 'RS256' } },
+};
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'peer-rs256', alg: 'RS256', use: 'sig' };
@@ -115,8 +143,9 @@ server.listen(port, '127.0.0.1', () => {
         scope: scopes,
       },
       ...(mtls ? [mtlsClient()] : []),
+      ...mcpClients,
     ],
-    scopes: scopes.split(' '),
+    scopes: mcpResource ? [...scopes.split(' '), ...mcpScopes.split(' ')] : scopes.split(' '),
     // The default list plus self_signed_tls_client_auth (for `app-mtls`) with MTLS=1.
     ...(mtls
       ? {
@@ -135,6 +164,7 @@ server.listen(port, '127.0.0.1', () => {
         defaultResource: () => audience,
         useGrantedResource: () => true,
         getResourceServerInfo: (_ctx, resource) => {
+          if (mcpResource && resource === mcpResource) return mcpResourceServer;
           if (resource !== audience) throw new Error(`unknown resource ${resource}`);
           return {
             scope: scopes,
