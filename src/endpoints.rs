@@ -17,11 +17,11 @@ use serde_json::json;
 
 use crate::body::Body;
 use crate::builtin::json_response;
-use crate::config::{CorsSettings, ResourceSettings, Settings};
+use crate::config::{CorsSettings, DpopSettings, ResourceSettings, Settings};
 use crate::cors;
 use crate::dev::{self, BadTokenRequest, DevIssuer};
 use crate::jwks::KeyStore;
-use crate::route::Rule;
+use crate::route::{AuthMode, DpopMode, Rule};
 
 /// The largest `/_dev/token` form we read, in bytes.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -160,8 +160,13 @@ impl Endpoints {
                     .map(|r| r.rule.as_ref())
                     .chain(std::iter::once(rules.default.as_ref()))
                     .filter(|rule| rule.resource.as_ref().is_some_and(|b| b.index == index));
-                let mut response =
-                    json_response(StatusCode::OK, &metadata_document(resource, covered));
+                let document = metadata_document(
+                    resource,
+                    covered,
+                    &self.settings.dpop,
+                    self.settings.certificate_binding_available(),
+                );
+                let mut response = json_response(StatusCode::OK, &document);
                 // Public, and the same for everyone: a client may keep it for a while.
                 response.headers_mut().insert(
                     http::header::CACHE_CONTROL,
@@ -185,15 +190,23 @@ const ROOT_METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 ///   `resources:` entry defaults to the scopes its routes name), left out when empty;
 /// - `bearer_methods_supported`: `["header"]`, the one method tokengate accepts (the query
 ///   parameter is refused, RFC 6750 §2.3; the form body is never read);
-/// - `resource_name`, `resource_documentation`: when configured.
-///
-/// Members that depend on what the routes require of a token (DPoP, RFC 9449 §5.1, and
-/// certificate-bound tokens, RFC 8705) belong here, derived from `covered`.
+/// - `resource_name`, `resource_documentation`: when configured;
+/// - `dpop_signing_alg_values_supported` (RFC 9728 §2, RFC 9449 §5.1): `dpop.algorithms`,
+///   when a covered route that looks at tokens takes DPoP, with
+///   `dpop_bound_access_tokens_required`: whether every such route requires it;
+/// - `tls_client_certificate_bound_access_tokens` (RFC 8705 §3.4): `true` when
+///   `certificate_bound` (tokengate can see client certificates, so it checks
+///   certificate-bound tokens).
 pub fn metadata_document<'a>(
     resource: &ResourceSettings,
     covered: impl Iterator<Item = &'a Rule>,
+    dpop: &DpopSettings,
+    certificate_bound: bool,
 ) -> serde_json::Value {
-    let _ = covered;
+    let modes: Vec<DpopMode> = covered
+        .filter(|rule| rule.auth != AuthMode::None)
+        .map(|rule| rule.dpop)
+        .collect();
     let mut doc = serde_json::Map::new();
     doc.insert("resource".into(), json!(resource.id));
     if !resource.authorization_servers.is_empty() {
@@ -211,6 +224,20 @@ pub fn metadata_document<'a>(
     }
     if let Some(url) = &resource.resource_documentation {
         doc.insert("resource_documentation".into(), json!(url));
+    }
+    if modes.iter().any(|m| m.accepts_dpop()) {
+        let algs: Vec<String> = dpop.algorithms.iter().map(ToString::to_string).collect();
+        doc.insert("dpop_signing_alg_values_supported".into(), json!(algs));
+        doc.insert(
+            "dpop_bound_access_tokens_required".into(),
+            json!(modes.iter().all(|m| *m == DpopMode::Required)),
+        );
+    }
+    if certificate_bound {
+        doc.insert(
+            "tls_client_certificate_bound_access_tokens".into(),
+            json!(true),
+        );
     }
     serde_json::Value::Object(doc)
 }
@@ -381,13 +408,51 @@ mod tests {
         let other = &own.settings.resources[1];
         // Empty members are left out; the name is there; scopes default to the routes' (none).
         assert_eq!(
-            metadata_document(other, std::iter::empty()),
+            metadata_document(other, std::iter::empty(), &own.settings.dpop, false),
             json!({
                 "resource": "https://h.example.com/other",
                 "bearer_methods_supported": ["header"],
                 "resource_name": "Other",
             })
         );
+    }
+
+    #[test]
+    fn dpop_members_follow_the_covered_routes() {
+        let doc = |routes: &str| {
+            let own = endpoints(&format!(
+                "{routes}resources:\n  - {{ id: \"https://h.example.com/api\", routes: [/api/**, /health] }}\n"
+            ));
+            let rules = &own.settings.rules;
+            let covered: Vec<&Rule> = rules
+                .routes
+                .iter()
+                .map(|r| r.rule.as_ref())
+                .filter(|rule| rule.resource.is_some())
+                .collect();
+            metadata_document(
+                &own.settings.resources[0],
+                covered.into_iter(),
+                &own.settings.dpop,
+                true,
+            )
+        };
+        // Every route that looks at tokens requires DPoP (the public one does not count).
+        let d = doc("dpop: { external_url: \"https://h.example.com\" }\nroutes:\n  - { path: /api/**, dpop: required }\n  - { path: /health, auth: none }\n");
+        assert_eq!(
+            d["dpop_signing_alg_values_supported"],
+            json!(["ES256", "EdDSA", "PS256", "RS256"])
+        );
+        assert_eq!(d["dpop_bound_access_tokens_required"], json!(true));
+        assert_eq!(d["tls_client_certificate_bound_access_tokens"], json!(true));
+        // Allowed: offered, not required.
+        let d = doc("routes:\n  - { path: /api/** }\n  - { path: /health, auth: none }\n");
+        assert_eq!(d["dpop_bound_access_tokens_required"], json!(false));
+        // Off everywhere: not offered at all.
+        let d =
+            doc("routes:\n  - { path: /api/**, dpop: off }\n  - { path: /health, auth: none }\n");
+        assert!(d.get("dpop_signing_alg_values_supported").is_none(), "{d}");
+        assert!(d.get("dpop_bound_access_tokens_required").is_none(), "{d}");
     }
 
     #[test]

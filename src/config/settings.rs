@@ -362,6 +362,15 @@ pub enum IntrospectionResponse {
     Jwt,
 }
 
+impl Settings {
+    /// Whether any request can come with a client certificate (tokengate's own TLS listener
+    /// asking for one): what RFC 9728's `tls_client_certificate_bound_access_tokens` can say.
+    /// Without one, every certificate-bound token (RFC 8705 §3) is refused.
+    pub fn certificate_binding_available(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.client_ca.is_some())
+    }
+}
+
 /// A secret read at load from a file or an environment variable. Its `Debug` names where it
 /// came from and its length, never the bytes.
 #[derive(Clone, PartialEq, Eq)]

@@ -462,13 +462,15 @@ impl McpStack {
         let resource = format!("http://{addr}/mcp");
         let op = tokio::task::spawn_blocking({
             let resource = resource.clone();
-            move || OidcProvider::start_with(
-                600,
-                Peer {
-                    env: &[("MCP_RESOURCE", resource.as_str())],
-                    ..Peer::default()
-                },
-            )
+            move || {
+                OidcProvider::start_with(
+                    600,
+                    Peer {
+                        env: &[("MCP_RESOURCE", resource.as_str())],
+                        ..Peer::default()
+                    },
+                )
+            }
         })
         .await
         .expect("oidc-provider");
