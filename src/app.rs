@@ -19,6 +19,7 @@ use crate::authn::{dpop::TargetUri, Introspector, ProofChecker};
 use crate::authz::{self, Permit};
 use crate::body::{Body, BoxError, Metered};
 use crate::builtin::Builtin;
+use crate::client_cert;
 use crate::config::{Cors, ForwardAuthSettings, Settings};
 use crate::cors;
 use crate::dev::DevIssuer;
@@ -88,14 +89,27 @@ impl Outcome {
     }
 }
 
+/// What the server knows of the client connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// How the request arrived: `http` or `https`.
+    pub proto: &'static str,
+    /// The certificate the client presented in tokengate's own TLS handshake (and the TLS
+    /// verifier accepted), if any.
+    pub client_certificate: Option<CertificateThumbprint>,
+}
+
 /// The client connection a request came on, and the id tokengate gave the request.
 struct Inbound<'a> {
     peer: SocketAddr,
     proto: &'static str,
     affinity: Option<&'a Affinity>,
     request_id: HeaderValue,
-    /// The client certificate of the TLS connection (or from a trusted proxy's header).
-    client_certificate: Option<CertificateThumbprint>,
+    /// The certificate of tokengate's own TLS handshake with the client, if any (a trusted
+    /// proxy's header is read by `client_cert::presented`, which prefers this one).
+    connection_certificate: Option<CertificateThumbprint>,
 }
 
 /// Where a permitted request goes (stage 6).
@@ -150,10 +164,12 @@ impl App {
         let settings = Arc::new(settings);
         Ok(App {
             endpoints: Endpoints::new(settings.clone(), dev.clone()),
-            headers: Arc::new(HeaderPolicy::new(
-                &settings.forward,
-                &settings.trusted_proxies,
-            )),
+            headers: Arc::new(
+                HeaderPolicy::new(&settings.forward, &settings.trusted_proxies)
+                    .stripping_certificate_header(
+                        settings.client_certificate.as_ref().map(|c| &c.header),
+                    ),
+            ),
             preflight_rule: Arc::new(Rule::public()),
             cache: TokenCache::with_counters(&settings.cache, settings.generation, hits, misses),
             introspector: Introspector::counting(&settings, &metrics),
@@ -202,7 +218,8 @@ impl App {
         endpoints::readiness(&self.keys)
     }
 
-    /// Handles one request; `proto` is how it arrived (`http` or `https`); `affinity` is the
+    /// Handles one request that came on `connection` (peer, `http` or `https`, the TLS client
+    /// certificate); `affinity` is the
     /// upstream connection its client connection keeps, if it keeps one; `done` runs when the
     /// response body has been sent or dropped (the connection's own bookkeeping). Never
     /// fails: every `Rejection` becomes its response here, and every request writes one
@@ -210,12 +227,16 @@ impl App {
     pub async fn handle_with(
         &self,
         request: Request<Incoming>,
-        peer: SocketAddr,
-        proto: &'static str,
+        connection: &Connection,
         affinity: Option<&Affinity>,
         done: Box<dyn FnOnce() + Send + Sync>,
     ) -> Response<Body> {
         let started = Instant::now();
+        let Connection {
+            peer,
+            proto,
+            client_certificate,
+        } = *connection;
         self.metrics.in_flight.inc();
         let mut request = request;
         authority_as_host(&mut request);
@@ -245,7 +266,7 @@ impl App {
             proto,
             affinity,
             request_id: request_id.clone(),
-            client_certificate: None,
+            connection_certificate: client_certificate,
         };
 
         let mut outcome = Outcome::default();
@@ -391,14 +412,15 @@ impl App {
         }
         let dispatch = self.dispatch(&request, &canonical)?;
         let rule = self.rule(&mut request, &canonical, outcome);
-        // 2 token, 3 authn (as the rule asks)
+        // 2 token, 3 authn (as the rule asks), with the certificate the client presented
+        let client_certificate = self.client_certificate(request.headers(), inbound)?;
         let credentials = Credentials {
             headers: request.headers(),
             query: request.uri().query(),
             method: request.method(),
             canonical: &canonical,
             origin: self.settings.dpop.external_url.as_deref(),
-            client_certificate: inbound.client_certificate.as_ref(),
+            client_certificate: client_certificate.as_ref(),
         };
         let principal = self.authenticate(rule, &credentials, outcome).await?;
         outcome.identify(&principal);
@@ -462,6 +484,7 @@ impl App {
         // 2 token, 3 authn, on the original request: its method and URL are what a DPoP
         // proof names; the origin is the configured one, else the one the ingress reports.
         let reported_origin = original.origin();
+        let client_certificate = self.client_certificate(request.headers(), inbound)?;
         let credentials = Credentials {
             headers: request.headers(),
             query: query.as_deref(),
@@ -473,7 +496,7 @@ impl App {
                 .external_url
                 .as_deref()
                 .or(reported_origin.as_deref()),
-            client_certificate: inbound.client_certificate.as_ref(),
+            client_certificate: client_certificate.as_ref(),
         };
         let principal = self.authenticate(rule, &credentials, outcome).await?;
         outcome.identify(&principal);
@@ -482,6 +505,22 @@ impl App {
         outcome.reason = "ok";
         let identity = self.headers.identity_answer(&permit, &inbound.request_id);
         Ok(forward_auth::allow(identity))
+    }
+
+    /// The client certificate the request comes with: tokengate's own TLS handshake's, else
+    /// the `client_certificate` header of a peer in `trusted_proxies` (see
+    /// `client_cert::presented`); a trusted peer's unusable header is a 400.
+    fn client_certificate(
+        &self,
+        headers: &HeaderMap,
+        inbound: &Inbound<'_>,
+    ) -> Result<Option<CertificateThumbprint>, Rejection> {
+        Ok(client_cert::presented(
+            inbound.connection_certificate.as_ref(),
+            self.settings.client_certificate.as_ref(),
+            headers,
+            self.headers.is_trusted(&inbound.peer),
+        )?)
     }
 
     /// Where the request would go: the upstream, or (with none) one of the quickstart's

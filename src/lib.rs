@@ -29,6 +29,7 @@ pub mod authz;
 mod body;
 mod builtin;
 pub mod claims;
+mod client_cert;
 pub mod config;
 mod cors;
 mod dev;
