@@ -21,6 +21,7 @@ mod ingress;
 mod introspection;
 mod keys;
 mod keysets;
+mod mtls;
 mod operations;
 mod properties;
 mod quickstart;

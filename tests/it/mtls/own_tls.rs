@@ -1,0 +1,206 @@
+//! Certificates from tokengate's own TLS listener: `required`, `optional` and `optional_any`,
+//! with reqwest (rustls, HTTP/2 by ALPN) and the curl binary (OpenSSL).
+
+use super::{curl, curl_get, outcome, MtlsStack, Pki};
+
+#[tokio::test]
+async fn a_certificate_bound_token_needs_the_certificate_of_the_handshake() {
+    let pki = Pki::new();
+    let s = MtlsStack::start(&pki.tls("required")).await;
+    let token = s.bound(&pki.alice);
+    let alice = pki.client(s.proxy.addr, Some(&pki.alice));
+    let mallory = pki.client(s.proxy.addr, Some(&pki.mallory));
+
+    let response = alice
+        .get(s.https("/api/x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(outcome(response).await, (200, String::new()));
+    assert_eq!(s.last().header("x-auth-token-binding"), Some("mtls"));
+
+    // Another certificate from the same CA: the token is not its.
+    let before = s.upstream.count();
+    let response = mallory
+        .get(s.https("/api/x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(outcome(response).await, (401, "invalid_token".into()));
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert_eq!(
+        s.upstream.count(),
+        before,
+        "a refused request reached the upstream"
+    );
+
+    // An unbound token still works over mTLS, and is said to be unbound.
+    let response = mallory
+        .get(s.https("/api/x"))
+        .bearer_auth(s.token())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(s.last().header("x-auth-token-binding"), None);
+}
+
+#[tokio::test]
+async fn required_refuses_the_handshake_without_a_certificate() {
+    let pki = Pki::new();
+    let s = MtlsStack::start(&pki.tls("required")).await;
+    let anonymous = pki.client(s.proxy.addr, None);
+    assert!(
+        anonymous.get(s.https("/public/x")).send().await.is_err(),
+        "a client without a certificate was served"
+    );
+    // A self-signed certificate does not chain to client_ca.
+    let selfsigned = pki.client(s.proxy.addr, Some(&pki.selfsigned));
+    assert!(selfsigned.get(s.https("/public/x")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn optional_serves_clients_without_a_certificate_but_not_their_bound_tokens() {
+    let pki = Pki::new();
+    let s = MtlsStack::start(&pki.tls("optional")).await;
+    let token = s.bound(&pki.alice);
+    let anonymous = pki.client(s.proxy.addr, None);
+    let response = anonymous
+        .get(s.https("/api/x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(outcome(response).await, (401, "invalid_token".into()));
+    let response = anonymous
+        .get(s.https("/api/x"))
+        .bearer_auth(s.token())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let alice = pki.client(s.proxy.addr, Some(&pki.alice));
+    let response = alice
+        .get(s.https("/api/x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(s.last().header("x-auth-token-binding"), Some("mtls"));
+    // A certificate that is presented must still chain to client_ca.
+    let selfsigned = pki.client(s.proxy.addr, Some(&pki.selfsigned));
+    assert!(selfsigned.get(s.https("/public/x")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn optional_any_binds_self_signed_certificates() {
+    let pki = Pki::new();
+    let s = MtlsStack::start(&pki.tls("optional_any")).await;
+    let token = s.bound(&pki.selfsigned);
+    let holder = pki.client(s.proxy.addr, Some(&pki.selfsigned));
+    let response = holder
+        .get(s.https("/api/x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(s.last().header("x-auth-token-binding"), Some("mtls"));
+    // Another self-signed certificate, or none: refused.
+    for identity in [Some(&pki.stranger), Some(&pki.alice), None] {
+        let client = pki.client(s.proxy.addr, identity);
+        let response = client
+            .get(s.https("/api/x"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(outcome(response).await, (401, "invalid_token".into()));
+    }
+    // A certificate is never authentication by itself: no token, no entry.
+    let response = holder.get(s.https("/api/x")).send().await.expect("request");
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn curl_with_the_right_and_a_wrong_certificate() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let alice = pki.alice.write(dir, "alice");
+    let mallory = pki.mallory.write(dir, "mallory");
+    let selfsigned = pki.selfsigned.write(dir, "selfsigned");
+    let stranger = pki.stranger.write(dir, "stranger");
+
+    let s = MtlsStack::start(&pki.tls("required")).await;
+    let port = s.proxy.addr.port();
+    let url = s.https("/api/x");
+    let token = s.bound(&pki.alice);
+    let run =
+        |cert: Option<&(String, String)>| curl(curl_get(&url, port, &pki.ca_file, &token, cert));
+    assert_eq!(run(Some(&alice)).await, (0, "200\n".into()));
+    assert_eq!(s.last().header("x-auth-token-binding"), Some("mtls"));
+    assert_eq!(run(Some(&mallory)).await, (0, "401\n".into()));
+    // required: no certificate, no handshake (curl exits non-zero, no HTTP status).
+    let (code, status) = run(None).await;
+    assert!(code != 0 && status.starts_with("000"), "{code} {status}");
+
+    let s = MtlsStack::start(&pki.tls("optional_any")).await;
+    let port = s.proxy.addr.port();
+    let url = s.https("/api/x");
+    let token = s.bound(&pki.selfsigned);
+    let run =
+        |cert: Option<&(String, String)>| curl(curl_get(&url, port, &pki.ca_file, &token, cert));
+    assert_eq!(run(Some(&selfsigned)).await, (0, "200\n".into()));
+    assert_eq!(run(Some(&stranger)).await, (0, "401\n".into()));
+    assert_eq!(run(None).await, (0, "401\n".into()));
+}
+
+#[tokio::test]
+async fn a_header_never_overrides_the_handshake_certificate() {
+    let pki = Pki::new();
+    let extra = format!(
+        "{}trusted_proxies: [127.0.0.1]\nclient_certificate: {{ format: rfc9440 }}\n",
+        pki.tls("optional_any")
+    );
+    let s = MtlsStack::start(&extra).await;
+    let token = s.bound(&pki.alice);
+    let claimed = format!(
+        ":{}:",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pki.alice.der)
+    );
+    // A trusted peer that presents another certificate cannot name alice's in a header.
+    let mallory = pki.client(s.proxy.addr, Some(&pki.mallory));
+    let response = mallory
+        .get(s.https("/api/x"))
+        .bearer_auth(&token)
+        .header("client-cert", &claimed)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(outcome(response).await, (401, "invalid_token".into()));
+    // Without a certificate of its own, the trusted peer's header is the certificate.
+    let proxy_like = pki.client(s.proxy.addr, None);
+    let response = proxy_like
+        .get(s.https("/api/x"))
+        .bearer_auth(&token)
+        .header("client-cert", &claimed)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        s.last().header("client-cert"),
+        None,
+        "the header is never forwarded"
+    );
+}
