@@ -154,7 +154,15 @@ async fn curl_with_the_right_and_a_wrong_certificate() {
     let (code, status) = run(None).await;
     assert!(code != 0 && status.starts_with("000"), "{code} {status}");
 
-    let s = MtlsStack::start(&pki.tls("optional_any")).await;
+    // The shipped example of tokengate's own TLS (optional_any).
+    let shipped = super::peers::example(
+        "tokengate-tls.yaml",
+        &[
+            ("__SERVER_CERT__", pki.server_cert.clone()),
+            ("__SERVER_KEY__", pki.server_key.clone()),
+        ],
+    );
+    let s = MtlsStack::start(&shipped).await;
     let port = s.proxy.addr.port();
     let url = s.https("/api/x");
     let token = s.bound(&pki.selfsigned);
