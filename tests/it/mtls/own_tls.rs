@@ -21,6 +21,25 @@ async fn a_certificate_bound_token_needs_the_certificate_of_the_handshake() {
     assert_eq!(outcome(response).await, (200, String::new()));
     assert_eq!(s.last().header("x-auth-token-binding"), Some("mtls"));
 
+    // New connections from the same client resume its TLS session: the certificate of the
+    // first handshake still stands behind them (and the cached token is checked again).
+    let fresh_connections = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca.pem().as_bytes()).expect("root")])
+        .resolve("localhost", s.proxy.addr)
+        .identity(pki.alice.identity())
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    for _ in 0..3 {
+        let response = fresh_connections
+            .get(s.https("/api/x"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+    }
+
     // Another certificate from the same CA: the token is not its.
     let before = s.upstream.count();
     let response = mallory
