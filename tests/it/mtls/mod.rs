@@ -236,3 +236,33 @@ pub fn curl_get(
     args.push(url.to_owned());
     args
 }
+
+/// `tokengate check` says where client certificates come from, or that there are none.
+#[test]
+fn check_names_the_certificate_sources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mtls.yaml");
+    let issuer = "issuers:\n  - issuer: https://idp.example.com\n    audiences: [api]\n";
+    for (extra, expected) in [
+        ("", "client certificates: none (certificate-bound tokens are refused)"),
+        (
+            "tls: { cert: Cargo.toml, key: Cargo.toml, client_auth: optional_any }\n",
+            "client certificates: TLS, optional, any certificate whose key signs the handshake (binding only)\n",
+        ),
+        (
+            "trusted_proxies: [10.0.0.1]\nclient_certificate: { format: nginx, header: X-SSL-Client-Cert }\n",
+            "client certificates: header x-ssl-client-cert (nginx) from trusted_proxies only",
+        ),
+    ] {
+        std::fs::write(&path, format!("{issuer}{extra}")).expect("write");
+        let out = std::process::Command::new(crate::support::process::BIN)
+            .current_dir(crate::support::process::ROOT)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+}
