@@ -183,12 +183,20 @@ fn percent_decode(text: &str) -> Result<Vec<u8>, &'static str> {
     Ok(out)
 }
 
-/// Exactly one `CERTIFICATE` block of PEM text.
+/// Exactly one `CERTIFICATE` block of PEM text, with nothing but whitespace around it.
 fn pem_certificate(pem: &[u8]) -> Result<CertificateThumbprint, &'static str> {
     const NOT_PEM: &str = "not one PEM certificate";
-    let mut certificates = CertificateDer::pem_slice_iter(pem);
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let text = pem.trim_ascii();
+    if !text.starts_with(BEGIN) || !text.ends_with(END) {
+        return Err(NOT_PEM);
+    }
+    let mut certificates = CertificateDer::pem_slice_iter(text);
     let first = certificates.next().ok_or(NOT_PEM)?.map_err(|_| NOT_PEM)?;
-    if certificates.next().is_some() {
+    if certificates.next().is_some()
+        || text.windows(BEGIN.len()).filter(|w| *w == BEGIN).count() != 1
+    {
         return Err("more than one PEM certificate");
     }
     of_der(first.as_ref())
@@ -260,6 +268,7 @@ mod tests {
     fn nginx_is_url_encoded_pem() {
         let good = CertificateThumbprint::of_der(DER);
         assert_eq!(nginx(&escaped(&pem())), Ok(good));
+        assert_eq!(nginx(&escaped(&format!("\n{}\n\n", pem()))), Ok(good));
         // `+` stays a base64 character.
         assert_eq!(percent_decode("a+b%2Bc%0A"), Ok(b"a+b+c\n".to_vec()));
         for bad in [
@@ -267,6 +276,13 @@ mod tests {
             "%4".to_owned(),
             escaped("-----BEGIN CERTIFICATE-----\n"),
             escaped(&format!("{}{}", pem(), pem())),
+            escaped(&format!("{},{}", pem(), pem())),
+            escaped(&format!("{},garbage", pem())),
+            escaped(&format!("garbage\n{}", pem())),
+            escaped(&format!(
+                "{}-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                pem()
+            )),
             "plain text".to_owned(),
         ] {
             assert!(nginx(&bad).is_err(), "{bad}");
