@@ -343,4 +343,23 @@ mod tests {
             assert!(xfcc(&format!("{client},{proxy}")).is_err(), "{client}");
         }
     }
+
+    proptest::proptest! {
+        /// Whatever a trusted peer sends (visible ASCII and spaces, as a header value can
+        /// hold), each format answers with a thumbprint or a reason, never a panic.
+        #[test]
+        fn any_value_is_read_or_refused(value in "[ -~]{0,300}") {
+            let _ = rfc9440(&value);
+            let _ = xfcc(&value);
+            let _ = nginx(&value);
+        }
+
+        /// The same, for values built from the formats' own punctuation.
+        #[test]
+        fn punctuation_soup_is_read_or_refused(value in "[\"\\\\;,=:%A-Fa-f0-9 HashCertBy-]{0,120}") {
+            let _ = rfc9440(&value);
+            let _ = xfcc(&value);
+            let _ = nginx(&value);
+        }
+    }
 }
