@@ -231,3 +231,116 @@ async fn a_header_never_overrides_the_handshake_certificate() {
         "the header is never forwarded"
     );
 }
+
+/// A rustls client that presents `cert` and signs the handshake with `key` (whatever key
+/// that is), speaking only `version`.
+mod raw_client {
+    use std::sync::Arc;
+
+    use rustls::client::ResolvesClientCert;
+    use rustls::sign::CertifiedKey;
+    use rustls::SignatureScheme;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[derive(Debug)]
+    struct Presents(Arc<CertifiedKey>);
+
+    impl ResolvesClientCert for Presents {
+        fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+            Some(self.0.clone())
+        }
+
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    /// `GET /public/x` over a fresh TLS connection to `addr`: the first line of the
+    /// response, or `None` when the handshake or the exchange failed.
+    pub async fn status_line(
+        addr: std::net::SocketAddr,
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> Option<String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("ca"))
+            .expect("root");
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("cert");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+        let key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).expect("signing key");
+        // CertifiedKey::new checks nothing: the key need not be the certificate's.
+        let presents = Presents(Arc::new(CertifiedKey::new(vec![cert], key)));
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(presents));
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let name = ServerName::try_from("localhost").expect("name");
+        let mut tls = connector.connect(name, tcp).await.ok()?;
+        tls.write_all(b"GET /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut response = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tls.read_to_end(&mut response),
+        )
+        .await;
+        if !matches!(read, Ok(Ok(_))) && response.is_empty() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&response);
+        text.lines()
+            .next()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+    }
+}
+
+/// RFC 8705 §2.2 rests on the handshake: a client that shows someone's certificate (no
+/// secret: its thumbprint is in the token) without holding its key gets no connection, over
+/// TLS 1.3 and TLS 1.2, in every mode that takes certificates.
+#[tokio::test]
+async fn a_certificate_without_its_key_gets_no_connection() {
+    let pki = Pki::new();
+    for mode in ["optional_any", "optional", "required"] {
+        let s = MtlsStack::start(&pki.tls(mode)).await;
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let what = format!("{mode} {version:?}");
+            let own = raw_client::status_line(
+                s.proxy.addr,
+                &pki.ca.pem(),
+                &pki.alice.cert_pem,
+                &pki.alice.key_pem,
+                version,
+            )
+            .await;
+            assert_eq!(
+                own.as_deref(),
+                Some("HTTP/1.1 200 OK"),
+                "{what}: the holder"
+            );
+            let impostor = raw_client::status_line(
+                s.proxy.addr,
+                &pki.ca.pem(),
+                &pki.alice.cert_pem,
+                &pki.mallory.key_pem,
+                version,
+            )
+            .await;
+            assert_eq!(
+                impostor, None,
+                "{what}: alice's certificate with mallory's key"
+            );
+        }
+    }
+}
