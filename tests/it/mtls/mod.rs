@@ -99,6 +99,8 @@ impl Pki {
 /// The issuer, an echo upstream and tokengate (plain or TLS, as `extra` says), with the
 /// issuer's keys loaded.
 pub struct MtlsStack {
+    /// The configuration tokengate started with, but `extra`.
+    pub base: String,
     pub issuer: TestIssuer,
     pub key: TestKey,
     pub upstream: EchoUpstream,
@@ -110,23 +112,37 @@ impl MtlsStack {
         let key = TestKey::load("rsa-a", "rsa-a", Algorithm::RS256);
         let issuer = TestIssuer::start(vec![key.clone()]).await;
         let upstream = EchoUpstream::start().await;
-        let yaml = format!(
-            "{}upstream: {{ url: {} }}\n{ROUTES}{extra}",
+        let base = format!(
+            "{}upstream: {{ url: {} }}\n{ROUTES}",
             issuer_config(&issuer, ""),
             upstream.url()
         );
-        let proxy = TestProxy::start(&yaml).await;
+        let proxy = TestProxy::start(&format!("{base}{extra}")).await;
         let ready = eventually(10, async || {
             proxy.app().keys().issuers_without_keys().is_empty()
         })
         .await;
         assert!(ready, "tokengate never loaded the test issuer's keys");
         MtlsStack {
+            base,
             issuer,
             key,
             upstream,
             proxy,
         }
+    }
+
+    /// Reloads tokengate with `extra` after the configuration it started with.
+    pub fn reload(&self, extra: &str) {
+        let overrides = tokengate::config::Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let yaml = format!("{}{extra}", self.base);
+        let settings =
+            tokengate::config::load_str(std::path::Path::new("t.yaml"), &yaml, &overrides)
+                .unwrap_or_else(|e| panic!("invalid:\n{e}\n{yaml}"));
+        self.proxy.gateway.reload(settings).expect("reload");
     }
 
     /// A good token bound to `cert` (`cnf["x5t#S256"]`).

@@ -87,6 +87,34 @@ async fn required_refuses_the_handshake_without_a_certificate() {
     assert!(selfsigned.get(s.https("/public/x")).send().await.is_err());
 }
 
+/// `tls.client_auth` is re-read on reload, for the connections accepted after it.
+#[tokio::test]
+async fn a_reload_changes_the_client_certificate_mode_for_new_connections() {
+    let pki = Pki::new();
+    let s = MtlsStack::start(&pki.tls("required")).await;
+    let anonymous = || pki.client(s.proxy.addr, None);
+    let selfsigned = || pki.client(s.proxy.addr, Some(&pki.selfsigned));
+    assert!(anonymous().get(s.https("/public/x")).send().await.is_err());
+    assert!(selfsigned().get(s.https("/public/x")).send().await.is_err());
+    s.reload(&pki.tls("optional_any"));
+    let response = anonymous()
+        .get(s.https("/public/x"))
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(response.status(), 200);
+    let token = s.bound(&pki.selfsigned);
+    let response = selfsigned()
+        .get(s.https("/api/x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(response.status(), 200);
+    s.reload(&pki.tls("required"));
+    assert!(anonymous().get(s.https("/public/x")).send().await.is_err());
+}
+
 #[tokio::test]
 async fn optional_serves_clients_without_a_certificate_but_not_their_bound_tokens() {
     let pki = Pki::new();
