@@ -372,3 +372,42 @@ async fn a_certificate_without_its_key_gets_no_connection() {
         }
     }
 }
+
+/// A token bound both ways (`cnf` with `jkt` and `x5t#S256`) needs the DPoP proof and the
+/// certificate, each of its own; the upstream hears `dpop mtls`.
+#[tokio::test]
+async fn a_token_bound_to_a_dpop_key_and_a_certificate_needs_both() {
+    use crate::support::dpop::DpopKey;
+    let pki = Pki::new();
+    let s = MtlsStack::start(&format!(
+        "{}dpop: {{ external_url: \"{{{{proxy_url}}}}\" }}\n",
+        pki.tls("optional_any")
+    ))
+    .await;
+    let key = DpopKey::es256();
+    let token = s.issuer.token_with(
+        &s.key,
+        serde_json::json!({ "cnf": { "jkt": key.jkt(), "x5t#S256": pki.selfsigned.x5t() } }),
+    );
+    // htu is the configured external URL (the test connects by another name).
+    let htu = format!("{}/api/x", s.proxy.url(""));
+    let send = |identity: Option<&crate::support::tls::ClientCert>, proof: Option<String>| {
+        let client = pki.client(s.proxy.addr, identity);
+        let mut request = client
+            .get(s.https("/api/x"))
+            .header("authorization", format!("DPoP {token}"));
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        async move { request.send().await.expect("request") }
+    };
+    let response = send(Some(&pki.selfsigned), Some(key.proof("GET", &htu, &token))).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(s.last().header("x-auth-token-binding"), Some("dpop mtls"));
+    let response = send(Some(&pki.stranger), Some(key.proof("GET", &htu, &token))).await;
+    assert_eq!(outcome(response).await, (401, "invalid_token".into()));
+    let response = send(None, Some(key.proof("GET", &htu, &token))).await;
+    assert_eq!(outcome(response).await, (401, "invalid_token".into()));
+    let response = send(Some(&pki.selfsigned), None).await;
+    assert_eq!(response.status(), 401);
+}
