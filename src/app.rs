@@ -219,11 +219,11 @@ impl App {
     }
 
     /// Handles one request that came on `connection` (peer, `http` or `https`, the TLS client
-    /// certificate); `affinity` is the
-    /// upstream connection its client connection keeps, if it keeps one; `done` runs when the
-    /// response body has been sent or dropped (the connection's own bookkeeping). Never
-    /// fails: every `Rejection` becomes its response here, and every request writes one
-    /// access log line when its response body ends (the body is metered once, here).
+    /// certificate); `affinity` is the upstream connection its client connection keeps, if it
+    /// keeps one; `done` runs when the response body has been sent or dropped (the
+    /// connection's own bookkeeping). Never fails: every `Rejection` becomes its response
+    /// here, and every request writes one access log line when its response body ends (the
+    /// body is metered once, here).
     pub async fn handle_with(
         &self,
         request: Request<Incoming>,

@@ -4,9 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use ipnet::IpNet;
-
 use http::HeaderName;
+use ipnet::IpNet;
 
 use super::Issues;
 use crate::config::raw::{RawAdmin, RawClientCertificate, RawTls};
