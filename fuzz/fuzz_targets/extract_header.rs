@@ -2,7 +2,8 @@
 //!
 //! The bytes before the first `\n` are the header value, the bytes after it the query (without
 //! a `\n`, the whole input is both). Never panics; a token it returns is a non-empty b64token
-//! (RFC 6750 §2.1) ending a `Bearer` value; a query alone never yields a token, only
+//! (RFC 6750 §2.1) ending a `Bearer` or `DPoP` (RFC 9449 §7.1) value, and its scheme is
+//! the one the value names; a query alone never yields a token, only
 //! `QueryParameter` (exactly when `query_has_token` says so); a Bearer header beside such a
 //! parameter is `MultipleMethods`; two headers are always refused.
 #![no_main]
@@ -10,7 +11,7 @@
 use http::header::{HeaderValue, AUTHORIZATION};
 use http::HeaderMap;
 use libfuzzer_sys::fuzz_target;
-use tokengate::token::{extract, query_has_token, ExtractError, Extracted};
+use tokengate::token::{extract, query_has_token, ExtractError, Extracted, Scheme};
 
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
@@ -102,6 +103,7 @@ fuzz_target!(|data: &[u8]| {
     let alone = extract(&headers, None);
     match &alone {
         Ok(Extracted::Token(token)) => {
+            let sent_as = token.scheme();
             let token = token.as_str();
             assert!(is_b64token(token), "extracted a non-b64token {token:?}");
             let text = value.to_str().expect("a Bearer value is visible ASCII");
@@ -110,8 +112,16 @@ fuzz_target!(|data: &[u8]| {
                 "the token is not the end of the value"
             );
             let scheme = text.split(' ').next().unwrap_or_default();
-            assert!(
-                scheme.eq_ignore_ascii_case("bearer"),
+            let named = if scheme.eq_ignore_ascii_case("bearer") {
+                Some(Scheme::Bearer)
+            } else if scheme.eq_ignore_ascii_case("dpop") {
+                Some(Scheme::Dpop)
+            } else {
+                None
+            };
+            assert_eq!(
+                named,
+                Some(sent_as),
                 "a token from the scheme {scheme:?}"
             );
         }

@@ -787,7 +787,7 @@ async fn the_upstream_cannot_widen_the_cors_policy() {
     assert_eq!(cors_header(&r, "access-control-allow-credentials"), None);
     assert_eq!(
         cors_header(&r, "access-control-expose-headers").as_deref(),
-        Some("WWW-Authenticate, Retry-After, X-Request-Id")
+        Some("WWW-Authenticate, Retry-After, X-Request-Id, DPoP-Nonce")
     );
 
     // allow_origins: ["*"] never goes out with the upstream's Allow-Credentials.

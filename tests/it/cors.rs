@@ -57,7 +57,7 @@ async fn a_401_carries_cors_headers_so_the_browser_can_read_it() {
     );
     assert_eq!(
         get("access-control-expose-headers"),
-        "WWW-Authenticate, Retry-After, X-Request-Id"
+        "WWW-Authenticate, Retry-After, X-Request-Id, DPoP-Nonce"
     );
     assert_eq!(get("vary"), "Origin");
 

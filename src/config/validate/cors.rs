@@ -10,7 +10,12 @@ use crate::config::raw::RawCors;
 use crate::config::{AllowedOrigins, Cors, CorsSettings};
 
 /// The response headers a browser app may read by default (`cors.expose_headers`).
-const DEFAULT_EXPOSE_HEADERS: &[&str] = &["WWW-Authenticate", "Retry-After", "X-Request-Id"];
+const DEFAULT_EXPOSE_HEADERS: &[&str] = &[
+    "WWW-Authenticate",
+    "Retry-After",
+    "X-Request-Id",
+    "DPoP-Nonce",
+];
 
 /// No `cors:` is [`Cors::Off`]; `mode: policy` (the default) checks the policy's fields;
 /// `mode: upstream` takes none of them.
@@ -274,7 +279,7 @@ mod tests {
         assert_eq!(p.allow_methods, "GET,HEAD,PUT,PATCH,POST,DELETE");
         assert_eq!(
             p.expose_headers,
-            "WWW-Authenticate, Retry-After, X-Request-Id"
+            "WWW-Authenticate, Retry-After, X-Request-Id, DPoP-Nonce"
         );
         assert!(p.allow_headers.is_none() && p.max_age.is_none() && !p.allow_credentials);
     }
