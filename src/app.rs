@@ -515,12 +515,22 @@ impl App {
         headers: &HeaderMap,
         inbound: &Inbound<'_>,
     ) -> Result<Option<CertificateThumbprint>, Rejection> {
-        Ok(client_cert::presented(
+        let presented = client_cert::presented(
             inbound.connection_certificate.as_ref(),
             self.settings.client_certificate.as_ref(),
             headers,
             self.headers.is_trusted(&inbound.peer),
-        )?)
+        );
+        // A trusted proxy sent it: the operator wants to know (the value is never logged).
+        Ok(presented.inspect_err(|e| {
+            warn!(
+                request_id = inbound.request_id.to_str().unwrap_or("-"),
+                peer = %inbound.peer,
+                reason = e.reason(),
+                error = %e,
+                "client certificate header from a trusted proxy refused"
+            );
+        })?)
     }
 
     /// Where the request would go: the upstream, or (with none) one of the quickstart's
