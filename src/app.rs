@@ -19,6 +19,7 @@ use crate::authn::{dpop::TargetUri, Introspector, ProofChecker};
 use crate::authz::{self, Permit};
 use crate::body::{Body, BoxError, Metered};
 use crate::builtin::Builtin;
+use crate::client_cert;
 use crate::config::{Cors, ForwardAuthSettings, Settings};
 use crate::cors;
 use crate::dev::DevIssuer;
@@ -95,14 +96,27 @@ impl Outcome {
     }
 }
 
+/// What the server knows of the client connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// How the request arrived: `http` or `https`.
+    pub proto: &'static str,
+    /// The certificate the client presented in tokengate's own TLS handshake (and the TLS
+    /// verifier accepted), if any.
+    pub client_certificate: Option<CertificateThumbprint>,
+}
+
 /// The client connection a request came on, and the id tokengate gave the request.
 struct Inbound<'a> {
     peer: SocketAddr,
     proto: &'static str,
     affinity: Option<&'a Affinity>,
     request_id: HeaderValue,
-    /// The client certificate of the TLS connection (or from a trusted proxy's header).
-    client_certificate: Option<CertificateThumbprint>,
+    /// The certificate of tokengate's own TLS handshake with the client, if any (a trusted
+    /// proxy's header is read by `client_cert::presented`, which prefers this one).
+    connection_certificate: Option<CertificateThumbprint>,
 }
 
 /// Where a permitted request goes (stage 6).
@@ -157,10 +171,12 @@ impl App {
         let settings = Arc::new(settings);
         Ok(App {
             endpoints: Endpoints::new(settings.clone(), dev.clone()),
-            headers: Arc::new(HeaderPolicy::new(
-                &settings.forward,
-                &settings.trusted_proxies,
-            )),
+            headers: Arc::new(
+                HeaderPolicy::new(&settings.forward, &settings.trusted_proxies)
+                    .stripping_certificate_header(
+                        settings.client_certificate.as_ref().map(|c| &c.header),
+                    ),
+            ),
             preflight_rule: Arc::new(Rule::public()),
             cache: TokenCache::with_counters(&settings.cache, settings.generation, hits, misses),
             introspector: Introspector::counting(&settings, &metrics),
@@ -216,20 +232,25 @@ impl App {
         endpoints::readiness(&self.keys)
     }
 
-    /// Handles one request; `proto` is how it arrived (`http` or `https`); `affinity` is the
-    /// upstream connection its client connection keeps, if it keeps one; `done` runs when the
-    /// response body has been sent or dropped (the connection's own bookkeeping). Never
-    /// fails: every `Rejection` becomes its response here, and every request writes one
-    /// access log line when its response body ends (the body is metered once, here).
+    /// Handles one request that came on `connection` (peer, `http` or `https`, the TLS client
+    /// certificate); `affinity` is the upstream connection its client connection keeps, if it
+    /// keeps one; `done` runs when the response body has been sent or dropped (the
+    /// connection's own bookkeeping). Never fails: every `Rejection` becomes its response
+    /// here, and every request writes one access log line when its response body ends (the
+    /// body is metered once, here).
     pub async fn handle_with(
         &self,
         request: Request<Incoming>,
-        peer: SocketAddr,
-        proto: &'static str,
+        connection: &Connection,
         affinity: Option<&Affinity>,
         done: Box<dyn FnOnce() + Send + Sync>,
     ) -> Response<Body> {
         let started = Instant::now();
+        let Connection {
+            peer,
+            proto,
+            client_certificate,
+        } = *connection;
         self.metrics.in_flight.inc();
         let mut request = request;
         authority_as_host(&mut request);
@@ -259,7 +280,7 @@ impl App {
             proto,
             affinity,
             request_id: request_id.clone(),
-            client_certificate: None,
+            connection_certificate: client_certificate,
         };
 
         let mut outcome = Outcome::default();
@@ -432,6 +453,9 @@ impl App {
                 .headers
                 .reported_origin(request.headers(), &inbound.peer),
         };
+        // The certificate the client presented (its TLS handshake's, or a trusted proxy's
+        // header).
+        let client_certificate = self.client_certificate(request.headers(), inbound)?;
         let credentials = Credentials {
             headers: request.headers(),
             query: request.uri().query(),
@@ -443,7 +467,7 @@ impl App {
                 .external_url
                 .as_deref()
                 .or(reported_origin.as_deref()),
-            client_certificate: inbound.client_certificate.as_ref(),
+            client_certificate: client_certificate.as_ref(),
         };
         let principal = self.authenticate(rule, &credentials, outcome).await?;
         outcome.identify(&principal);
@@ -510,6 +534,7 @@ impl App {
         // 2 token, 3 authn, on the original request: its method and URL are what a DPoP
         // proof names; the origin is the configured one, else the one the ingress reports.
         let reported_origin = original.origin();
+        let client_certificate = self.client_certificate(request.headers(), inbound)?;
         let credentials = Credentials {
             headers: request.headers(),
             query: query.as_deref(),
@@ -521,7 +546,7 @@ impl App {
                 .external_url
                 .as_deref()
                 .or(reported_origin.as_deref()),
-            client_certificate: inbound.client_certificate.as_ref(),
+            client_certificate: client_certificate.as_ref(),
         };
         let principal = self.authenticate(rule, &credentials, outcome).await?;
         outcome.identify(&principal);
@@ -530,6 +555,32 @@ impl App {
         outcome.reason = "ok";
         let identity = self.headers.identity_answer(&permit, &inbound.request_id);
         Ok(forward_auth::allow(identity))
+    }
+
+    /// The client certificate the request comes with: tokengate's own TLS handshake's, else
+    /// the `client_certificate` header of a peer in `trusted_proxies` (see
+    /// `client_cert::presented`); a trusted peer's unusable header is a 400.
+    fn client_certificate(
+        &self,
+        headers: &HeaderMap,
+        inbound: &Inbound<'_>,
+    ) -> Result<Option<CertificateThumbprint>, Rejection> {
+        let presented = client_cert::presented(
+            inbound.connection_certificate.as_ref(),
+            self.settings.client_certificate.as_ref(),
+            headers,
+            self.headers.is_trusted(&inbound.peer),
+        );
+        // A trusted proxy sent it: the operator wants to know (the value is never logged).
+        Ok(presented.inspect_err(|e| {
+            warn!(
+                request_id = inbound.request_id.to_str().unwrap_or("-"),
+                peer = %inbound.peer,
+                reason = e.reason(),
+                error = %e,
+                "client certificate header from a trusted proxy refused"
+            );
+        })?)
     }
 
     /// Where the request would go: the upstream, or (with none) one of the quickstart's

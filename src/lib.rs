@@ -5,7 +5,9 @@
 //!
 //! 1. [`route`]: the canonical path (400 if ambiguous); then tokengate's own `endpoints`,
 //!    or the first matching rule (or the default)
-//! 2. [`token`]: the bearer token from `Authorization` (RFC 6750 §2.1; 400 if malformed)
+//! 2. [`token`]: the bearer token from `Authorization` (RFC 6750 §2.1; 400 if malformed);
+//!    `client_cert`: the client certificate (TLS handshake, else a trusted proxy's header)
+//!    a certificate-bound token is checked against (RFC 8705 §3)
 //! 3. [`authn`]: the JWT verified against its issuer's keys ([`jwks`]) → a principal
 //!    (401 `invalid_token`, 503 while an issuer has no keys)
 //! 4. [`authz`]: the rule's scopes and claims → a permit (403)
@@ -29,6 +31,7 @@ pub mod authz;
 mod body;
 mod builtin;
 pub mod claims;
+mod client_cert;
 pub mod config;
 mod cors;
 mod dev;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tokengate::config::{self, Cors, LogFormat, Overrides, Settings};
+use tokengate::config::{self, Cors, LogFormat, Overrides, Settings, TlsClientAuth};
 use tokengate::inspect::Keys;
 use tokengate::logsafe::Escaped;
 use tokengate::Gateway;
@@ -246,6 +246,7 @@ fn summary(s: &Settings) -> String {
             s.forward.trusted_identity.join(", ")
         );
     }
+    out += &client_certificates(s);
     if s.upstream.is_some() && matches!(s.cors, Cors::Off) {
         out += "  warning: an upstream is configured and cors: is not: a browser app's preflights will get 401; set cors: { allow_origins: [...] }, or cors: { mode: upstream } if the upstream answers CORS itself\n";
     }
@@ -322,6 +323,37 @@ fn resources(s: &Settings) -> String {
         );
     }
     out
+}
+
+/// `check`'s line on client certificates (RFC 8705 §3 certificate-bound tokens).
+fn client_certificates(s: &Settings) -> String {
+    let mut sources = Vec::new();
+    if let Some(tls) = &s.tls {
+        match tls.client_auth {
+            TlsClientAuth::Off => {}
+            TlsClientAuth::Required(_) => {
+                sources.push("TLS, required, chained to tls.client_ca".to_owned())
+            }
+            TlsClientAuth::Optional(_) => {
+                sources.push("TLS, optional, chained to tls.client_ca".to_owned())
+            }
+            TlsClientAuth::OptionalAny => sources.push(
+                "TLS, optional, any certificate whose key signs the handshake (binding only)"
+                    .to_owned(),
+            ),
+        }
+    }
+    if let Some(c) = &s.client_certificate {
+        sources.push(format!(
+            "header {} ({}) from trusted_proxies only",
+            c.header,
+            c.format.name()
+        ));
+    }
+    if sources.is_empty() {
+        return "  client certificates: none (certificate-bound tokens are refused)\n".to_owned();
+    }
+    format!("  client certificates: {}\n", sources.join("; then "))
 }
 
 /// `tokengate check --online`: every issuer's keys, fetched as the proxy fetches them.

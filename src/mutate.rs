@@ -159,6 +159,9 @@ pub struct HeaderPolicy {
     foreign: Vec<HeaderPattern>,
     /// Of those, the ones kept when a trusted proxy sends them (normal form).
     trusted_identity: Vec<String>,
+    /// `client_certificate.header` (normal form): read from trusted proxies before this
+    /// policy runs, then removed from every request, whoever sent it.
+    certificate_header: Option<String>,
 }
 
 /// What the request said about itself before stripping (its `Host`, and whether it came
@@ -194,7 +197,17 @@ impl HeaderPolicy {
             trusted_proxies: trusted_proxies.to_vec(),
             foreign: forward.foreign_identity.clone(),
             trusted_identity: forward.trusted_identity.clone(),
+            certificate_header: None,
         }
+    }
+
+    /// This policy, also removing `header` (the `client_certificate` header a trusted proxy
+    /// passes the client's certificate in) in every spelling from every request, trusted
+    /// peer or not: the certificate is tokengate's business, and an upstream must not take
+    /// a client's copy of it for the proxy's.
+    pub fn stripping_certificate_header(mut self, header: Option<&HeaderName>) -> HeaderPolicy {
+        self.certificate_header = header.map(|h| normalize(h.as_str()));
+        self
     }
 
     /// Whether `peer` is in `trusted_proxies`. An IPv4 peer reaching a dual-stack listener as
@@ -274,6 +287,10 @@ impl HeaderPolicy {
             || METHOD_OVERRIDES.iter().any(|m| normalized_eq(n, m))
             || SET_BY_TOKENGATE.iter().any(|m| normalized_eq(n, m))
             || PROOFS.iter().any(|m| normalized_eq(n, m))
+            || self
+                .certificate_header
+                .as_deref()
+                .is_some_and(|c| normalized_eq(n, c))
             || self.is_identity(n)
             // A trusted proxy's identity headers pass in the spelling configured only: it sets
             // that one, so another spelling beside it is the client's.
@@ -836,6 +853,27 @@ mod tests {
         p.strip_request(&mut h, &PEER, false);
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, vec!["accept"]);
+    }
+
+    #[test]
+    fn the_certificate_header_is_stripped_in_every_spelling_from_everyone() {
+        let p = policy(&["127.0.0.1/32"]).stripping_certificate_header(Some(
+            &HeaderName::from_static("x-forwarded-client-cert"),
+        ));
+        let trusted: SocketAddr = "127.0.0.1:1".parse().unwrap_or(PEER);
+        for peer in [PEER, trusted] {
+            let mut h = headers(&[
+                ("X-Forwarded-Client-Cert", "Hash=00"),
+                ("x_forwarded_client_cert", "Hash=00"),
+                ("X_Forwarded-Client_CERT", "Hash=00"),
+                ("Accept", "*/*"),
+            ]);
+            p.strip_request(&mut h, &peer, false);
+            let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            assert_eq!(names, vec!["accept"], "{peer}");
+        }
+        let name = HeaderName::from_static("x_forwarded_client_cert");
+        assert!(!p.keeps_request_trailer(&name));
     }
 
     #[test]

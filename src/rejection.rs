@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::authn::{AuthnError, ProofError, StoreError, TokenError};
 use crate::authz::AuthzError;
 use crate::body::{full, Body};
+use crate::client_cert::ClientCertError;
 use crate::dev::BadTokenRequest;
 use crate::endpoints::EndpointError;
 use crate::forward::UpstreamError;
@@ -107,6 +108,15 @@ pub enum Rejection {
     UseDpopNonce(String),
     /// The DPoP replay store could not record the proof (503, retry): never accepted.
     ReplayStoreUnavailable(StoreError),
+    /// A trusted proxy's client certificate header is repeated, misspelled or unreadable
+    /// (400 `invalid_request`).
+    ClientCertificate(ClientCertError),
+}
+
+impl From<ClientCertError> for Rejection {
+    fn from(e: ClientCertError) -> Rejection {
+        Rejection::ClientCertificate(e)
+    }
 }
 
 impl From<AuthzError> for Rejection {
@@ -192,6 +202,7 @@ impl Rejection {
             Rejection::AccessDenied(_) => "access_denied",
             Rejection::Upstream(e) => e.reason(),
             Rejection::ForwardAuth(e) => e.reason(),
+            Rejection::ClientCertificate(e) => e.reason(),
         }
     }
 
@@ -206,6 +217,7 @@ impl Rejection {
             | Rejection::BadDevTokenRequest(_)
             | Rejection::BadPath(_)
             | Rejection::AmbiguousHost
+            | Rejection::ClientCertificate(_)
             | Rejection::MethodNotUpperCase => StatusCode::BAD_REQUEST,
             Rejection::InsufficientScope(_)
             | Rejection::AccessDenied(_)
@@ -322,6 +334,7 @@ impl Rejection {
                     ("access_denied", e.to_string(), None)
                 }
                 Rejection::ForwardAuth(e) => ("invalid_request", e.to_string(), None),
+                Rejection::ClientCertificate(e) => ("invalid_request", e.to_string(), None),
                 Rejection::Upstream(e) => (
                     match e {
                         UpstreamError::Timeout => "upstream_timeout",
@@ -745,6 +758,13 @@ mod tests {
             (Rejection::BadPath(PathError::Backslash), 400, "invalid_request", None, None),
             (Rejection::AmbiguousHost, 400, "invalid_request", None, None),
             (
+                Rejection::ClientCertificate(ClientCertError::Repeated),
+                400,
+                "invalid_request",
+                None,
+                None,
+            ),
+            (
                 Rejection::InsufficientScope("admin".into()),
                 403,
                 "insufficient_scope",
@@ -837,7 +857,8 @@ mod tests {
             | Rejection::ForwardAuth(_)
             | Rejection::InvalidDpopProof(_)
             | Rejection::UseDpopNonce(_)
-            | Rejection::ReplayStoreUnavailable(_) => {}
+            | Rejection::ReplayStoreUnavailable(_)
+            | Rejection::ClientCertificate(_) => {}
         }
     }
 

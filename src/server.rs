@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+use crate::app::Connection;
 use crate::body::{full, Body, Metered};
 use crate::builtin::json_response;
 use crate::forward::Affinity;
@@ -261,15 +262,22 @@ async fn serve_connection(
     let stream = WatchedIo::new(stream, socket.clone(), admitted);
     match gateway.tls() {
         None => {
-            serve_io(
-                stream, peer, gateway, builder, watcher, watch, socket, "http",
-            )
-            .await
+            let connection = Connection {
+                peer,
+                proto: "http",
+                client_certificate: None,
+            };
+            serve_io(stream, connection, gateway, builder, watcher, watch, socket).await
         }
         Some(acceptor) => {
             match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    serve_io(tls, peer, gateway, builder, watcher, watch, socket, "https").await
+                    let connection = Connection {
+                        peer,
+                        proto: "https",
+                        client_certificate: crate::tls::client_certificate(tls.get_ref().1),
+                    };
+                    serve_io(tls, connection, gateway, builder, watcher, watch, socket).await
                 }
                 Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => debug!(%peer, "TLS handshake timed out"),
@@ -278,19 +286,18 @@ async fn serve_connection(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve_io<IO>(
     io: IO,
-    peer: SocketAddr,
+    connection: Connection,
     gateway: Arc<Gateway>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     watch: Watch,
     socket: Arc<SocketProgress>,
-    proto: &'static str,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = connection.peer;
     let activity = Arc::new(Activity {
         active: AtomicUsize::new(0),
         last: AtomicU64::new(0),
@@ -328,7 +335,7 @@ async fn serve_io<IO>(
                 })
             } else {
                 // The app meters the response (access log, in-flight count) and runs `done`.
-                app.handle_with(request, peer, proto, affinity.as_deref(), done)
+                app.handle_with(request, &connection, affinity.as_deref(), done)
                     .await
             };
             // HTTP/1.1 needs no per-body watch: its socket tells (see serve_io).

@@ -47,6 +47,18 @@ pub struct RawConfig {
     /// DPoP (RFC 9449) proof checks: `htu`'s origin, algorithms, `iat` window, nonces, replay.
     #[serde(default)]
     pub dpop: RawDpop,
+    /// The client certificate a TLS-terminating proxy in `trusted_proxies` passes on.
+    pub client_certificate: Option<RawClientCertificate>,
+}
+
+/// `client_certificate:`: the header a trusted TLS-terminating proxy carries the client's
+/// certificate in, and its format.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientCertificate {
+    pub header: Option<String>,
+    /// `rfc9440`, `xfcc` or `nginx`.
+    pub format: Option<String>,
 }
 
 /// `dpop:`: how DPoP proofs (RFC 9449 §4.3) are checked; every field has a default.
@@ -113,6 +125,8 @@ pub struct RawTls {
     pub cert: String,
     pub key: String,
     pub client_ca: Option<String>,
+    /// `required`, `optional` or `optional_any`.
+    pub client_auth: Option<String>,
 }
 
 /// `admin:`: the admin listener.

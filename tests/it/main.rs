@@ -22,6 +22,7 @@ mod introspection;
 mod keys;
 mod keysets;
 mod mcp;
+mod mtls;
 mod operations;
 mod properties;
 mod quickstart;

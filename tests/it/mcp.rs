@@ -121,6 +121,14 @@ async fn mcp_metadata_member_by_member_rfc9728() {
                 members["resource_documentation"],
                 "https://docs.example.com/mcp"
             );
+            // §2 (RFC 9449 §5.1): the route takes DPoP-bound tokens (dpop: allowed, the
+            // default) without requiring them; no client certificates are seen, so
+            // tls_client_certificate_bound_access_tokens is left out (false).
+            assert_eq!(
+                members["dpop_signing_alg_values_supported"],
+                json!(["ES256", "EdDSA", "PS256", "RS256"])
+            );
+            assert_eq!(members["dpop_bound_access_tokens_required"], json!(false));
             // Nothing else, and nothing empty or null (§2: members with no value are omitted).
             let mut names: Vec<&str> = members.keys().map(String::as_str).collect();
             names.sort_unstable();
@@ -129,6 +137,8 @@ async fn mcp_metadata_member_by_member_rfc9728() {
                 [
                     "authorization_servers",
                     "bearer_methods_supported",
+                    "dpop_bound_access_tokens_required",
+                    "dpop_signing_alg_values_supported",
                     "resource",
                     "resource_documentation",
                     "resource_name",

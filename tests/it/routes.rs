@@ -993,6 +993,8 @@ async fn protected_resource_metadata_is_public_and_named_in_every_401() {
             "authorization_servers": ["https://idp.example.com"],
             "scopes_supported": ["read"],
             "bearer_methods_supported": ["header"],
+            "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "PS256", "RS256"],
+            "dpop_bound_access_tokens_required": false,
         })
     );
     // Public even with a garbage token, and never forwarded.

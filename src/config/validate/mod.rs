@@ -101,6 +101,11 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
     cors::needs_upstream(&mut issues, &cors, upstream.is_some());
     let forward = forward::forward(&mut issues, &raw.forward);
     let trusted_proxies = listen::trusted_proxies(&mut issues, &raw.trusted_proxies);
+    let client_certificate = listen::client_certificate(
+        &mut issues,
+        raw.client_certificate.as_ref(),
+        &trusted_proxies,
+    );
     let paths = routes::path_options(&raw.paths);
     let mut rules = routes::rules(
         &mut issues,
@@ -156,6 +161,7 @@ pub fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Vec<I
         forward_auth,
         opaque_tokens,
         dpop,
+        client_certificate,
     })
 }
 
