@@ -599,7 +599,9 @@ async fn envoy_ext_authz_in_front_of_the_upstream() {
 fn the_example_tokengate_configuration_loads() {
     let path = format!("{ROOT}/examples/forward-auth/tokengate.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let text = text.replace("${IDP_DOMAIN}", "idp.example.com");
+    let text = text
+        .replace("${IDP_DOMAIN}", "idp.example.com")
+        .replace("${API_DOMAIN}", "api.example.com");
     let settings = tokengate::config::load_str(
         Path::new(&path),
         &text,
@@ -610,4 +612,9 @@ fn the_example_tokengate_configuration_loads() {
         .forward_auth
         .unwrap_or_else(|| panic!("no forward_auth in the example"));
     assert_eq!(fa.path, "/_auth");
+    // The origin DPoP proofs are checked against (nginx and Envoy report none).
+    assert_eq!(
+        settings.dpop.external_url.as_deref(),
+        Some("https://api.example.com")
+    );
 }
