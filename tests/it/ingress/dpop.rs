@@ -1,11 +1,12 @@
 //! DPoP through real ingresses in forward-auth mode.
 //!
-//! openid-client, holding a token oidc-provider bound to its key, calls the app through
-//! Traefik's ForwardAuth and Caddy's forward_auth (the shipped examples). tokengate decides
-//! with no `dpop.external_url`, so a proof's `htu` is checked against the origin the ingress
-//! reports (`X-Forwarded-Proto` and `-Host`), and with nonces on, so the ingress must hand
-//! tokengate's 401 `use_dpop_nonce` and its `DPoP-Nonce` back to the client for the client's
-//! retry to succeed.
+//! openid-client, holding a token oidc-provider bound to its key, calls the app through each
+//! shipped example (nginx, Traefik, Envoy, Caddy). tokengate decides with nonces on, so the
+//! ingress must hand tokengate's 401 `use_dpop_nonce` and its `DPoP-Nonce` back to the
+//! client for the client's retry to succeed; behind Traefik and Caddy with no
+//! `dpop.external_url`, so a proof's `htu` is checked against the origin the ingress reports
+//! (`X-Forwarded-Proto` and `-Host`), behind nginx and Envoy (which report none) with the
+//! ingress's URL as `external_url`.
 //!
 //! Through each of the four examples, what the app gets (README "Forward-auth"): never the
 //! `DPoP` header, `X-Auth-Token-Binding: dpop` for a DPoP request and none for a bearer one
@@ -49,6 +50,16 @@ async fn stack(peer: &OidcProvider, mode: &str, listen: u16, dpop: &str) -> Stac
     }
 }
 
+/// The `external_url:` line (under `dpop:`) for `mode` listening on `listen`: nginx and
+/// Envoy report no origin, so tokengate is told the ingress's; Traefik and Caddy report
+/// theirs (`X-Forwarded-Proto` and `-Host`), and none is configured.
+fn external_url(mode: &str, listen: u16) -> String {
+    match mode {
+        "nginx" | "envoy" => format!("  external_url: http://127.0.0.1:{listen}\n"),
+        _ => String::new(),
+    }
+}
+
 /// The ingress of `mode`, running its shipped example in front of `stack`.
 async fn ingress(mode: &str, stack: &Stack) -> Ingress {
     match mode {
@@ -68,11 +79,13 @@ async fn dpop_through(mode: &str) {
         "0123456789abcdef0123456789abcdef-dpop-nonce-test",
     )
     .expect("the nonce secret written");
-    let nonces = format!(
-        "dpop:\n  nonce: {{ secret_file: {}, lifetime: 60s }}\n",
+    let listen = free_port();
+    let dpop = format!(
+        "dpop:\n{}  nonce: {{ secret_file: {}, lifetime: 60s }}\n",
+        external_url(mode, listen),
         secret.path().display()
     );
-    let stack = stack(&peer, mode, free_port(), &nonces).await;
+    let stack = stack(&peer, mode, listen, &dpop).await;
     let ingress = ingress(mode, &stack).await;
     let before = stack.upstream.count();
 
@@ -185,10 +198,7 @@ fn assert_token_reached_the_app(
 async fn what_the_app_gets(mode: &str) {
     let peer = dpop_peer();
     let listen = free_port();
-    let dpop = match mode {
-        "nginx" | "envoy" => format!("dpop:\n  external_url: http://127.0.0.1:{listen}\n"),
-        _ => String::new(),
-    };
+    let dpop = format!("dpop:\n{}", external_url(mode, listen));
     let stack = stack(&peer, mode, listen, &dpop).await;
     let ingress = ingress(mode, &stack).await;
     let client = reqwest::Client::new();
@@ -290,6 +300,16 @@ async fn envoy_gives_the_app_the_binding_and_the_clients_scheme_never_the_proof(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caddy_gives_the_app_the_binding_and_a_bearer_token_never_the_proof() {
     what_the_app_gets("caddy").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_auth_request_with_dpop_nonces_and_openid_client() {
+    dpop_through("nginx").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_ext_authz_with_dpop_nonces_and_openid_client() {
+    dpop_through("envoy").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
