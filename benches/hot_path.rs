@@ -133,20 +133,18 @@ fn verification(c: &mut Criterion) {
         .expect("runtime");
     let f = fixture(&rt);
     let introspector = authn::Introspector::new(&f.settings);
-    let off = TokenCache::new(
-        &CacheSettings {
-            enabled: false,
-            max_entries: 1,
-        },
-        f.settings.generation,
-    );
-    let on = TokenCache::new(
-        &CacheSettings {
-            enabled: true,
-            max_entries: 100_000,
-        },
-        f.settings.generation,
-    );
+    let mut without = f.settings.clone();
+    without.cache = CacheSettings {
+        enabled: false,
+        max_entries: 1,
+    };
+    let off = TokenCache::new(&without);
+    let mut with = f.settings.clone();
+    with.cache = CacheSettings {
+        enabled: true,
+        max_entries: 100_000,
+    };
+    let on = TokenCache::new(&with);
 
     // The bare signature check, what a miss cannot avoid: decode the signature segment and
     // verify it with the key parsed once (as tokengate holds its keys).

@@ -178,7 +178,7 @@ impl App {
                     ),
             ),
             preflight_rule: Arc::new(Rule::public()),
-            cache: TokenCache::with_counters(&settings.cache, settings.generation, hits, misses),
+            cache: TokenCache::reusing(&settings, previous.map(|p| &p.cache), hits, misses),
             introspector: Introspector::counting(&settings, &metrics),
             drain: previous.map(|p| p.drain.clone()).unwrap_or_default(),
             proofs: ProofChecker::reusing(

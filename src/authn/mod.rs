@@ -374,6 +374,7 @@ async fn verify_token(
         cache.insert(
             cache_key,
             Entry {
+                revision: cache.revision(&verified.issuer).unwrap_or_default(),
                 token: verified.clone(),
                 deadline,
                 key,

@@ -51,7 +51,8 @@ pub struct Settings {
     pub resources: Vec<ResourceSettings>,
     /// The verified-token cache (`cache:`).
     pub cache: CacheSettings,
-    /// Distinguishes one loaded configuration from the next (verified-token cache keys).
+    /// Distinguishes one loaded configuration from the next (connections built for an older
+    /// one; the verified-token cache's revisions of changed issuers).
     pub generation: u64,
     /// TLS on the public listener (`tls:`); plain HTTP when `None`.
     pub tls: Option<TlsSettings>,
@@ -206,7 +207,7 @@ impl CertificateHeaderFormat {
 }
 
 /// The verified-token cache (`cache:`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSettings {
     /// `true` by default.
     pub enabled: bool,
@@ -364,8 +365,9 @@ pub enum Coverage {
     Rest,
 }
 
-/// One trusted issuer (`issuers[i]`, or the dev issuer).
-#[derive(Debug, Clone)]
+/// One trusted issuer (`issuers[i]`, or the dev issuer). Compared whole on a reload: an
+/// issuer whose settings are equal keeps its cached verified tokens.
+#[derive(Debug, Clone, PartialEq)]
 pub struct IssuerSettings {
     /// Compared byte for byte with the token's `iss`.
     pub issuer: String,

@@ -135,3 +135,80 @@ async fn the_cache_is_bounded() {
     let len = proxy.app().cache().len();
     assert!(len <= 50 && len > 0, "{len} entries");
 }
+
+/// A reload keeps the entries of every issuer whose settings did not change (no
+/// re-verification storm on SIGHUP), and drops those of an issuer whose audiences,
+/// algorithms, claims or keys changed.
+#[tokio::test]
+async fn entries_survive_an_unrelated_reload_and_die_with_their_issuers_settings() {
+    let key = TestKey::load("rsa-a", "a", Algorithm::RS256);
+    let issuer = TestIssuer::start(vec![key.clone()]).await;
+    let proxy = TestProxy::for_issuer(&issuer).await;
+    proxy.wait_ready().await;
+    let token = issuer.token(&key);
+    let reload = |yaml: String| {
+        let settings = tokengate::config::load_str(
+            std::path::Path::new("reload.yaml"),
+            &yaml,
+            &Default::default(),
+        )
+        .unwrap_or_else(|e| panic!("reload config: {e}\n{yaml}"));
+        proxy.gateway.reload(settings).expect("reload");
+    };
+    let stats = || proxy.app().cache().stats();
+    assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
+    assert_eq!(stats(), (0, 1));
+    // Unrelated changes: the entry is still used (a hit, not a second verification).
+    reload(format!(
+        "{}limits: {{ max_header_bytes: 8192 }}\n",
+        issuer_config(&issuer, "")
+    ));
+    assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
+    assert_eq!(stats(), (1, 1), "kept across an unrelated reload");
+    // A second issuer added, the first unchanged: still a hit.
+    reload(format!(
+        "{}  - issuer: https://other.example\n    audiences: [x]\n    jwks_uri: https://other.example/jwks\n",
+        issuer_config(&issuer, "")
+    ));
+    assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 200);
+    assert_eq!(stats(), (2, 1), "kept when another issuer is added");
+    // Each change to the issuer's own verification settings: verified again (a miss), and
+    // then cached under the new settings (a hit).
+    let base = issuer_config(&issuer, "");
+    let changes = [
+        (
+            "audiences",
+            base.replace("    audiences: [", "    audiences: [api://another, "),
+        ),
+        (
+            "algorithms",
+            base.replace("    algorithms: ", "    algorithms: [RS256]\n    #"),
+        ),
+        (
+            "claims",
+            format!("{base}    claims: {{ sub: {} }}\n", issuer.claims()["sub"]),
+        ),
+        ("leeway", format!("{base}    leeway: 5s\n")),
+    ];
+    let mut expected = stats();
+    for (what, yaml) in changes {
+        reload(yaml);
+        assert_eq!(
+            proxy.get_with("/api/messages", &token).await.status(),
+            200,
+            "{what}"
+        );
+        expected.1 += 1;
+        assert_eq!(stats(), expected, "{what}: verified again");
+        assert_eq!(
+            proxy.get_with("/api/messages", &token).await.status(),
+            200,
+            "{what}"
+        );
+        expected.0 += 1;
+        assert_eq!(stats(), expected, "{what}: cached again");
+    }
+    // A claim rule the token fails: the cached entry cannot let it through.
+    reload(format!("{base}    claims: {{ sub: somebody-else }}\n"));
+    assert_eq!(proxy.get_with("/api/messages", &token).await.status(), 401);
+}
