@@ -222,9 +222,13 @@ fn summary(s: &Settings) -> String {
         None => out += "  upstream: none (built-in /secure and /api/messages)\n",
     }
     for r in &s.rules.routes {
-        out += &format!("  route {}: auth {:?}\n", r.name, r.rule.auth);
+        out += &format!(
+            "  route {}: auth {:?}, dpop {:?}\n",
+            r.name, r.rule.auth, r.rule.dpop
+        );
     }
     out += &resources(s);
+    out += &dpop(s);
     out += match &s.cors {
         Cors::Off => "  cors: off\n",
         Cors::Policy(_) => "  cors: tokengate answers preflights; the upstream's Access-Control-* headers are replaced\n",
@@ -323,6 +327,35 @@ fn resources(s: &Settings) -> String {
         );
     }
     out
+}
+
+/// `check`'s line on DPoP (RFC 9449): the origin proofs must name, the algorithms, nonces
+/// and where used proofs are remembered.
+fn dpop(s: &Settings) -> String {
+    let d = &s.dpop;
+    let origin = match &d.external_url {
+        Some(url) => format!("htu origin {url}"),
+        None => "htu origin: none configured (a trusted proxy's X-Forwarded-Proto/-Host, forward-auth's Traefik/Caddy headers, or DPoP-bound tokens refused)".to_owned(),
+    };
+    let store = match &d.replay {
+        tokengate::config::ReplaySettings::Memory { max_entries } => {
+            format!("memory, this process only, {max_entries} proofs at most")
+        }
+        tokengate::config::ReplaySettings::Redis { url, .. } => {
+            let host = url::Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            format!("redis at {host}, shared by every replica")
+        }
+    };
+    format!(
+        "  dpop: {origin}; algs {}; iat window {}s past, {}s future; nonces {}; replay store {store}\n",
+        d.algs(),
+        d.iat_past.as_secs(),
+        d.iat_future.as_secs(),
+        if d.nonce.is_some() { "on" } else { "off" },
+    )
 }
 
 /// `check`'s line on client certificates (RFC 8705 §3 certificate-bound tokens).

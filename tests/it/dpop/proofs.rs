@@ -562,3 +562,38 @@ async fn without_an_external_url_a_trusted_proxy_reports_the_origin_and_a_client
         "a client's own X-Forwarded-Host is not believed"
     );
 }
+
+#[test]
+fn check_prints_each_routes_dpop_mode_and_the_dpop_settings() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("dpop.yaml");
+    std::fs::write(
+        &path,
+        "issuers:\n  - issuer: https://idp.example.com\n    audiences: [api]\nroutes:\n  - { path: /pay/**, dpop: required }\ndpop:\n  external_url: https://api.example.com\n  replay: { store: redis, url: \"redis://:secret@cache.internal:6379/0\" }\n",
+    )
+    .expect("written");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokengate"))
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("tokengate check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("route /pay/**: auth Required, dpop Required"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dpop: htu origin https://api.example.com; algs ES256 EdDSA PS256 RS256"),
+        "{text}"
+    );
+    assert!(
+        text.contains("replay store redis at cache.internal"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret"),
+        "the Redis password is never printed: {text}"
+    );
+}
