@@ -722,8 +722,9 @@ pub struct NonceSettings {
     pub lifetime: Duration,
 }
 
-/// `dpop.replay`: the store of used proofs.
-#[derive(Debug, Clone, PartialEq)]
+/// `dpop.replay`: the store of used proofs. Its `Debug` never shows the Redis URL's
+/// password.
+#[derive(Clone, PartialEq)]
 pub enum ReplaySettings {
     /// In this process only (bounded; when full of unexpired proofs, new proofs get 503).
     Memory { max_entries: usize },
@@ -736,4 +737,34 @@ pub enum ReplaySettings {
         /// Prepended to every key.
         key_prefix: String,
     },
+}
+
+impl std::fmt::Debug for ReplaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplaySettings::Memory { max_entries } => f
+                .debug_struct("Memory")
+                .field("max_entries", max_entries)
+                .finish(),
+            ReplaySettings::Redis {
+                url,
+                timeout,
+                key_prefix,
+            } => {
+                let shown = match Url::parse(url) {
+                    Ok(mut u) if u.password().is_some() => {
+                        let _ = u.set_password(Some("redacted"));
+                        u.to_string()
+                    }
+                    Ok(u) => u.to_string(),
+                    Err(_) => "(unparsable)".to_owned(),
+                };
+                f.debug_struct("Redis")
+                    .field("url", &shown)
+                    .field("timeout", timeout)
+                    .field("key_prefix", key_prefix)
+                    .finish()
+            }
+        }
+    }
 }

@@ -287,6 +287,18 @@ mod tests {
     }
 
     #[test]
+    fn the_redis_password_never_shows_in_debug() {
+        let s = settings(
+            "dpop: { replay: { store: redis, url: \"redis://:hunter2@10.0.0.1:6380/2\" } }\n",
+        )
+        .ok()
+        .map(|s| format!("{:?}", s.dpop));
+        let Some(text) = s else { panic!("valid") };
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("10.0.0.1:6380"), "{text}");
+    }
+
+    #[test]
     fn a_short_nonce_secret_is_refused() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("secret");
