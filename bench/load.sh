@@ -6,6 +6,10 @@
 #   DURATION=20 bench/load.sh  seconds per row (default 10)
 #   ROUNDS=5 bench/load.sh     rounds of every row (default 3); the table shows each row's
 #                              median round (by requests/s) and the highest peak RSS
+#   ROWS=dpop bench/load.sh    only nginx proxy_pass, tokengate with the cache on and the DPoP
+#                              row (default ROWS=all)
+#   DPOP_RATE=40000            proofs made per second of each DPoP run, warm-up included
+#                              (default 40000: well above what one core verifies)
 #
 # Core 0 runs the proxy under test; core 1 runs the load generator (wrk) and the upstream
 # (nginx, one worker, a small fixed JSON body). Rows: the upstream alone; nginx proxy_pass
@@ -15,9 +19,17 @@
 # (forward_auth: { mode: nginx }, cache on) before proxying, whose CPU column is
 # tokengate's CPU per decision; tokengate with one opaque token introspected (RFC 7662,
 # the endpoint is the nginx upstream's /introspect; the answer is cached, so this measures
-# the cache hit) and, with --many-users, 10,000 distinct opaque tokens. Each row prints requests/s, p50, p99, the proxy's CPU
+# the cache hit) and, with --many-users, 10,000 distinct opaque tokens; tokengate with DPoP
+# (RFC 9449): a DPoP-bound token (cache on) and a proof never used before on every request, so
+# each request pays one ES256 proof check and one insert into the memory replay store. wrk's
+# Lua cannot sign, so the proofs are made just before each DPoP run (bench/dpop_proofs.rs,
+# with the P-256 test fixture key), DPOP_RATE per second of the run, and read once
+# each; a run that would need more fails rather than replay one (raise DPOP_RATE). The proxy
+# takes proofs up to 10 minutes old (dpop.iat_window.past), so DURATION must stay well under
+# that. Each row prints requests/s, p50, p99, the proxy's CPU
 # time per request (user + system, from /proc), its peak RSS, and the ratio to the
-# nginx-no-auth row. Everything listens on 127.0.0.1 only.
+# nginx-no-auth row; under the table, the DPoP row against the bearer row with the cache on.
+# Everything listens on 127.0.0.1 only.
 #
 # Rounds run every row in turn (not one row R times) so that drift on a shared machine
 # lands on all rows alike; run-to-run spread of 10-20% is normal on a 2-core VM.
@@ -26,6 +38,9 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
+ROWS=${ROWS:-all}
+DPOP_RATE=${DPOP_RATE:-40000}
+case "$ROWS" in all | dpop) ;; *) echo "ROWS must be all or dpop, not $ROWS" >&2; exit 2 ;; esac
 MANY_USERS=0
 [ "${1:-}" = "--many-users" ] && MANY_USERS=1
 UPSTREAM_PORT=18080 NGINX_PROXY_PORT=18081 TOKENGATE_PORT=18082 NGINX_AUTH_PORT=18083
@@ -47,7 +62,13 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 echo "building the release binary..." >&2
 cargo build --release --quiet
-BIN=target/release/tokengate
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/tokengate
+# The DPoP proof signer: the dev profile (an example gets the dev-dependencies, which a release
+# build would compile again under LTO; the signing is aws-lc, optimised in dev as well).
+cargo build --quiet --example dpop-proofs
+PROOFS=$TARGET/debug/examples/dpop-proofs
+DPOP_KEY=tests/fixtures/keys/ec-p256.pem
 
 # --- nginx: the upstream (core 1) and, separately, nginx as a plain proxy (core 0) ---
 mkdir -p "$WORK/nginx-up" "$WORK/nginx-proxy"
@@ -118,6 +139,13 @@ CONF
 tokengate_conf "$WORK/cache-on.yaml" true
 tokengate_conf "$WORK/cache-off.yaml" false
 tokengate_conf "$WORK/forward-auth.yaml" true "forward_auth: { mode: nginx, trusted_proxies: [127.0.0.1/32] }"
+# DPoP: htu is wrk's URL; proofs made before the run stay fresh for 10 minutes; the replay
+# store can hold every proof a run has (nothing expires within a run: proofs live 10 minutes).
+DPOP_URL=http://127.0.0.1:$TOKENGATE_PORT
+tokengate_conf "$WORK/dpop.yaml" true "dpop:
+  external_url: $DPOP_URL
+  iat_window: { past: 10m }
+  replay: { store: memory, max_entries: $((DPOP_RATE * (DURATION + 2) + 1000)) }"
 # Opaque tokens: an issuer whose tokens are introspected at nginx's /introspect (the HMAC
 # secret only gives the issuer a key at once; no JWT is used). Answers cached for 1h.
 head -c 48 /dev/urandom | base64 > "$WORK/secret"
@@ -142,13 +170,15 @@ start_tokengate() { # config
 }
 stop_proxy() { kill "$PROXY_PID" 2>/dev/null || true; wait "$PROXY_PID" 2>/dev/null || true; PROXY_PID=""; }
 # Mints COUNT tokens for user-1..user-COUNT over one keep-alive connection; checks each.
-mint() { # count
-  python3 - "$TOKENGATE_PORT" "$1" <<'PY'
+# With JKT, the tokens are bound to that DPoP key (cnf.jkt).
+mint() { # count [jkt]
+  python3 - "$TOKENGATE_PORT" "$1" "${2:-}" <<'PY'
 import http.client, json, re, sys
-port, count = int(sys.argv[1]), int(sys.argv[2])
+port, count, jkt = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 conn = http.client.HTTPConnection("127.0.0.1", port)
 for i in range(1, count + 1):
-    conn.request("POST", "/_dev/token", body=f"sub=user-{i}%40example.com&scope=read",
+    body = f"sub=user-{i}%40example.com&scope=read" + (f"&jkt={jkt}" if jkt else "")
+    conn.request("POST", "/_dev/token", body=body,
                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     token = json.loads(conn.getresponse().read())["access_token"]
     if not re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token):
@@ -160,6 +190,7 @@ PY
 # Mint the tokens once (the key file makes them valid for every configuration).
 start_tokengate "$WORK/cache-on.yaml"
 TOKEN=$(mint 1)
+DPOP_TOKEN=$(mint 1 "$("$PROOFS" jkt "$DPOP_KEY")")
 if [ "$MANY_USERS" = 1 ]; then
   echo "minting 10,000 tokens..." >&2
   mint 10000 > "$WORK/tokens.txt"
@@ -179,28 +210,70 @@ LUA
 }
 lua_script "$WORK/many.lua" "$WORK/tokens.txt"
 lua_script "$WORK/many-opaque.lua" "$WORK/opaque-tokens.txt"
+# DPoP: wrk thread N reads the proofs of PREFIX.N (the argument after --), each once; when
+# they run out, wrk exits with an error rather than send one again.
+cat > "$WORK/dpop.lua" <<LUA
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+local proofs
+function init(args)
+  local path = args[1] .. "." .. id
+  proofs = io.open(path, "r")
+  if not proofs then
+    io.stderr:write("dpop.lua: cannot open " .. path .. "\n")
+    os.exit(3)
+  end
+end
+request = function()
+  local proof = proofs:read("*l")
+  if not proof then
+    io.stderr:write("dpop.lua: out of DPoP proofs; refusing to send one twice (raise DPOP_RATE)\n")
+    os.exit(3)
+  end
+  return wrk.format("GET", nil, { Authorization = "DPoP $DPOP_TOKEN", DPoP = proof })
+end
+LUA
+# make_proofs PREFIX THREADS: DPOP_RATE per second of the run, split over the wrk threads.
+make_proofs() {
+  local seconds=$DURATION count
+  [[ $1 == *warm ]] && seconds=2
+  count=$((DPOP_RATE * seconds / $2 + 1))
+  for ((t = 0; t < $2; t++)); do
+    taskset -c 1 "$PROOFS" proofs "$DPOP_KEY" GET "$DPOP_URL/api/messages" "$DPOP_TOKEN" "$count" > "$1.$t"
+  done
+}
 
 peak_rss() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "-"; }
 # User + system CPU ticks of a process so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-# run LABEL PORT PATH CONNECTIONS PROXY_PID [many|opaque|many-opaque]: one measurement,
+# run LABEL PORT PATH CONNECTIONS PROXY_PID [many|opaque|many-opaque|dpop]: one measurement,
 # appended to $RESULTS.
 RESULTS="$WORK/results"
 : > "$RESULTS"
 run() {
   local label=$1 port=$2 path=$3 conns=$4 pid=$5 many=${6:-}
-  local script=() header=(-H "Authorization: Bearer $TOKEN")
+  local script=() header=(-H "Authorization: Bearer $TOKEN") warm_args=() run_args=()
   case "$many" in
     many) script=(-s "$WORK/many.lua"); header=() ;;
     many-opaque) script=(-s "$WORK/many-opaque.lua"); header=() ;;
     opaque) header=(-H "Authorization: Bearer $OPAQUE") ;;
+    dpop)
+      script=(-s "$WORK/dpop.lua"); header=()
+      echo "  making DPoP proofs ($DPOP_RATE per second of the run)..." >&2
+      make_proofs "$WORK/proofs-warm" 1
+      make_proofs "$WORK/proofs-run" 2
+      warm_args=(-- "$WORK/proofs-warm"); run_args=(-- "$WORK/proofs-run") ;;
   esac
   # Warm up (fills the cache and the pools), then measure.
-  taskset -c 1 wrk -t1 -c"$conns" -d2s "${header[@]}" "${script[@]}" "http://127.0.0.1:$port$path" >/dev/null
+  taskset -c 1 wrk -t1 -c"$conns" -d2s "${header[@]}" "${script[@]}" "http://127.0.0.1:$port$path" "${warm_args[@]}" >/dev/null
   local out ticks_before=0 ticks_after=0
   [ -n "$pid" ] && ticks_before=$(cpu_ticks "$pid")
-  out=$(taskset -c 1 wrk -t2 -c"$conns" -d"${DURATION}s" --latency "${header[@]}" "${script[@]}" "http://127.0.0.1:$port$path")
+  out=$(taskset -c 1 wrk -t2 -c"$conns" -d"${DURATION}s" --latency "${header[@]}" "${script[@]}" "http://127.0.0.1:$port$path" "${run_args[@]}")
+  [ "$many" = dpop ] && rm -f "$WORK"/proofs-*
   [ -n "$pid" ] && ticks_after=$(cpu_ticks "$pid")
   local rps p50 p99 non2xx requests cpu="-"
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -213,6 +286,12 @@ run() {
   p99=$(awk '/^ +99%/ {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   [ -n "$non2xx" ] && echo "warning: $label c=$conns had $non2xx non-2xx responses" >&2
+  if [ -n "$non2xx" ] && [ "$many" = dpop ]; then
+    # A refused proof (stale, replayed) or a full store: these are not DPoP figures.
+    echo "error: the DPoP row must have every request accepted; the proxy's log ends:" >&2
+    tail -5 "$WORK/tokengate.log" >&2
+    exit 1
+  fi
   local rss="-"
   [ -n "$pid" ] && rss=$(peak_rss "$pid")
   echo "$label|$conns|$rps|$p50|$p99|$rss|$cpu" >> "$RESULTS"
@@ -222,22 +301,27 @@ run() {
 for round in $(seq "$ROUNDS"); do
 for conns in 50 256; do
   echo "== round $round of $ROUNDS, $conns connections ==" >&2
-  run "upstream alone (nginx)" "$UPSTREAM_PORT" /api/messages "$conns" ""
+  [ "$ROWS" = all ] && run "upstream alone (nginx)" "$UPSTREAM_PORT" /api/messages "$conns" ""
   taskset -c 0 "$NGINX" -p "$WORK/nginx-proxy" -c "$WORK/nginx-proxy/nginx.conf" & NGINX_PROXY=$!; PIDS+=("$NGINX_PROXY")
   wait_port "$NGINX_PROXY_PORT"
   NGINX_WORKER=$(pgrep -P "$NGINX_PROXY" | head -1)
   run "nginx proxy_pass, no auth" "$NGINX_PROXY_PORT" /api/messages "$conns" "$NGINX_WORKER"
   # The same load generator work as the 10,000-token tokengate row (wrk's Lua script also
   # runs on core 1), so that row has a like-for-like baseline.
-  if [ "$MANY_USERS" = 1 ]; then
+  if [ "$MANY_USERS" = 1 ] && [ "$ROWS" = all ]; then
     run "nginx proxy_pass, no auth, 10,000 tokens" "$NGINX_PROXY_PORT" /api/messages "$conns" "$NGINX_WORKER" many
   fi
   kill "$NGINX_PROXY"; wait "$NGINX_PROXY" 2>/dev/null || true
 
   start_tokengate "$WORK/cache-on.yaml"
   run "tokengate, cache on" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID"
-  run "tokengate, auth: none route" "$TOKENGATE_PORT" /public/messages "$conns" "$PROXY_PID"
+  [ "$ROWS" = all ] && run "tokengate, auth: none route" "$TOKENGATE_PORT" /public/messages "$conns" "$PROXY_PID"
   stop_proxy
+  # A fresh proxy: an empty replay store.
+  start_tokengate "$WORK/dpop.yaml"
+  run "tokengate, DPoP (fresh proof per request, memory store)" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID" dpop
+  stop_proxy
+  [ "$ROWS" = dpop ] && continue
   if [ "$MANY_USERS" = 1 ]; then
     start_tokengate "$WORK/cache-on.yaml"
     run "tokengate, cache on, 10,000 tokens" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID" many
@@ -286,6 +370,8 @@ awk -F'|' '
       split(median[key], f, "|")
       if (f[1] == "nginx proxy_pass, no auth") nginx[f[2]] = f[3] + 0
       if (f[1] == "nginx proxy_pass, no auth, 10,000 tokens") nginx_many[f[2]] = f[3] + 0
+      if (f[1] == "tokengate, cache on") { bearer[f[2]] = f[3] + 0; bearer_cpu[f[2]] = f[7] }
+      if (f[1] ~ /^tokengate, DPoP/) { dpop[f[2]] = f[3] + 0; dpop_cpu[f[2]] = f[7] }
     }
     for (i = 1; i <= n; i++) {
       key = order[i]; split(median[key], f, "|")
@@ -293,5 +379,15 @@ awk -F'|' '
       ratio = (base > 0) ? sprintf("%.2f×", f[3] / base) : "-"
       peak = (key in rss) ? rss[key] : "-"
       printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], ratio, f[4], f[5], f[7], peak
+    }
+    # DPoP against the bearer row with the cache on: the price of a proof check and a
+    # replay-store insert per request.
+    printed = 0
+    for (i = 1; i <= n; i++) {
+      split(order[i], f, "|"); c = f[2]
+      if (f[1] !~ /^tokengate, DPoP/ || !(c in bearer) || bearer[c] <= 0) continue
+      if (!printed++) print ""
+      cpu = (dpop_cpu[c] != "-" && bearer_cpu[c] != "-") ? sprintf(", %+.1f µs proxy CPU per request (%s against %s)", dpop_cpu[c] - bearer_cpu[c], dpop_cpu[c], bearer_cpu[c]) : ""
+      printf "DPoP against bearer (cache on), %s connections: %.2f× the requests/s%s\n", c, dpop[c] / bearer[c], cpu
     }
   }' "$RESULTS"

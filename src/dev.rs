@@ -99,19 +99,23 @@ impl DevIssuer {
         }
     }
 
-    /// Answers a `POST /_dev/token` form: `sub` (required), optional `scope`, `aud` and
-    /// `expires_in` (seconds, 1 to 86400).
+    /// Answers a `POST /_dev/token` form: `sub` (required), optional `scope`, `aud`,
+    /// `expires_in` (seconds, 1 to 86400) and `jkt` (the RFC 7638 thumbprint of a DPoP key,
+    /// which binds the token to it with `cnf.jkt`, RFC 9449 §6.1; the answer's `token_type`
+    /// is then `DPoP`, as §5 has it).
     pub fn token_response(&self, form: &[u8]) -> Result<Value, BadTokenRequest> {
         let mut sub = None;
         let mut scope = None;
         let mut aud = None;
         let mut expires_in = None;
+        let mut jkt = None;
         for (key, value) in url::form_urlencoded::parse(form) {
             let slot = match key.as_ref() {
                 "sub" => &mut sub,
                 "scope" => &mut scope,
                 "aud" => &mut aud,
                 "expires_in" => &mut expires_in,
+                "jkt" => &mut jkt,
                 _ => continue,
             };
             if slot.replace(value.into_owned()).is_some() {
@@ -131,6 +135,13 @@ impl DevIssuer {
                     "expires_in must be a number of seconds from 1 to 86400",
                 ))?,
         };
+        if let Some(jkt) = &jkt {
+            if !is_thumbprint(jkt) {
+                return Err(BadTokenRequest(
+                    "jkt must be an RFC 7638 thumbprint: 32 bytes in base64url without padding",
+                ));
+            }
+        }
         let scopes: Vec<&str> = scope
             .as_deref()
             .unwrap_or("")
@@ -138,24 +149,33 @@ impl DevIssuer {
             .filter(|s| !s.is_empty())
             .collect();
         let token = self
-            .mint(&sub, &scopes, aud.as_deref(), Duration::from_secs(lifetime))
+            .mint(
+                &sub,
+                &scopes,
+                aud.as_deref(),
+                jkt.as_deref(),
+                Duration::from_secs(lifetime),
+            )
             .map_err(|_| BadTokenRequest("the token could not be signed"))?;
-        Ok(json!({"access_token": token, "token_type": "Bearer", "expires_in": lifetime}))
+        let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
+        Ok(json!({"access_token": token, "token_type": token_type, "expires_in": lifetime}))
     }
 
-    /// Signs an access token shaped like Okta's: `scp` array, `cid`, `jti`.
+    /// Signs an access token shaped like Okta's: `scp` array, `cid`, `jti`; with `jkt`, bound
+    /// to that DPoP key by `cnf: { jkt }`.
     pub fn mint(
         &self,
         sub: &str,
         scopes: &[&str],
         aud: Option<&str>,
+        jkt: Option<&str>,
         lifetime: Duration,
     ) -> jsonwebtoken::errors::Result<String> {
         let now = crate::authn::now() as u64;
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
         header.typ = Some("at+jwt".into());
-        let claims = json!({
+        let mut claims = json!({
             "iss": self.settings.issuer,
             "sub": sub,
             "aud": aud.unwrap_or(&self.settings.audience),
@@ -166,8 +186,19 @@ impl DevIssuer {
             "client_id": "tokengate-dev",
             "scp": scopes,
         });
+        if let (Some(jkt), Some(object)) = (jkt, claims.as_object_mut()) {
+            object.insert("cnf".into(), json!({ "jkt": jkt }));
+        }
         jsonwebtoken::encode(&header, &claims, &self.encoding)
     }
+}
+
+/// Whether `text` can be an RFC 7638 SHA-256 thumbprint: base64url without padding (and
+/// without stray trailing bits, so there is one spelling) of 32 bytes.
+fn is_thumbprint(text: &str) -> bool {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .is_ok_and(|bytes| bytes.len() == 32)
 }
 
 /// Whether a `/_dev/token` request comes from a local tool (curl, a test, a script), and not
@@ -301,6 +332,78 @@ mod tests {
             }
         }
         h
+    }
+
+    /// The claims of a minted token (its payload, not verified: the signature is the
+    /// proxy's business, tested end to end in tests/it/quickstart.rs).
+    fn claims_of(answer: &Value) -> Value {
+        let token = answer["access_token"].as_str().unwrap_or_default();
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        let bytes = URL_SAFE_NO_PAD.decode(payload).unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn a_jkt_binds_the_token_to_that_dpop_key_and_only_a_thumbprint_is_taken() {
+        let issuer = DevIssuer::new(&DevIssuerSettings {
+            issuer: "urn:tokengate:dev".into(),
+            audience: "api://default".into(),
+            key_file: None,
+            token_lifetime: Duration::from_secs(3600),
+        })
+        .expect("dev issuer");
+        // The RFC 7638 §3.1 example key's thumbprint.
+        let jkt = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+        let bound = issuer
+            .token_response(format!("sub=alice&jkt={jkt}").as_bytes())
+            .expect("a bound token");
+        assert_eq!(bound["token_type"], "DPoP");
+        assert_eq!(claims_of(&bound)["cnf"], json!({ "jkt": jkt }));
+        assert_eq!(claims_of(&bound)["sub"], "alice");
+
+        let plain = issuer.token_response(b"sub=alice").expect("a token");
+        assert_eq!(plain["token_type"], "Bearer");
+        assert_eq!(claims_of(&plain)["sub"], "alice");
+        assert_eq!(
+            claims_of(&plain).get("cnf"),
+            None,
+            "no binding unless asked"
+        );
+
+        let thirty_one = URL_SAFE_NO_PAD.encode([7u8; 31]);
+        let thirty_three = URL_SAFE_NO_PAD.encode([7u8; 33]);
+        let padded = format!("{}=", URL_SAFE_NO_PAD.encode([7u8; 32]));
+        let standard = STANDARD
+            .encode([0xfbu8; 32])
+            .trim_end_matches('=')
+            .to_owned();
+        // The last character of 32 bytes carries two stray bits: only one spelling is taken.
+        let stray_bits = format!("{}B", &jkt[..42]);
+        for bad in [
+            "",
+            "not a thumbprint",
+            thirty_one.as_str(),
+            thirty_three.as_str(),
+            padded.as_str(),
+            standard.as_str(),
+            stray_bits.as_str(),
+        ] {
+            let form = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("sub", "alice")
+                .append_pair("jkt", bad)
+                .finish();
+            assert_eq!(
+                issuer.token_response(form.as_bytes()),
+                Err(BadTokenRequest(
+                    "jkt must be an RFC 7638 thumbprint: 32 bytes in base64url without padding"
+                )),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            issuer.token_response(format!("sub=alice&jkt={jkt}&jkt={jkt}").as_bytes()),
+            Err(BadTokenRequest("a form field is given twice"))
+        );
     }
 
     #[test]

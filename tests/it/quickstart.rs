@@ -2,6 +2,9 @@
 
 use serde_json::json;
 
+use jsonwebtoken::Algorithm;
+
+use crate::support::dpop::DpopKey;
 use crate::support::{read, rsa_setup, Mode, TestIssuer, TestKey, TestProxy};
 
 #[tokio::test]
@@ -184,6 +187,75 @@ async fn dev_issuer_mints_tokens_the_proxy_accepts() {
             .await
             .expect("request");
         assert_eq!(r.status(), 400, "{form:?}");
+    }
+}
+
+/// `jkt` binds a dev token to a DPoP key: it then works with that key's proofs (once each),
+/// and not as a bearer token or with another key's proof.
+#[tokio::test]
+async fn dev_issuer_mints_a_dpop_bound_token_that_works_with_a_proof() {
+    let proxy = TestProxy::start(
+        "dev_issuer: { audience: api://default }\ndpop: { external_url: \"{{proxy_url}}\" }\n",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let key = DpopKey::es256();
+    let minted: serde_json::Value = client
+        .post(proxy.url("/_dev/token"))
+        .form(&[("sub", "alice"), ("jkt", key.jkt().as_str())])
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(minted["token_type"], "DPoP");
+    let token = minted["access_token"].as_str().expect("token");
+    let dpop = |proof: &str| {
+        client
+            .get(proxy.url("/secure"))
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .send()
+    };
+
+    let proof = key.proof("GET", &proxy.url("/secure"), token);
+    let (status, _, body) = read(dpop(&proof).await.expect("request")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["claims"]["sub"], "alice");
+    assert_eq!(body["claims"]["cnf"], json!({ "jkt": key.jkt() }));
+
+    // The same proof again is a replay.
+    let (status, _, body) = read(dpop(&proof).await.expect("request")).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &json!("invalid_dpop_proof"))
+    );
+    // Another key's proof does not fit the binding.
+    let other = DpopKey::load("ed25519", Algorithm::EdDSA);
+    let (status, _, body) = read(
+        dpop(&other.proof("GET", &proxy.url("/secure"), token))
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &json!("invalid_dpop_proof"))
+    );
+    // A bound token is no bearer token (RFC 9449 §7.2).
+    let (status, _, body) = read(proxy.get_with("/secure", token).await).await;
+    assert_eq!((status, &body["error"]), (401, &json!("invalid_token")));
+
+    // A jkt that is no thumbprint is a 400, not a token.
+    for jkt in ["", "abc", "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs=="] {
+        let r = client
+            .post(proxy.url("/_dev/token"))
+            .form(&[("sub", "alice"), ("jkt", jkt)])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 400, "{jkt:?}");
     }
 }
 
