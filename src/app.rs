@@ -446,12 +446,13 @@ impl App {
             .as_ref()
             .is_some_and(|r| r.strip_authorization);
         // 2 token, 3 authn (as the rule asks)
-        // DPoP's htu: the configured origin, else the one a trusted proxy reports.
+        // DPoP's htu: the configured origin, else the one a trusted proxy reports (looked
+        // for only when there is a proof to check it against).
         let reported_origin = match &self.settings.dpop.external_url {
-            Some(_) => None,
-            None => self
+            None if request.headers().contains_key(&token::DPOP) => self
                 .headers
                 .reported_origin(request.headers(), &inbound.peer),
+            _ => None,
         };
         // The certificate the client presented (its TLS handshake's, or a trusted proxy's
         // header).

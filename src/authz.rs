@@ -96,17 +96,12 @@ pub fn authorize(rule: &Rule, principal: Principal) -> Result<Permit, AuthzError
     Ok(Permit { principal })
 }
 
-/// The token's `aud` (a string or an array of strings; verification has checked its type)
-/// names one of `audiences`, byte for byte.
+/// The token's `aud` names one of `audiences`, byte for byte.
 fn names_an_audience(token: &VerifiedToken, audiences: &[String]) -> bool {
-    match token.claims().get("aud") {
-        Some(serde_json::Value::String(aud)) => audiences.iter().any(|a| a == aud),
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .filter_map(serde_json::Value::as_str)
-            .any(|aud| audiences.iter().any(|a| a == aud)),
-        _ => false,
-    }
+    token
+        .audiences()
+        .iter()
+        .any(|aud| audiences.iter().any(|a| **a == **aud))
 }
 
 fn demands_anything(rule: &Rule) -> bool {

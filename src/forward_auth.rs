@@ -23,7 +23,7 @@ use http::{HeaderMap, Method, Response, StatusCode, Uri};
 
 use crate::body::{full, Body};
 use crate::config::{ForwardAuthMode, ForwardAuthSettings};
-use crate::route::{CanonicalPath, PathOptions};
+use crate::route::{self, CanonicalPath, PathOptions};
 
 static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
@@ -96,11 +96,7 @@ impl OriginalRequest {
     /// ingress reports both scheme and host (Traefik, Caddy); what DPoP's `htu` is checked
     /// against when `dpop.external_url` is not set.
     pub fn origin(&self) -> Option<String> {
-        let (scheme, host) = (self.scheme?, self.host.as_deref()?);
-        let url = url::Url::parse(&format!("{scheme}://{host}/")).ok()?;
-        // A host with a path, user or query in it is not a host.
-        (url.path() == "/" && url.username().is_empty() && url.query().is_none())
-            .then(|| url.origin().ascii_serialization())
+        route::origin(self.scheme?, self.host.as_deref()?)
     }
 }
 

@@ -228,18 +228,14 @@ impl HeaderPolicy {
         let one = |name: &HeaderName| {
             let mut values = headers.get_all(name).iter();
             match (values.next(), values.next()) {
-                (Some(v), None) => v.to_str().ok().filter(|v| !v.contains(',')),
+                (Some(v), None) => v.to_str().ok(),
                 _ => None,
             }
         };
-        let proto = one(&X_FORWARDED_PROTO)?.trim().to_ascii_lowercase();
-        let host = one(&X_FORWARDED_HOST)?.trim();
-        if !matches!(proto.as_str(), "http" | "https") || host.is_empty() {
-            return None;
-        }
-        let url = url::Url::parse(&format!("{proto}://{host}/")).ok()?;
-        (url.path() == "/" && url.username().is_empty() && url.query().is_none())
-            .then(|| url.origin().ascii_serialization())
+        crate::route::origin(
+            one(&X_FORWARDED_PROTO)?.trim(),
+            one(&X_FORWARDED_HOST)?.trim(),
+        )
     }
 
     /// Removes everything the upstream must not take from the client. `websocket` keeps the

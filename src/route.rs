@@ -59,6 +59,25 @@ pub struct PathOptions {
     pub case_insensitive: bool,
 }
 
+/// `scheme://host[:port]` as RFC 6454 §6.2 serialises an origin (lower-case host, default
+/// port dropped), from a scheme (`http` or `https`, any case) and a `Host`-style authority,
+/// as an ingress or a trusted proxy reports them. `None` for another scheme, or when `host`
+/// is not exactly one host (empty, or with a path, user, query, fragment or list in it).
+/// This is what a DPoP proof's `htu` origin is compared with.
+pub fn origin(scheme: &str, host: &str) -> Option<String> {
+    let scheme = scheme.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https") || host.is_empty() || host.contains(',') {
+        return None;
+    }
+    let url = url::Url::parse(&format!("{scheme}://{host}/")).ok()?;
+    let bare = url.path() == "/"
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none();
+    bare.then(|| url.origin().ascii_serialization())
+}
+
 /// Computes the canonical path of a raw (still percent-encoded) path.
 pub fn canonicalize(raw: &str, options: PathOptions) -> Result<CanonicalPath, PathError> {
     if !raw.starts_with('/') {
@@ -461,6 +480,30 @@ impl RuleTable {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_origin_is_one_host_serialised_once() {
+        assert_eq!(
+            origin("HTTPS", "API.example.com:443").as_deref(),
+            Some("https://api.example.com")
+        );
+        assert_eq!(
+            origin("http", "127.0.0.1:8080").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        for (scheme, host) in [
+            ("ftp", "a.example"),
+            ("https", ""),
+            ("https", "a.example/x"),
+            ("https", "user@a.example"),
+            ("https", "a.example?x"),
+            ("https", "a.example#x"),
+            ("https", "a.example, b.example"),
+        ] {
+            assert_eq!(origin(scheme, host), None, "{scheme} {host}");
+        }
+    }
+
     use super::*;
 
     const STRICT: PathOptions = PathOptions {

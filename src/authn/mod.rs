@@ -53,6 +53,9 @@ pub struct VerifiedToken {
     claims_json: Box<[u8]>,
     subject: Option<Box<str>>,
     scopes: Box<[Box<str>]>,
+    /// `aud` (a string or an array of strings, RFC 7519 §4.1.3), read once: a protected
+    /// resource's routes compare it on every request.
+    audiences: Box<[Box<str>]>,
     /// What `cnf` binds the token to, read once (checked on every request by `binding`).
     confirmation: Confirmation,
     /// The claims headers for the upstream, rendered once per token (and so once per cache
@@ -77,6 +80,15 @@ impl VerifiedToken {
                 .into_iter()
                 .map(Box::from)
                 .collect(),
+            audiences: match claims.get("aud") {
+                Some(Value::String(aud)) => Box::new([Box::from(aud.as_str())]),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(Box::from)
+                    .collect(),
+                _ => Box::new([]),
+            },
             confirmation: Confirmation::of(claims),
             forward_headers: OnceLock::new(),
         }
@@ -110,6 +122,11 @@ impl VerifiedToken {
     /// space-separated string) if present, else `scope` (space-separated, RFC 9068 §2.2.3).
     pub fn scopes(&self) -> &[Box<str>] {
         &self.scopes
+    }
+
+    /// The `aud` values (RFC 7519 §4.1.3): one for a string, each string of an array.
+    pub fn audiences(&self) -> &[Box<str>] {
+        &self.audiences
     }
 
     /// What the token is bound to (`cnf`, RFC 7800), checked on every request it came with.
