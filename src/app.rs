@@ -31,7 +31,7 @@ use crate::jwks::KeyStore;
 use crate::metrics::{method_class, Metrics, RequestLabels};
 use crate::mutate::{HeaderPolicy, TrailerFilter, TrailerRules};
 use crate::rejection::{Challenges, Rejection, DPOP_NONCE};
-use crate::route::{self, AuthMode, CanonicalPath, DpopMode, Rule};
+use crate::route::{self, AuthMode, CanonicalPath, Rule};
 use crate::sse::{self, EndOnDrain};
 use crate::stall::ReadTimeout;
 use crate::token::{self, Extracted, ProofHeader, Scheme};
@@ -75,14 +75,12 @@ struct Outcome {
     upstream_latency: Option<Duration>,
     /// The response must carry no CORS headers whatever `cors:` says (the dev issuer).
     no_cors: bool,
-    /// The rule's DPoP mode, for the challenges of a refusal.
-    dpop: DpopMode,
     /// The scheme the request's token came with.
     scheme: Option<Scheme>,
     /// A fresh DPoP nonce for the response (RFC 9449 §8.2).
     dpop_nonce: Option<String>,
-    /// The rule that decides the request, once matched (its protected resource shapes the
-    /// challenges).
+    /// The rule that decides the request, once matched (its DPoP mode and protected
+    /// resource shape the challenges).
     rule: Option<Arc<Rule>>,
 }
 
@@ -292,12 +290,12 @@ impl App {
             Err(rejection) => {
                 outcome.reason = rejection.reason();
                 let (resource_metadata, scope) = self.resource_challenge(outcome.rule.as_deref());
+                // Before any rule is matched, the default mode (DPoP allowed) says which
+                // schemes a challenge names.
+                let dpop = outcome.rule.as_ref().map(|r| r.dpop).unwrap_or_default();
                 let challenges = Challenges {
-                    bearer: outcome.dpop.accepts_bearer(),
-                    dpop_algs: outcome
-                        .dpop
-                        .accepts_dpop()
-                        .then_some(self.dpop_algs.as_str()),
+                    bearer: dpop.accepts_bearer(),
+                    dpop_algs: dpop.accepts_dpop().then_some(self.dpop_algs.as_str()),
                     used: outcome.scheme,
                     resource_metadata,
                     scope: scope.as_deref(),
@@ -634,7 +632,6 @@ impl App {
         outcome.path = Some(canonical.path.clone());
         outcome.route = matched.map(|r| r.name.clone());
         outcome.rule = Some(rule.clone());
-        outcome.dpop = rule.dpop;
         rule
     }
 

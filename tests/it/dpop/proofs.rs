@@ -597,3 +597,67 @@ fn check_prints_each_routes_dpop_mode_and_the_dpop_settings() {
         "the Redis password is never printed: {text}"
     );
 }
+
+/// A nonce as tokengate makes one (the format `authn::dpop::nonce` documents): base64url of
+/// the time step (8 bytes, big-endian) and the first 16 bytes of its HMAC-SHA-256.
+fn nonce_for(secret: &[u8], step: u64) -> String {
+    use base64::Engine;
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let tag = aws_lc_rs::hmac::sign(&key, &step.to_be_bytes());
+    let mut bytes = step.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&tag.as_ref()[..16]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test]
+async fn a_proof_with_the_previous_steps_nonce_passes_and_gets_a_fresh_one_not_cached() {
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    std::env::set_var("TOKENGATE_TEST_DPOP_NONCE", SECRET);
+    let s = stack("  nonce: { secret_env: TOKENGATE_TEST_DPOP_NONCE, lifetime: 60s }\n").await;
+    let key = DpopKey::es256();
+    let token = bound(&s, &key);
+    let url = s.proxy.url("/api/items");
+    let with = |n: &str| key.proof_with("GET", &url, &token, json!({}), json!({ "nonce": n }));
+    // Retried if the 60 s step turns over between reading the clock and the answer.
+    for _ in 0..3 {
+        let step = now() / 60;
+        let previous = nonce_for(SECRET.as_bytes(), step - 1);
+        let response = send(&s, Method::GET, "/api/items", &token, &[&with(&previous)]).await;
+        if now() / 60 != step {
+            continue;
+        }
+        assert_eq!(
+            response.status(),
+            200,
+            "the previous step's nonce is still good"
+        );
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            header("dpop-nonce"),
+            Some(nonce_for(SECRET.as_bytes(), step)),
+            "the response hands out the current nonce"
+        );
+        assert_eq!(header("cache-control").as_deref(), Some("no-store"));
+        // With the current nonce: accepted, and nothing new to hand out.
+        let current = nonce_for(SECRET.as_bytes(), step);
+        let response = send(&s, Method::GET, "/api/items", &token, &[&with(&current)]).await;
+        if now() / 60 != step {
+            continue;
+        }
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().get("dpop-nonce").is_none());
+        // Two steps back: refused, with the current one.
+        let old = nonce_for(SECRET.as_bytes(), step - 2);
+        let (status, _, error) =
+            outcome(send(&s, Method::GET, "/api/items", &token, &[&with(&old)]).await).await;
+        assert_eq!((status, error.as_str()), (401, "use_dpop_nonce"));
+        return;
+    }
+    panic!("the nonce step kept turning over during the test");
+}
