@@ -43,6 +43,7 @@ mod forward_auth;
 mod gateway;
 mod header_name;
 pub mod inspect;
+pub mod json_log;
 pub mod jwk;
 pub mod jwks;
 pub mod logsafe;

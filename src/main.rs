@@ -508,7 +508,8 @@ fn any_of_on_lists(s: &Settings) -> String {
 }
 
 fn serve(settings: Settings, config_path: std::path::PathBuf, overrides: Overrides) -> ExitCode {
-    init_logging(&settings);
+    // Held to the end: dropping it writes out the lines still queued.
+    let _log_writer = init_logging(&settings);
     // Before the runtime starts, so every descriptor it opens counts against the raised limit.
     let raised = tokengate::fdlimit::raise();
     match &raised.error {
@@ -685,20 +686,37 @@ async fn reload_on_sighup(
 ) {
 }
 
-fn init_logging(settings: &Settings) {
+/// Logs to stderr through a writer thread: the thread that formats a line hands it over and
+/// goes on, and the writer thread sends whatever has queued up in one `write(2)` (a 64 KiB
+/// buffer, flushed whenever the queue is empty, so a line waits only while others are being
+/// written). Not lossy: when 8,192 lines are queued, logging waits rather than drops an
+/// access-log line (the queue's slots are allocated up front: 256 KiB). The returned guard flushes what is queued when dropped.
+fn init_logging(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard {
     // RUST_LOG wins over log.level, as users of tracing expect.
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(8192)
+        .thread_name("tokengate-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     // Colour escapes only on a terminal, never in a file or pipe, and never with NO_COLOR.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(tokengate::logsafe::colour_on_stderr())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match settings.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(tokengate::json_log::JsonLines::default())
+            .init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 /// Registers SIGTERM and SIGINT now (so neither can arrive unhandled after start-up is
