@@ -432,7 +432,8 @@ impl App {
         {
             outcome.no_cors = endpoint.refuses_cors();
             allowed?;
-            let response = self.endpoints.answer(endpoint, request, &self.keys).await?;
+            // Boxed: tokengate's own endpoints are few requests, and their future is large.
+            let response = Box::pin(self.endpoints.answer(endpoint, request, &self.keys)).await?;
             outcome.reason = endpoint.reason();
             return Ok(response);
         }

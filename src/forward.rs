@@ -261,8 +261,11 @@ impl Upstream {
                 tokio::time::timeout(self.timeout, self.send_kept(affinity, sender, fd, request))
                     .await
             }
+            // Boxed: opening a connection (connector, TLS, handshake) is a large future and
+            // happens once per connection, while every request's future would carry its size.
             Some((affinity, Kept::Nothing)) => {
-                tokio::time::timeout(self.timeout, self.send_fresh(affinity, request)).await
+                tokio::time::timeout(self.timeout, Box::pin(self.send_fresh(affinity, request)))
+                    .await
             }
             Some((_, Kept::Busy)) | None => {
                 pooled_fd = Some(self.descriptor().await?);
@@ -352,7 +355,7 @@ impl Upstream {
                 Some(unsent) => {
                     // The closed connection's descriptor is free again.
                     drop(fd);
-                    self.send_fresh(affinity, unsent).await
+                    Box::pin(self.send_fresh(affinity, unsent)).await
                 }
                 None => Err(sent_error(e.error())),
             },

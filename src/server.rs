@@ -269,19 +269,26 @@ async fn serve_connection(
             };
             serve_io(stream, connection, gateway, builder, watcher, watch, socket).await
         }
+        // Boxed: a TLS connection's state (rustls's, and the stream around it) is large, and
+        // unboxed it would be part of every cleartext connection's task too.
         Some(acceptor) => {
-            match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let connection = Connection {
-                        peer,
-                        proto: "https",
-                        client_certificate: crate::tls::client_certificate(tls.get_ref().1),
-                    };
-                    serve_io(tls, connection, gateway, builder, watcher, watch, socket).await
+            Box::pin(async move {
+                match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(tls)) => {
+                        let connection = Connection {
+                            peer,
+                            proto: "https",
+                            client_certificate: crate::tls::client_certificate(tls.get_ref().1),
+                        };
+                        serve_io(tls, connection, gateway, builder, watcher, watch, socket).await
+                    }
+                    Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
+                    Err(_) => debug!(%peer, "TLS handshake timed out"),
                 }
-                Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => debug!(%peer, "TLS handshake timed out"),
-            }
+            })
+            .await
         }
     }
 }

@@ -370,11 +370,14 @@ async fn verify_token(
     if token.len() > settings.limits.max_token_bytes {
         return Err(TokenError::TooLarge.into());
     }
+    // The paths that may wait on the network are boxed: their futures hold HTTP clients'
+    // state (kilobytes), and an unboxed one would make every connection's request future
+    // that large, cache hit or not.
     if token.bytes().filter(|&b| b == b'.').count() != 2 {
-        return introspector.verify_opaque(token, settings, keys).await;
+        return Box::pin(introspector.verify_opaque(token, settings, keys)).await;
     }
     if let Some(issuer) = introspected_jwt_issuer(token, settings) {
-        return introspector.verify_at(token, issuer, keys).await;
+        return Box::pin(introspector.verify_at(token, issuer, keys)).await;
     }
     let cache_key = cache.enabled().then(|| cache.key(token));
     if let Some(key) = &cache_key {
@@ -385,7 +388,7 @@ async fn verify_token(
             return Ok(entry.token.clone());
         }
     }
-    let (verified, key, deadline) = verify_uncached(token, settings, keys).await?;
+    let (verified, key, deadline) = Box::pin(verify_uncached(token, settings, keys)).await?;
     let verified = Arc::new(verified);
     if let Some(cache_key) = cache_key {
         cache.insert(

@@ -82,7 +82,8 @@ impl ReplayStore {
                 // A panic while holding the lock: nothing recorded can be trusted.
                 Err(_) => Err(StoreError::Unreachable),
             },
-            ReplayStore::Redis(redis) => redis.first_use(key, ttl).await,
+            // Boxed: the Redis client's future is large and only this store needs it.
+            ReplayStore::Redis(redis) => Box::pin(redis.first_use(key, ttl)).await,
         }
     }
 }
