@@ -14,7 +14,8 @@
 # Core 0 runs the proxy under test; core 1 runs the load generator (wrk) and the upstream
 # (nginx, one worker, a small fixed JSON body). Rows: the upstream alone; nginx proxy_pass
 # with no authentication; tokengate verifying every token with the cache on and off;
-# tokengate on an `auth: none` route; nginx auth_request (the shipped
+# tokengate with the cache on and the access log on (JSON lines to a file, as production runs
+# it; the other rows log at warn); tokengate on an `auth: none` route; nginx auth_request (the shipped
 # examples/forward-auth/nginx.conf, on core 0 beside tokengate) asking tokengate
 # (forward_auth: { mode: nginx }, cache on) before proxying, whose CPU column is
 # tokengate's CPU per decision; tokengate with one opaque token introspected (RFC 7662,
@@ -28,7 +29,8 @@
 # takes proofs up to 10 minutes old (dpop.iat_window.past), so DURATION must stay well under
 # that. Each row prints requests/s, p50, p99, the proxy's CPU
 # time per request (user + system, from /proc), its peak RSS, and the ratio to the
-# nginx-no-auth row; under the table, the DPoP row against the bearer row with the cache on.
+# nginx-no-auth row; under the table, the DPoP row and the access-log row against the bearer
+# row with the cache on, the access log's bytes per request, and the proxy's idle RSS.
 # Everything listens on 127.0.0.1 only.
 #
 # Rounds run every row in turn (not one row R times) so that drift on a shared machine
@@ -124,7 +126,8 @@ wait_port "$UPSTREAM_PORT"
 
 # --- tokengate configurations: the dev issuer mints the tokens (loopback only) ---
 KEY="$WORK/dev-key.pem"
-tokengate_conf() { # file cache [extra line]
+tokengate_conf() { # file cache [extra line] [log settings]
+  local log=${4:-"{ level: warn }"}
   cat > "$1" <<CONF
 listen: 127.0.0.1:$TOKENGATE_PORT
 dev_issuer: { audience: api://default, key_file: $KEY, token_lifetime: 1h }
@@ -132,11 +135,14 @@ upstream: { url: http://127.0.0.1:$UPSTREAM_PORT }
 routes:
   - { path: /public/**, auth: none }
 cache: { enabled: $2 }
-log: { level: warn }
+log: $log
 ${3:-}
 CONF
 }
 tokengate_conf "$WORK/cache-on.yaml" true
+# The access log as production runs it: one JSON line per request, to a file (stderr is
+# redirected to $WORK/tokengate.log).
+tokengate_conf "$WORK/access-log.yaml" true "" "{ level: info, format: json }"
 tokengate_conf "$WORK/cache-off.yaml" false
 tokengate_conf "$WORK/forward-auth.yaml" true "forward_auth: { mode: nginx, trusted_proxies: [127.0.0.1/32] }"
 # DPoP: htu is wrk's URL; proofs made before the run stay fresh for 10 minutes; the replay
@@ -270,8 +276,9 @@ run() {
   esac
   # Warm up (fills the cache and the pools), then measure.
   taskset -c 1 wrk -t1 -c"$conns" -d2s "${header[@]}" "${script[@]}" "http://127.0.0.1:$port$path" "${warm_args[@]}" >/dev/null
-  local out ticks_before=0 ticks_after=0
+  local out ticks_before=0 ticks_after=0 log_before=0
   [ -n "$pid" ] && ticks_before=$(cpu_ticks "$pid")
+  [ "$many" = log ] && log_before=$(stat -c %s "$WORK/tokengate.log")
   out=$(taskset -c 1 wrk -t2 -c"$conns" -d"${DURATION}s" --latency "${header[@]}" "${script[@]}" "http://127.0.0.1:$port$path" "${run_args[@]}")
   [ "$many" = dpop ] && rm -f "$WORK"/proofs-*
   [ -n "$pid" ] && ticks_after=$(cpu_ticks "$pid")
@@ -281,6 +288,11 @@ run() {
   if [ -n "$pid" ] && [ "${requests:-0}" -gt 0 ]; then
     cpu=$(awk -v t=$((ticks_after - ticks_before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
       'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+  fi
+  if [ "$many" = log ] && [ "${requests:-0}" -gt 0 ]; then
+    # Give the log writer thread a moment to write out what it has queued.
+    sleep 0.5
+    echo $((($(stat -c %s "$WORK/tokengate.log") - log_before) / requests)) >> "$WORK/log-bytes"
   fi
   p50=$(awk '/^ +50%/ {print $2}' <<<"$out")
   p99=$(awk '/^ +99%/ {print $2}' <<<"$out")
@@ -314,9 +326,16 @@ for conns in 50 256; do
   kill "$NGINX_PROXY"; wait "$NGINX_PROXY" 2>/dev/null || true
 
   start_tokengate "$WORK/cache-on.yaml"
+  # Resident memory of a proxy that has served nothing yet (the first start only).
+  [ -f "$WORK/idle-rss" ] || awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PROXY_PID/status" > "$WORK/idle-rss"
   run "tokengate, cache on" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID"
   [ "$ROWS" = all ] && run "tokengate, auth: none route" "$TOKENGATE_PORT" /public/messages "$conns" "$PROXY_PID"
   stop_proxy
+  if [ "$ROWS" = all ]; then
+    start_tokengate "$WORK/access-log.yaml"
+    run "tokengate, cache on, access log (JSON lines to a file)" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID" log
+    stop_proxy
+  fi
   # A fresh proxy: an empty replay store.
   start_tokengate "$WORK/dpop.yaml"
   run "tokengate, DPoP (fresh proof per request, memory store)" "$TOKENGATE_PORT" /api/messages "$conns" "$PROXY_PID" dpop
@@ -372,6 +391,7 @@ awk -F'|' '
       if (f[1] == "nginx proxy_pass, no auth, 10,000 tokens") nginx_many[f[2]] = f[3] + 0
       if (f[1] == "tokengate, cache on") { bearer[f[2]] = f[3] + 0; bearer_cpu[f[2]] = f[7] }
       if (f[1] ~ /^tokengate, DPoP/) { dpop[f[2]] = f[3] + 0; dpop_cpu[f[2]] = f[7] }
+      if (f[1] ~ /access log/) { logged[f[2]] = f[3] + 0; logged_cpu[f[2]] = f[7] }
     }
     for (i = 1; i <= n; i++) {
       key = order[i]; split(median[key], f, "|")
@@ -390,4 +410,15 @@ awk -F'|' '
       cpu = (dpop_cpu[c] != "-" && bearer_cpu[c] != "-") ? sprintf(", %+.1f µs proxy CPU per request (%s against %s)", dpop_cpu[c] - bearer_cpu[c], dpop_cpu[c], bearer_cpu[c]) : ""
       printf "DPoP against bearer (cache on), %s connections: %.2f× the requests/s%s\n", c, dpop[c] / bearer[c], cpu
     }
+    # The access log on against off (both cache on): what a JSON line per request costs.
+    for (i = 1; i <= n; i++) {
+      split(order[i], f, "|"); c = f[2]
+      if (f[1] !~ /access log/ || !(c in bearer) || bearer[c] <= 0) continue
+      if (!printed++) print ""
+      cpu = (logged_cpu[c] != "-" && bearer_cpu[c] != "-") ? sprintf(", %+.1f µs proxy CPU per request (%s against %s)", logged_cpu[c] - bearer_cpu[c], logged_cpu[c], bearer_cpu[c]) : ""
+      printf "Access log on against off (cache on), %s connections: %.2f× the requests/s%s\n", c, logged[c] / bearer[c], cpu
+    }
   }' "$RESULTS"
+[ -f "$WORK/log-bytes" ] && echo "Access log: $(sort -n "$WORK/log-bytes" | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}') bytes of JSON per request (median run)"
+[ -f "$WORK/idle-rss" ] && echo "Idle RSS (tokengate, cache on, before its first request): $(cat "$WORK/idle-rss") MiB"
+true
