@@ -1,6 +1,6 @@
 //! The per-request work, stage by stage: extraction + verification (cache miss, RS256 and
 //! ES256, against the bare signature check), a cache hit, header injection, canonical path and
-//! route matching. Run with `cargo bench --bench hot_path`.
+//! route matching, one JSON access-log line. Run with `cargo bench --bench hot_path`.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -411,5 +411,46 @@ fn paths(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, verification, dpop, headers, paths);
+/// One access-log line (the fields `access::AccessRecord::write` sends, 400 bytes of JSON)
+/// through tracing-subscriber's JSON formatter and through `json_log::JsonLines`, into a
+/// sink that discards it: the formatting alone, without the write.
+fn log_lines(c: &mut Criterion) {
+    fn line() {
+        tracing::info!(
+            target: "tokengate::access",
+            request_id = %"3f2a9c1e0b7d4e66a1c2d3e4f5a6b7c8",
+            method = %Method::GET,
+            path = %"/api/messages",
+            status = 200_u16,
+            reason = "ok",
+            route = "-",
+            issuer = "urn:tokengate:dev",
+            sub = "user-1@example.com",
+            client = %SocketAddr::from(([127, 0, 0, 1], 41674)),
+            bytes_in = 0_u64,
+            bytes_out = 28_u64,
+            latency_us = 393_u64,
+            upstream_us = Some(390_u64),
+            duration_us = 394_u64,
+        );
+    }
+    let stock = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(stock, || {
+        c.bench_function("access_log_line_json_tracing_subscriber", |b| b.iter(line));
+    });
+    let ours = tracing_subscriber::fmt()
+        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+        .event_format(tokengate::json_log::JsonLines::default())
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(ours, || {
+        c.bench_function("access_log_line_json_tokengate", |b| b.iter(line));
+    });
+}
+
+criterion_group!(benches, verification, dpop, headers, paths, log_lines);
 criterion_main!(benches);
