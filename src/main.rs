@@ -690,7 +690,8 @@ async fn reload_on_sighup(
 /// goes on, and the writer thread sends whatever has queued up in one `write(2)` (a 64 KiB
 /// buffer, flushed whenever the queue is empty, so a line waits only while others are being
 /// written). Not lossy: when 8,192 lines are queued, logging waits rather than drops an
-/// access-log line (the queue's slots are allocated up front: 256 KiB). The returned guard flushes what is queued when dropped.
+/// access-log line (the queue's slots are allocated up front: 256 KiB). The returned guard
+/// writes out what is queued when dropped (waiting at most a second for stderr).
 fn init_logging(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard {
     // RUST_LOG wins over log.level, as users of tracing expect.
     let filter = EnvFilter::try_from_default_env()

@@ -101,8 +101,8 @@ impl Drop for OidcProvider {
 }
 
 impl OidcProvider {
-    /// Starts the peer (access tokens living `ttl_seconds`) and waits (up to 30 s) for it to
-    /// say its issuer. Panics, naming what is missing and how to install it, when node or the
+    /// Starts the peer (access tokens living `ttl_seconds`) and waits (up to 90 s: node is
+    /// slow to load oidc-provider while the rest of the suite runs) for it to say its issuer. Panics, naming what is missing and how to install it, when node or the
     /// peer's node modules are not there.
     pub fn start(ttl_seconds: u64) -> OidcProvider {
         OidcProvider::start_with(ttl_seconds, Peer::default())
@@ -159,7 +159,7 @@ impl OidcProvider {
         }
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot run node ({e}): install Node.js >= 20 and npm, then `bash .ci/install-node-peers`")
@@ -174,6 +174,19 @@ impl OidcProvider {
                 let _ = tx.send(line);
             }
         });
+        // What node says on stderr, for the message when the peer does not start.
+        let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let said = said.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut said) = said.lock() {
+                        said.push_str(&line);
+                        said.push('\n');
+                    }
+                }
+            });
+        }
         let mut peer = OidcProvider {
             child,
             issuer: String::new(),
@@ -181,9 +194,18 @@ impl OidcProvider {
             mtls,
         };
         while peer.issuer.is_empty() {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("the oidc-provider peer never said its issuer"));
+            let line = match rx.recv_timeout(Duration::from_secs(90)) {
+                Ok(line) => line,
+                Err(why) => {
+                    let exited = peer.child.try_wait().ok().flatten();
+                    let _ = peer.child.kill();
+                    let stderr = said.lock().map(|s| s.clone()).unwrap_or_default();
+                    panic!(
+                        "the oidc-provider peer never said its issuer ({why:?}; exit status \
+                         {exited:?}); its stderr:\n{stderr}"
+                    );
+                }
+            };
             let ready: Value = serde_json::from_str(&line).unwrap_or_default();
             if let Some(issuer) = ready["issuer"].as_str() {
                 peer.issuer = issuer.to_owned();
