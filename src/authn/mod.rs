@@ -373,7 +373,7 @@ async fn verify_token(
     // The paths that may wait on the network are boxed: their futures hold HTTP clients'
     // state (kilobytes), and an unboxed one would make every connection's request future
     // that large, cache hit or not.
-    if token.bytes().filter(|&b| b == b'.').count() != 2 {
+    if !is_compact_jws(token) {
         return Box::pin(introspector.verify_opaque(token, settings, keys)).await;
     }
     if let Some(issuer) = introspected_jwt_issuer(token, settings) {
@@ -402,6 +402,15 @@ async fn verify_token(
         );
     }
     Ok(verified)
+}
+
+/// Whether `token` has the three segments of the JWS compact serialisation (RFC 7515 §7.1):
+/// exactly two dots. Anything else is an opaque token.
+fn is_compact_jws(token: &str) -> bool {
+    // Searched, not counted: a byte-by-byte count of a 1 KiB token was a quarter of a cache
+    // hit's time (benches/hot_path.rs, `extract_and_verify_cache_hit`).
+    let mut dots = token.match_indices('.');
+    dots.next().is_some() && dots.next().is_some() && dots.next().is_none()
 }
 
 /// The issuer of a JWT that is introspected rather than verified locally
@@ -501,6 +510,15 @@ mod tests {
     use crate::config::KeySource;
     use serde_json::json;
     use std::time::Duration;
+
+    proptest::proptest! {
+        /// The same answer as counting the dots, on any text.
+        #[test]
+        fn a_compact_jws_has_exactly_two_dots(token in "[a-z.é]{0,12}") {
+            let dots = token.bytes().filter(|&b| b == b'.').count();
+            proptest::prop_assert_eq!(is_compact_jws(&token), dots == 2);
+        }
+    }
 
     fn issuer() -> IssuerSettings {
         IssuerSettings {
