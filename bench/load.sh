@@ -74,27 +74,8 @@ DPOP_KEY=tests/fixtures/keys/ec-p256.pem
 
 # --- nginx: the upstream (core 1) and, separately, nginx as a plain proxy (core 0) ---
 mkdir -p "$WORK/nginx-up" "$WORK/nginx-proxy"
-nginx_conf() { # name port body
-  cat > "$WORK/$1/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/$1/nginx.pid;
-error_log $WORK/$1/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/$1; proxy_temp_path $WORK/$1; fastcgi_temp_path $WORK/$1;
-  uwsgi_temp_path $WORK/$1; scgi_temp_path $WORK/$1;
-  keepalive_requests 1000000;
-  upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 256; }
-  server {
-    listen 127.0.0.1:$2;
-    location / { $3 }
-    ${4:-}
-  }
-}
-CONF
-}
+# nginx_conf and wait_port.
+source bench/common.sh
 # /introspect: an RFC 7662 endpoint saying every token is active (for the opaque-token rows).
 INTROSPECT_ANSWER='{\"active\":true,\"iss\":\"urn:bench:opaque\",\"sub\":\"user-1\",\"scope\":\"read\",\"aud\":\"api://default\",\"exp\":4102444800}'
 nginx_conf nginx-up "$UPSTREAM_PORT" "default_type application/json; return 200 '[{\"message\":\"Hello, word!\"}]';" \
@@ -121,7 +102,6 @@ http {
 }
 CONF
 
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on port $1" >&2; exit 1; }
 wait_port "$UPSTREAM_PORT"
 
 # --- tokengate configurations: the dev issuer mints the tokens (loopback only) ---
