@@ -1,4 +1,14 @@
-# Shared by bench/load.sh and bench/compare.sh (sourced; both set WORK and UPSTREAM_PORT).
+# Shared by bench/load.sh and bench/compare.sh (sourced after they set UPSTREAM_PORT).
+
+# A work directory, removed on exit with every process whose pid is added to PIDS.
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 # nginx_conf NAME PORT LOCATION-BODY [MORE-SERVER-LINES]: $WORK/NAME/nginx.conf, one worker
 # serving PORT, with a keep-alive pool to the upstream on UPSTREAM_PORT.

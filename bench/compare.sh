@@ -25,17 +25,9 @@ command -v nginx >/dev/null && command -v wrk >/dev/null || {
   echo "needs nginx and wrk (apt-get install nginx wrk)" >&2; exit 1; }
 
 UPSTREAM_PORT=18180 NGINX_PROXY_PORT=18181 TOKENGATE_PORT=18182
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# nginx_conf and wait_port.
+# WORK (a temporary directory), PIDS (killed on exit), nginx_conf, wait_port.
 source bench/common.sh
+
 nginx_conf up "$UPSTREAM_PORT" "default_type application/json; return 200 '[{\"message\":\"Hello, word!\"}]';"
 nginx_conf proxy "$NGINX_PROXY_PORT" "proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\";"
 taskset -c 1 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" & PIDS+=($!)

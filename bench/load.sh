@@ -46,14 +46,8 @@ case "$ROWS" in all | dpop) ;; *) echo "ROWS must be all or dpop, not $ROWS" >&2
 MANY_USERS=0
 [ "${1:-}" = "--many-users" ] && MANY_USERS=1
 UPSTREAM_PORT=18080 NGINX_PROXY_PORT=18081 TOKENGATE_PORT=18082 NGINX_AUTH_PORT=18083
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# WORK (a temporary directory), PIDS (killed on exit), nginx_conf, wait_port.
+source bench/common.sh
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need wrk; then
@@ -74,8 +68,6 @@ DPOP_KEY=tests/fixtures/keys/ec-p256.pem
 
 # --- nginx: the upstream (core 1) and, separately, nginx as a plain proxy (core 0) ---
 mkdir -p "$WORK/nginx-up" "$WORK/nginx-proxy"
-# nginx_conf and wait_port.
-source bench/common.sh
 # /introspect: an RFC 7662 endpoint saying every token is active (for the opaque-token rows).
 INTROSPECT_ANSWER='{\"active\":true,\"iss\":\"urn:bench:opaque\",\"sub\":\"user-1\",\"scope\":\"read\",\"aud\":\"api://default\",\"exp\":4102444800}'
 nginx_conf nginx-up "$UPSTREAM_PORT" "default_type application/json; return 200 '[{\"message\":\"Hello, word!\"}]';" \
