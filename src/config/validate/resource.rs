@@ -516,6 +516,20 @@ mod tests {
         );
     }
 
+    /// Each route's resource index and whether it strips `Authorization`, in route order.
+    fn bindings(s: &crate::config::Settings) -> Vec<Option<(usize, bool)>> {
+        s.rules
+            .routes
+            .iter()
+            .map(|r| {
+                r.rule
+                    .resource
+                    .as_ref()
+                    .map(|b| (b.index, b.strip_authorization))
+            })
+            .collect()
+    }
+
     /// Each covered route, and only those, is bound to its resource; `resource:` takes the
     /// rest and the default; an MCP resource strips `Authorization` unless `forward` says.
     #[test]
@@ -526,17 +540,7 @@ mod tests {
         let Ok(s) = settings(&yaml) else {
             panic!("valid")
         };
-        let bound: Vec<Option<(usize, bool)>> = s
-            .rules
-            .routes
-            .iter()
-            .map(|r| {
-                r.rule
-                    .resource
-                    .as_ref()
-                    .map(|b| (b.index, b.strip_authorization))
-            })
-            .collect();
+        let bound = bindings(&s);
         assert_eq!(bound, [Some((0, true)), Some((0, true)), None]);
         assert!(s.rules.default.resource.is_none());
         assert_eq!(s.resources[0].scopes_supported, ["mcp:tools"]);
@@ -553,17 +557,7 @@ mod tests {
         let Ok(s) = settings(&explicit) else {
             panic!("valid")
         };
-        let bound: Vec<Option<(usize, bool)>> = s
-            .rules
-            .routes
-            .iter()
-            .map(|r| {
-                r.rule
-                    .resource
-                    .as_ref()
-                    .map(|b| (b.index, b.strip_authorization))
-            })
-            .collect();
+        let bound = bindings(&s);
         assert_eq!(
             bound,
             [Some((0, false)), Some((0, false)), Some((1, false))]

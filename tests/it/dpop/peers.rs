@@ -136,12 +136,9 @@ async fn openid_client_gets_200_through_a_dpop_required_route() {
     assert_eq!(upstream.last().expect("seen").target, "/api/orders?page=2");
 }
 
-/// With server nonces on, the first request of each client has no nonce and gets 401
-/// `use_dpop_nonce` with a `DPoP-Nonce`; openid-client's `fetchProtectedResource` and
-/// requests-oauth2client's `DPoPToken` each retry once with it and get 200.
-#[tokio::test]
-async fn both_clients_retry_on_use_dpop_nonce_and_get_200() {
-    let peer = dpop_peer();
+/// [`dpop_proxy`] with server nonces on (60 s lifetime); the secret file lives as long as the
+/// returned handle.
+async fn nonce_proxy(peer: &OidcProvider) -> (tempfile::NamedTempFile, TestProxy, EchoUpstream) {
     let secret = tempfile::NamedTempFile::new().expect("a nonce secret file");
     std::fs::write(
         secret.path(),
@@ -149,13 +146,23 @@ async fn both_clients_retry_on_use_dpop_nonce_and_get_200() {
     )
     .expect("the nonce secret written");
     let (proxy, upstream) = dpop_proxy(
-        &peer,
+        peer,
         &format!(
             "  nonce: {{ secret_file: {}, lifetime: 60s }}\n",
             secret.path().display()
         ),
     )
     .await;
+    (secret, proxy, upstream)
+}
+
+/// With server nonces on, the first request of each client has no nonce and gets 401
+/// `use_dpop_nonce` with a `DPoP-Nonce`; openid-client's `fetchProtectedResource` and
+/// requests-oauth2client's `DPoPToken` each retry once with it and get 200.
+#[tokio::test]
+async fn both_clients_retry_on_use_dpop_nonce_and_get_200() {
+    let peer = dpop_peer();
+    let (_secret, proxy, upstream) = nonce_proxy(&peer).await;
     let url = proxy.url("/api/orders");
 
     let node = openid_client(&peer, &url).await;
@@ -205,20 +212,7 @@ async fn both_clients_retry_on_use_dpop_nonce_and_get_200() {
 #[tokio::test]
 async fn both_clients_retry_on_use_dpop_nonce_where_bearer_is_also_taken() {
     let peer = dpop_peer();
-    let secret = tempfile::NamedTempFile::new().expect("a nonce secret file");
-    std::fs::write(
-        secret.path(),
-        "0123456789abcdef0123456789abcdef-dpop-nonce-test",
-    )
-    .expect("the nonce secret written");
-    let (proxy, upstream) = dpop_proxy(
-        &peer,
-        &format!(
-            "  nonce: {{ secret_file: {}, lifetime: 60s }}\n",
-            secret.path().display()
-        ),
-    )
-    .await;
+    let (_secret, proxy, upstream) = nonce_proxy(&peer).await;
     let url = proxy.url("/mixed/orders");
     let node = openid_client(&peer, &url).await;
     let python = python_client(&peer, &url).await;
